@@ -1,0 +1,28 @@
+//! troupe-config: what troupe reads from `troupe.toml` and `TROUPE_*`
+//! environment variables, validated once into a resolved [`Config`].
+//!
+//! # Layout
+//! - [`raw`]: the serde types exactly as they are on disk. Every struct denies
+//!   unknown keys, so a typo is an error that names the key and the file rather
+//!   than a setting silently ignored.
+//! - [`load`]: finding the file (`--config`, `$TROUPE_CONFIG`, then the
+//!   platform config dir), layering environment overrides on it, and turning a
+//!   deserialisation failure into an error that names the key.
+//! - [`resolved`]: the validated types the rest of troupe sees, with every
+//!   default filled in and every path made absolute.
+//! - [`tools`]: the `[tools]` and `[approval]` sections (raw and resolved),
+//!   read by troupe-tools.
+//!
+//! Environment overrides use `TROUPE_` + the key path in upper case with `__`
+//! between sections: `TROUPE_DATA_DIR`, `TROUPE_INFERENCE__THREADS=4`,
+//! `TROUPE_MODELS__DIRS='["/srv/models"]'`. Values are read as TOML literals
+//! (numbers, booleans, arrays) and fall back to plain strings.
+
+pub mod load;
+pub mod raw;
+pub mod resolved;
+pub mod tools;
+
+pub use load::{load, ConfigError, ConfigSource, LoadOptions};
+pub use resolved::{Config, InferenceConfig, ModelsConfig};
+pub use tools::{ApprovalConfig, Policy, ToolsConfig};
