@@ -1,0 +1,46 @@
+//! troupe-tools: what the workers act with, and the workspace they act in.
+//!
+//! # Layout
+//! - [`tool`]: the [`Tool`] trait, [`RiskLevel`], [`ToolContext`] and
+//!   [`ToolError`] (faults of troupe, not of the model's request).
+//! - [`observation`]: [`Observation`], what the model sees, and truncation.
+//! - [`schema`]: the small JSON Schema validator tool arguments are checked
+//!   with.
+//! - [`registry`]: [`ToolRegistry`]: validation, approval, truncation, and
+//!   the tool list for prompts.
+//! - [`approval`]: [`ApprovalPolicy`] (allow / ask / deny per risk level and
+//!   per tool) and [`ApprovalRequest`].
+//! - [`workspace`] and [`confine`]: a task's workspace (layout, git
+//!   checkpoints, restore) and the path confinement every tool goes through.
+//! - [`process`]: running a program in its own process group with rlimits,
+//!   a scrubbed environment, capped output and a timeout.
+//! - The built-in tools: [`files`] and [`files_search`], [`shell`], [`git`],
+//!   [`python`], [`http`], [`search`], [`ask_user`]. [`builtin`] registers
+//!   them from the configuration.
+
+pub mod approval;
+pub mod ask_user;
+pub mod builtin;
+pub mod confine;
+pub mod files;
+pub mod files_search;
+pub mod git;
+pub mod http;
+pub mod observation;
+pub mod process;
+pub mod python;
+pub mod registry;
+pub mod schema;
+pub mod search;
+pub mod shell;
+pub mod tool;
+pub mod workspace;
+
+pub use approval::{ApprovalDecision, ApprovalPolicy, ApprovalRequest, Policy};
+pub use ask_user::{AskError, UserChannel};
+pub use builtin::{builtin_registry, BuildError, Builtins};
+pub use confine::ConfinementError;
+pub use observation::Observation;
+pub use registry::{RegistryError, ToolOutcome, ToolRegistry};
+pub use tool::{RiskLevel, Tool, ToolContext, ToolError};
+pub use workspace::{Checkpoint, CheckpointId, Refusal, Workspace, WorkspaceError};

@@ -1,0 +1,180 @@
+//! The `shell` tool: runs a command with `/bin/sh -c` in the workspace under
+//! the limits of [`crate::process`].
+
+use crate::observation::{truncation_note, Observation};
+use crate::process::{self, ProcessLimits, ProcessOutcome, ProcessSpec};
+use crate::schema::object_schema;
+use crate::tool::{args, RiskLevel, Tool, ToolContext, ToolError};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Settings shared by the tools that run programs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Timeout when a call names none.
+    pub default_timeout: Duration,
+    /// The longest timeout a call may ask for.
+    pub max_timeout: Duration,
+    /// rlimits.
+    pub limits: ProcessLimits,
+    /// Bytes of output the model sees (split between stdout and stderr).
+    pub output_max_bytes: usize,
+    /// `PATH` for the child.
+    pub path_var: String,
+}
+
+impl RunSettings {
+    /// Settings from `[tools]`, with the parent's `PATH`.
+    pub fn from_config(cfg: &troupe_config::ToolsConfig) -> RunSettings {
+        RunSettings {
+            default_timeout: cfg.shell.default_timeout,
+            max_timeout: cfg.shell.max_timeout,
+            limits: ProcessLimits::from_config(&cfg.shell),
+            output_max_bytes: cfg.output_max_bytes,
+            path_var: process::parent_path(),
+        }
+    }
+
+    /// The timeout for a call that asked for `requested` seconds.
+    pub fn timeout_for(&self, requested: Option<u64>) -> Duration {
+        requested
+            .map(Duration::from_secs)
+            .unwrap_or(self.default_timeout)
+            .min(self.max_timeout)
+    }
+}
+
+/// Formats a finished run for the model.
+pub fn render_outcome(label: &str, outcome: &ProcessOutcome, timeout: Duration) -> Observation {
+    let mut text = String::new();
+    let status = if outcome.timed_out {
+        format!(
+            "{label} timed out after {} s; it and every process it started were killed",
+            timeout.as_secs_f64()
+        )
+    } else if let Some(code) = outcome.exit_code {
+        format!("{label} exited with code {code}")
+    } else {
+        let sig = outcome.signal.unwrap_or(0);
+        let why = match sig {
+            libc::SIGXCPU => " (CPU time limit reached)",
+            libc::SIGKILL => " (killed; possibly the CPU time limit)",
+            libc::SIGSEGV => " (segmentation fault; possibly the memory limit)",
+            _ => "",
+        };
+        format!("{label} was killed by signal {sig}{why}")
+    };
+    text.push_str(&status);
+    text.push('\n');
+    for (name, stream) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+        if stream.total == 0 {
+            continue;
+        }
+        text.push_str(&format!("--- {name} ---\n"));
+        let body = stream.text();
+        text.push_str(&body);
+        if !body.ends_with('\n') {
+            text.push('\n');
+        }
+        if stream.cut() {
+            text.push_str(&truncation_note(stream.head.len(), stream.total));
+            text.push('\n');
+        }
+    }
+    if outcome.stdout.total == 0 && outcome.stderr.total == 0 {
+        text.push_str("(no output)\n");
+    }
+    let data = json!({
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "timed_out": outcome.timed_out,
+        "stdout_bytes": outcome.stdout.total,
+        "stderr_bytes": outcome.stderr.total,
+    });
+    Observation {
+        text,
+        data,
+        truncated: outcome.stdout.cut() || outcome.stderr.cut(),
+        is_error: !outcome.success(),
+    }
+}
+
+/// Runs shell commands in the workspace.
+#[derive(Debug, Clone)]
+pub struct ShellTool {
+    settings: RunSettings,
+}
+
+impl ShellTool {
+    /// A shell tool with these settings.
+    pub fn new(settings: RunSettings) -> ShellTool {
+        ShellTool { settings }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for ShellTool {
+    fn name(&self) -> &str {
+        "shell"
+    }
+
+    fn description(&self) -> &str {
+        "Runs a command with /bin/sh in the workspace (a clean environment, HOME = the \
+         workspace) and returns its exit code and output. Every process it starts is killed \
+         at the timeout."
+    }
+
+    fn schema(&self) -> Value {
+        object_schema(
+            json!({
+                "command": { "type": "string", "description": "The shell command line." },
+                "timeout_s": {
+                    "type": "integer", "minimum": 1,
+                    "description": format!(
+                        "Seconds before it is killed (default {}, at most {}).",
+                        self.settings.default_timeout.as_secs(),
+                        self.settings.max_timeout.as_secs()
+                    )
+                },
+                "cwd": { "type": "string", "description": "Directory to run in, relative to the workspace (default: the workspace)." }
+            }),
+            &["command"],
+        )
+    }
+
+    fn risk(&self) -> RiskLevel {
+        RiskLevel::Execute
+    }
+
+    async fn call(&self, ctx: &ToolContext, a: Value) -> Result<Observation, ToolError> {
+        let command = args::string(&a, "command");
+        if command.trim().is_empty() {
+            return Ok(Observation::error("`command` is empty"));
+        }
+        let ws = &ctx.workspace;
+        let cwd = match ws.resolve(args::str(&a, "cwd").unwrap_or(".")) {
+            Ok(p) => p,
+            Err(e) => return Ok(Observation::error(e.to_string())),
+        };
+        if !cwd.is_dir() {
+            return Ok(Observation::error(format!(
+                "`cwd` {} is not a directory in the workspace",
+                ws.display(&cwd)
+            )));
+        }
+        let timeout = self.settings.timeout_for(args::u64(&a, "timeout_s"));
+        let spec = ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), command.clone().into()],
+            cwd,
+            env: process::scrubbed_env(&self.settings.path_var, ws.root()),
+            timeout,
+            limits: self.settings.limits,
+            output_cap: self.settings.output_max_bytes / 2,
+        };
+        match process::run(spec).await {
+            Ok(outcome) => Ok(render_outcome("the command", &outcome, timeout)),
+            Err(e) => Ok(Observation::error(format!("could not start /bin/sh: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! A task's workspace: `DATA_DIR/workspaces/<task-id>/` with `src/`,
+//! `output/`, `research/` and a `README.md` the agent keeps its notes in. It
+//! is a git repository; a checkpoint is a commit made after each completed
+//! step, and restoring one is how pause/resume and crash recovery put the
+//! files back.
+//!
+//! libgit2 calls block; async callers run them on a blocking thread.
+
+use crate::confine::{self, ConfinementError};
+use git2::{build::CheckoutBuilder, IndexAddOption, Repository, ResetType, Signature, Sort};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The folder under the data dir that holds every task's workspace.
+pub const WORKSPACES_DIR: &str = "workspaces";
+/// Every checkpoint commit's message starts with this.
+pub const CHECKPOINT_PREFIX: &str = "checkpoint: ";
+/// The folders every workspace starts with.
+pub const LAYOUT_DIRS: [&str; 3] = ["src", "output", "research"];
+const AUTHOR_NAME: &str = "troupe";
+const AUTHOR_EMAIL: &str = "troupe@localhost";
+const GITIGNORE: &str =
+    "# Environments and caches are rebuilt, not checkpointed.\n.venv/\n.cache/\n__pycache__/\n";
+
+/// Why a workspace operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkspaceError {
+    /// The task id cannot be a directory name.
+    #[error("task id `{id}` cannot name a workspace: {reason}")]
+    InvalidTaskId {
+        /// The id.
+        id: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// `create` found a workspace already there.
+    #[error("a workspace already exists at {path}")]
+    AlreadyExists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `open` found no workspace.
+    #[error("no workspace at {path}")]
+    NotFound {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// libgit2 failed.
+    #[error("git {op} in {path}: {source}")]
+    Git {
+        /// The operation.
+        op: &'static str,
+        /// The workspace.
+        path: PathBuf,
+        /// libgit2's error.
+        source: git2::Error,
+    },
+    /// No checkpoint with this id.
+    #[error("no checkpoint {id} in the workspace of task {task}")]
+    UnknownCheckpoint {
+        /// The id asked for.
+        id: String,
+        /// The task.
+        task: String,
+    },
+}
+
+/// A checkpoint's id: the commit hash.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointId(pub String);
+
+impl fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One checkpoint, as listed by [`Workspace::checkpoints`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The commit hash.
+    pub id: CheckpointId,
+    /// The step it was made after (the message without its prefix).
+    pub step: String,
+    /// The whole commit message.
+    pub message: String,
+    /// When it was made (to the second).
+    pub time: SystemTime,
+}
+
+/// A path a tool asked for and was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The path as the model wrote it.
+    pub requested: String,
+    /// Why it was refused.
+    pub error: ConfinementError,
+}
+
+/// A task's workspace.
+#[derive(Debug)]
+pub struct Workspace {
+    task_id: String,
+    root: PathBuf,
+    alias: PathBuf,
+    // A std Mutex: it is held only to push or copy, never across an await.
+    refusals: Mutex<Vec<Refusal>>,
+}
+
+fn check_task_id(id: &str) -> Result<(), WorkspaceError> {
+    let reason = if id.is_empty() {
+        Some("it is empty")
+    } else if id.len() > 128 {
+        Some("it is longer than 128 characters")
+    } else if id == "." || id == ".." {
+        Some("it is a relative directory name")
+    } else if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Some("only letters, digits, `-`, `_` and `.` are allowed")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(WorkspaceError::InvalidTaskId {
+            id: id.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn readme(task_id: &str) -> String {
+    format!(
+        "# Task {task_id}\n\n\
+         Notes and progress for this task. The agent keeps this file up to date:\n\
+         what was asked, what has been done, what is left, and anything learned\n\
+         along the way.\n\n\
+         ## Layout\n\n\
+         - `src/`: code written for the task\n\
+         - `output/`: what the task delivers\n\
+         - `research/`: notes and material gathered\n\n\
+         ## Progress\n\n"
+    )
+}
+
+impl Workspace {
+    /// The directory of `task_id`'s workspace under `data_dir`.
+    pub fn path_for(data_dir: &Path, task_id: &str) -> PathBuf {
+        data_dir.join(WORKSPACES_DIR).join(task_id)
+    }
+
+    /// Creates the workspace of `task_id`: the layout, README.md, a git
+    /// repository and an initial checkpoint.
+    pub fn create(data_dir: &Path, task_id: &str) -> Result<Workspace, WorkspaceError> {
+        check_task_id(task_id)?;
+        let dir = Workspace::path_for(data_dir, task_id);
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| WorkspaceError::Io { op, path, source }
+        };
+        if dir.exists() {
+            return Err(WorkspaceError::AlreadyExists { path: dir });
+        }
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        for sub in LAYOUT_DIRS {
+            let keep = dir.join(sub).join(".gitkeep");
+            std::fs::create_dir_all(dir.join(sub)).map_err(io("create", &dir.join(sub)))?;
+            std::fs::write(&keep, "").map_err(io("write", &keep))?;
+        }
+        let readme_path = dir.join("README.md");
+        std::fs::write(&readme_path, readme(task_id)).map_err(io("write", &readme_path))?;
+        let ignore = dir.join(".gitignore");
+        std::fs::write(&ignore, GITIGNORE).map_err(io("write", &ignore))?;
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        Repository::init_opts(&dir, &opts).map_err(|source| WorkspaceError::Git {
+            op: "init",
+            path: dir.clone(),
+            source,
+        })?;
+        let ws = Workspace::at(task_id, &dir)?;
+        ws.checkpoint(&format!("workspace created for task {task_id}"))?;
+        tracing::info!(task = task_id, path = %ws.root.display(), "workspace created");
+        Ok(ws)
+    }
+
+    /// Opens the existing workspace of `task_id`.
+    pub fn open(data_dir: &Path, task_id: &str) -> Result<Workspace, WorkspaceError> {
+        check_task_id(task_id)?;
+        let dir = Workspace::path_for(data_dir, task_id);
+        if !dir.join(".git").is_dir() {
+            return Err(WorkspaceError::NotFound { path: dir });
+        }
+        Workspace::at(task_id, &dir)
+    }
+
+    fn at(task_id: &str, dir: &Path) -> Result<Workspace, WorkspaceError> {
+        let root = dir.canonicalize().map_err(|source| WorkspaceError::Io {
+            op: "canonicalize",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Workspace {
+            task_id: task_id.to_string(),
+            root,
+            alias: dir.to_path_buf(),
+            refusals: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The task this workspace belongs to.
+    pub fn task_id(&self) -> &str {
+        &self.task_id
+    }
+
+    /// The workspace directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves a path the model wrote to a real path inside the workspace,
+    /// refusing (and recording) anything that would lead out of it.
+    pub fn resolve(&self, requested: &str) -> Result<PathBuf, ConfinementError> {
+        confine::resolve(&self.root, &self.alias, requested).inspect_err(|error| {
+            tracing::warn!(task = %self.task_id, requested, %error, "path refused");
+            if let Ok(mut list) = self.refusals.lock() {
+                list.push(Refusal {
+                    requested: requested.to_string(),
+                    error: error.clone(),
+                });
+            }
+        })
+    }
+
+    /// Every path refused so far, oldest first.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.refusals.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// `path` relative to the workspace root, for messages (`.` for the root).
+    pub fn display(&self, path: &Path) -> String {
+        match path.strip_prefix(&self.root) {
+            Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => path.display().to_string(),
+        }
+    }
+
+    fn repo(&self) -> Result<Repository, WorkspaceError> {
+        Repository::open(&self.root).map_err(|e| self.git("open", e))
+    }
+
+    fn git(&self, op: &'static str, source: git2::Error) -> WorkspaceError {
+        WorkspaceError::Git {
+            op,
+            path: self.root.clone(),
+            source,
+        }
+    }
+
+    /// Commits every change in the workspace (new, changed and deleted
+    /// files; ignored ones such as `.venv/` and repositories cloned inside
+    /// the workspace excepted) as a checkpoint after
+    /// `step`. A checkpoint is made even when nothing changed, so every step
+    /// has one to return to.
+    pub fn checkpoint(&self, step: &str) -> Result<CheckpointId, WorkspaceError> {
+        let repo = self.repo()?;
+        let message = format!("{CHECKPOINT_PREFIX}{}", step.trim());
+        let id = commit_all(&repo, &message).map_err(|e| self.git("commit", e))?;
+        tracing::debug!(task = %self.task_id, %id, step, "checkpoint");
+        Ok(CheckpointId(id.to_string()))
+    }
+
+    /// The checkpoints on the current branch, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, WorkspaceError> {
+        let repo = self.repo()?;
+        let mut walk = repo.revwalk().map_err(|e| self.git("log", e))?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME | Sort::REVERSE)
+            .map_err(|e| self.git("log", e))?;
+        walk.push_head().map_err(|e| self.git("log", e))?;
+        let mut out = Vec::new();
+        for oid in walk {
+            let oid = oid.map_err(|e| self.git("log", e))?;
+            let commit = repo.find_commit(oid).map_err(|e| self.git("log", e))?;
+            let message = commit.message().unwrap_or_default().to_string();
+            let Some(step) = message.strip_prefix(CHECKPOINT_PREFIX) else {
+                continue;
+            };
+            let secs = u64::try_from(commit.time().seconds()).unwrap_or(0);
+            out.push(Checkpoint {
+                id: CheckpointId(oid.to_string()),
+                step: step.trim_end().to_string(),
+                message: message.clone(),
+                time: UNIX_EPOCH + Duration::from_secs(secs),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts the workspace back exactly as it was at checkpoint `id`: the
+    /// branch, index and files are reset to that commit, and files that are
+    /// not in it are removed. Ignored paths (`.venv/`) and repositories
+    /// cloned inside the workspace, which checkpoints do not record, stay.
+    pub fn restore(&self, id: &CheckpointId) -> Result<(), WorkspaceError> {
+        let repo = self.repo()?;
+        let unknown = || WorkspaceError::UnknownCheckpoint {
+            id: id.0.clone(),
+            task: self.task_id.clone(),
+        };
+        let oid = git2::Oid::from_str(&id.0).map_err(|_| unknown())?;
+        let commit = repo.find_commit(oid).map_err(|_| unknown())?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout.force().remove_untracked(true);
+        repo.reset(commit.as_object(), ResetType::Hard, Some(&mut checkout))
+            .map_err(|e| self.git("reset", e))?;
+        // libgit2's hard reset keeps untracked files whatever the checkout
+        // options say, so they are removed here.
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .include_ignored(false)
+            .recurse_untracked_dirs(false);
+        let statuses = repo
+            .statuses(Some(&mut opts))
+            .map_err(|e| self.git("status", e))?;
+        for entry in statuses.iter().filter(|e| e.status().is_wt_new()) {
+            let Some(rel) = entry.path() else { continue };
+            if is_nested_repo(&self.root, Path::new(rel)) {
+                continue;
+            }
+            let path = self.root.join(rel);
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|source| WorkspaceError::Io {
+                op: "remove untracked",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        tracing::info!(task = %self.task_id, %id, "workspace restored");
+        Ok(())
+    }
+}
+
+/// Whether `rel` (relative to `workdir`) is a git repository of its own.
+fn is_nested_repo(workdir: &Path, rel: &Path) -> bool {
+    !rel.as_os_str().is_empty() && workdir.join(rel).join(".git").exists()
+}
+
+/// The signature troupe commits with.
+pub(crate) fn signature() -> Result<Signature<'static>, git2::Error> {
+    Signature::now(AUTHOR_NAME, AUTHOR_EMAIL)
+}
+
+/// Stages everything (additions, changes, deletions) and commits it on HEAD.
+pub(crate) fn commit_all(repo: &Repository, message: &str) -> Result<git2::Oid, git2::Error> {
+    let mut index = repo.index()?;
+    let workdir = repo.workdir().map(Path::to_path_buf);
+    // A repository inside this one (a `git_clone` into the workspace) keeps
+    // its own history; libgit2 refuses to add it, so it is skipped.
+    let mut skip_nested = |path: &Path, _spec: &[u8]| -> i32 {
+        match &workdir {
+            Some(w) if is_nested_repo(w, path) => 1,
+            _ => 0,
+        }
+    };
+    index.add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_nested))?;
+    index.update_all(["*"], None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = signature()?;
+    let parent = match repo.head() {
+        Ok(head) => Some(head.peel_to_commit()?),
+        Err(e)
+            if e.code() == git2::ErrorCode::UnbornBranch
+                || e.code() == git2::ErrorCode::NotFound =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let parents: Vec<&git2::Commit> = parent.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+}

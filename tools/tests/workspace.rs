@@ -1,0 +1,278 @@
+//! Workspaces: layout, checkpoints, restore, and confinement of every path.
+
+mod common;
+
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::sync::Arc;
+use troupe_tools::files::{DeletePath, ReadFile, WriteFile};
+use troupe_tools::{ConfinementError, Workspace, WorkspaceError};
+
+/// Every file under `root` (except .git) with its content.
+fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir(root) {
+        out.insert(
+            e.strip_prefix(root).unwrap().display().to_string(),
+            std::fs::read(&e).unwrap(),
+        );
+    }
+    out
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name().unwrap() == ".git" {
+            continue;
+        }
+        if p.is_dir() {
+            files.extend(walkdir(&p));
+        } else {
+            files.push(p);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_new_workspace_has_the_layout_a_readme_and_a_first_checkpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let ws = Workspace::create(data.path(), "task-1").unwrap();
+    let root = data
+        .path()
+        .join("workspaces")
+        .join("task-1")
+        .canonicalize()
+        .unwrap();
+    assert_eq!(ws.root(), root);
+    for dir in ["src", "output", "research"] {
+        assert!(root.join(dir).is_dir(), "{dir} missing");
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("task-1"));
+    assert!(root.join(".git").is_dir());
+    let cps = ws.checkpoints().unwrap();
+    assert_eq!(cps.len(), 1);
+    assert!(cps[0].step.contains("created"), "{:?}", cps[0]);
+
+    let again = Workspace::open(data.path(), "task-1").unwrap();
+    assert_eq!(again.root(), root);
+    assert!(matches!(
+        Workspace::create(data.path(), "task-1"),
+        Err(WorkspaceError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        Workspace::open(data.path(), "task-2"),
+        Err(WorkspaceError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn task_ids_that_are_not_plain_names_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    for bad in ["", "..", "a/b", "../x", "a b"] {
+        match Workspace::create(data.path(), bad) {
+            Err(WorkspaceError::InvalidTaskId { id, .. }) => assert_eq!(id, bad),
+            other => panic!("{bad:?} gave {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn restoring_a_checkpoint_brings_back_exactly_its_files() {
+    let (_data, ws) = common::workspace("restore");
+    let root = ws.root().to_path_buf();
+    std::fs::write(root.join("src/main.py"), "print('v1')\n").unwrap();
+    std::fs::write(root.join("output/report.md"), "# draft\n").unwrap();
+    let first = ws.checkpoint("step 1: wrote main.py").unwrap();
+    let at_first = snapshot(&root);
+
+    std::fs::write(root.join("src/main.py"), "print('v2')\n").unwrap();
+    std::fs::remove_file(root.join("output/report.md")).unwrap();
+    std::fs::create_dir_all(root.join("research/new")).unwrap();
+    std::fs::write(root.join("research/new/notes.txt"), "later").unwrap();
+    let second = ws.checkpoint("step 2: rewrote").unwrap();
+    std::fs::write(root.join("stray.txt"), "not committed").unwrap();
+
+    let cps = ws.checkpoints().unwrap();
+    let steps: Vec<&str> = cps.iter().map(|c| c.step.as_str()).collect();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(&steps[1..], ["step 1: wrote main.py", "step 2: rewrote"]);
+    assert_eq!(cps[1].id, first);
+    assert_eq!(cps[2].id, second);
+
+    ws.restore(&first).unwrap();
+    assert_eq!(snapshot(&root), at_first);
+    assert!(!root.join("stray.txt").exists());
+    assert!(!root.join("research/new/notes.txt").exists());
+    // The later checkpoint is no longer on the branch.
+    assert_eq!(ws.checkpoints().unwrap().len(), 2);
+
+    let unknown = troupe_tools::CheckpointId("0".repeat(40));
+    assert!(matches!(
+        ws.restore(&unknown),
+        Err(WorkspaceError::UnknownCheckpoint { .. })
+    ));
+}
+
+#[test]
+fn ignored_environments_survive_a_restore_and_are_not_checkpointed() {
+    let (_data, ws) = common::workspace("venv-kept");
+    let root = ws.root();
+    std::fs::create_dir_all(root.join(".venv/bin")).unwrap();
+    std::fs::write(root.join(".venv/bin/python"), "x").unwrap();
+    let id = ws.checkpoint("with venv").unwrap();
+    let repo = git2::Repository::open(root).unwrap();
+    let tree = repo
+        .find_commit(git2::Oid::from_str(&id.0).unwrap())
+        .unwrap()
+        .tree()
+        .unwrap();
+    assert!(tree.get_path(Path::new(".venv/bin/python")).is_err());
+    ws.restore(&id).unwrap();
+    assert!(root.join(".venv/bin/python").exists());
+}
+
+/// Whether a refusal has the expected reason.
+type IsReason = fn(&ConfinementError) -> bool;
+
+#[test]
+fn each_escape_is_refused_and_recorded() {
+    let (data, ws) = common::workspace("escape");
+    let root = ws.root().to_path_buf();
+    let outside = data.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+    symlink(&outside, root.join("src/out_dir")).unwrap();
+    symlink(outside.join("secret.txt"), root.join("link_file")).unwrap();
+    symlink("../../../outside/secret.txt", root.join("src/rel_link")).unwrap();
+    symlink(outside.join("not-yet.txt"), root.join("dangling")).unwrap();
+    symlink("loop_b", root.join("loop_a")).unwrap();
+    symlink("loop_a", root.join("loop_b")).unwrap();
+
+    let cases: Vec<(&str, IsReason)> = vec![
+        ("..", |e| matches!(e, ConfinementError::ParentEscape { .. })),
+        ("../outside/secret.txt", |e| {
+            matches!(e, ConfinementError::ParentEscape { .. })
+        }),
+        ("src/../../outside", |e| {
+            matches!(e, ConfinementError::ParentEscape { .. })
+        }),
+        ("/etc/passwd", |e| {
+            matches!(e, ConfinementError::AbsoluteOutside { .. })
+        }),
+        ("src/out_dir/secret.txt", |e| {
+            matches!(e, ConfinementError::SymlinkOutside { .. })
+        }),
+        ("src/out_dir/new.txt", |e| {
+            matches!(e, ConfinementError::SymlinkOutside { .. })
+        }),
+        ("link_file", |e| {
+            matches!(e, ConfinementError::SymlinkOutside { .. })
+        }),
+        ("src/rel_link", |e| {
+            matches!(e, ConfinementError::SymlinkOutside { .. })
+        }),
+        ("dangling", |e| {
+            matches!(e, ConfinementError::SymlinkOutside { .. })
+        }),
+        ("loop_a", |e| {
+            matches!(e, ConfinementError::TooManyLinks { .. })
+        }),
+        (".git/config", |e| {
+            matches!(e, ConfinementError::GitDir { .. })
+        }),
+        ("", |e| matches!(e, ConfinementError::Empty)),
+    ];
+    for (path, expected) in &cases {
+        match ws.resolve(path) {
+            Err(e) => assert!(expected(&e), "{path:?} refused with the wrong reason: {e}"),
+            Ok(p) => panic!("{path:?} was allowed as {}", p.display()),
+        }
+    }
+    let refusals = ws.refusals();
+    assert_eq!(refusals.len(), cases.len());
+    assert_eq!(refusals[0].requested, "..");
+
+    // Paths that stay inside are fine, including absolute ones and links
+    // that point inside.
+    symlink(root.join("src"), root.join("src_link")).unwrap();
+    assert_eq!(
+        ws.resolve("src/./a/../b.txt").unwrap(),
+        root.join("src/b.txt")
+    );
+    assert_eq!(
+        ws.resolve(root.join("output/x").to_str().unwrap()).unwrap(),
+        root.join("output/x")
+    );
+    assert_eq!(
+        ws.resolve("src_link/new.txt").unwrap(),
+        root.join("src/new.txt")
+    );
+    assert_eq!(ws.resolve(".gitignore").unwrap(), root.join(".gitignore"));
+    assert_eq!(ws.refusals().len(), cases.len());
+}
+
+#[tokio::test]
+async fn tools_refuse_escapes_with_an_observation_and_touch_nothing_outside() {
+    let (data, ws) = common::workspace("tool-escape");
+    let outside = data.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+    symlink(&outside, ws.root().join("out")).unwrap();
+    let r = common::registry(
+        vec![
+            Arc::new(ReadFile),
+            Arc::new(WriteFile),
+            Arc::new(DeletePath),
+        ],
+        4096,
+    );
+
+    let obs = common::call(
+        &r,
+        &ws,
+        "read_file",
+        json!({ "path": "../outside/secret.txt" }),
+    )
+    .await;
+    assert!(obs.is_error);
+    assert!(obs.text.contains("outside the workspace"), "{}", obs.text);
+    assert!(!obs.text.contains("secret\n") && obs.text != "secret");
+
+    let obs = common::call(
+        &r,
+        &ws,
+        "write_file",
+        json!({ "path": "out/planted.txt", "content": "x" }),
+    )
+    .await;
+    assert!(obs.is_error);
+    assert!(obs.text.contains("symlink `out`"), "{}", obs.text);
+    assert!(!outside.join("planted.txt").exists());
+
+    let obs = common::call(&r, &ws, "delete_path", json!({ "path": "out/secret.txt" })).await;
+    assert!(obs.is_error);
+    assert!(outside.join("secret.txt").exists());
+
+    // Deleting the link itself removes the link, not what it points to.
+    let obs = common::call(&r, &ws, "delete_path", json!({ "path": "out" })).await;
+    assert!(!obs.is_error, "{}", obs.text);
+    assert!(outside.join("secret.txt").exists());
+    assert!(!ws.root().join("out").exists());
+
+    let obs = common::call(
+        &r,
+        &ws,
+        "delete_path",
+        json!({ "path": ".git", "recursive": true }),
+    )
+    .await;
+    assert!(obs.is_error);
+    assert!(ws.root().join(".git").is_dir());
+    assert_eq!(ws.refusals().len(), 3);
+}
