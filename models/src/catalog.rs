@@ -80,6 +80,16 @@ pub enum ModelSource {
     },
 }
 
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Directory => f.write_str("dir"),
+            ModelSource::HuggingFace { repo, .. } => write!(f, "hf:{repo}"),
+            ModelSource::Ollama { model, tag } => write!(f, "ollama:{model}:{tag}"),
+        }
+    }
+}
+
 /// One loadable model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelEntry {

@@ -1,0 +1,97 @@
+//! The channel a request's events travel on, from an engine thread to the
+//! async caller.
+//!
+//! An unbounded tokio channel: the engine thread never blocks on a slow
+//! reader (that would stall every other slot of the batch), and events are a
+//! few bytes each. Cancellation is a shared flag the engine checks before
+//! every decode step, so dropping the stream or calling
+//! [`GenerationStream::cancel`] stops decoding within one token.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{GenerateError, GenerationEvent, GenerationResult};
+
+/// The receiving end of one request: text pieces, then `Done` or `Error`.
+#[derive(Debug)]
+pub struct GenerationStream {
+    rx: mpsc::UnboundedReceiver<GenerationEvent>,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// The engine's end of one request.
+#[derive(Debug)]
+pub struct GenerationSender {
+    tx: mpsc::UnboundedSender<GenerationEvent>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl GenerationStream {
+    /// A connected sender/stream pair, for engines implementing
+    /// [`super::LoadedModel`].
+    pub fn channel() -> (GenerationSender, GenerationStream) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let sender = GenerationSender {
+            tx,
+            cancelled: Arc::clone(&cancelled),
+        };
+        (sender, GenerationStream { rx, cancelled })
+    }
+
+    /// The next event, or `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<GenerationEvent> {
+        self.rx.recv().await
+    }
+
+    /// [`GenerationStream::next`] for synchronous callers (not on an async
+    /// runtime thread: it blocks).
+    pub fn blocking_next(&mut self) -> Option<GenerationEvent> {
+        self.rx.blocking_recv()
+    }
+
+    /// Asks the engine to stop this request. Decoding stops within one token
+    /// and the stream ends with `Done` whose finish reason is
+    /// [`super::FinishReason::Cancelled`] (unless it finished first).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// Reads the stream to its end and returns the result, ignoring the
+    /// pieces (they are all in [`GenerationResult::text`]).
+    ///
+    /// # Errors
+    /// The request's error, or [`GenerateError::EngineStopped`] when the
+    /// stream ended without a result.
+    pub async fn into_result(mut self) -> Result<GenerationResult, GenerateError> {
+        while let Some(event) = self.next().await {
+            match event {
+                GenerationEvent::Token(_) => {}
+                GenerationEvent::Done(result) => return Ok(result),
+                GenerationEvent::Error(error) => return Err(error),
+            }
+        }
+        Err(GenerateError::EngineStopped)
+    }
+}
+
+impl Drop for GenerationStream {
+    fn drop(&mut self) {
+        // Nobody reads the rest: let the engine free the slot at its next step.
+        self.cancel();
+    }
+}
+
+impl GenerationSender {
+    /// Sends an event; `false` when the stream is gone.
+    pub fn send(&self, event: GenerationEvent) -> bool {
+        self.tx.send(event).is_ok()
+    }
+
+    /// Whether the request was cancelled or its stream dropped.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.tx.is_closed()
+    }
+}

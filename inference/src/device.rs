@@ -1,0 +1,96 @@
+//! Which GPU backends this build of llama.cpp has.
+//!
+//! GPU support is chosen at compile time through this crate's `cuda`,
+//! `vulkan` and `metal` features (forwarded from nowhere else). A request for
+//! a backend the build lacks fails with a message that says which feature to
+//! build with, rather than silently running on the CPU.
+
+/// The GPU features this crate was built with, e.g. `["cuda"]`; empty for a
+/// CPU-only build.
+pub fn compiled_gpu_features() -> &'static [&'static str] {
+    const FEATURES: &[&str] = &[
+        #[cfg(feature = "cuda")]
+        "cuda",
+        #[cfg(feature = "vulkan")]
+        "vulkan",
+        #[cfg(feature = "metal")]
+        "metal",
+    ];
+    FEATURES
+}
+
+/// The GPU backends a build can have.
+pub const KNOWN_GPU_FEATURES: &[&str] = &["cuda", "vulkan", "metal"];
+
+/// Why a GPU backend cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The backend exists but this build does not include it.
+    #[error("built without {name}; rebuild with --features {name}")]
+    NotCompiled {
+        /// The backend asked for.
+        name: String,
+    },
+    /// No such backend.
+    #[error("unknown GPU backend `{name}`; known: cuda, vulkan, metal")]
+    Unknown {
+        /// The backend asked for.
+        name: String,
+    },
+}
+
+/// Checks that this build includes the GPU backend `name` (`cuda`,
+/// `vulkan` or `metal`).
+///
+/// # Errors
+/// [`DeviceError::NotCompiled`] saying which feature to rebuild with, or
+/// [`DeviceError::Unknown`].
+pub fn require_gpu(name: &str) -> Result<(), DeviceError> {
+    let name = name.to_ascii_lowercase();
+    if !KNOWN_GPU_FEATURES.contains(&name.as_str()) {
+        return Err(DeviceError::Unknown { name });
+    }
+    if compiled_gpu_features().contains(&name.as_str()) {
+        Ok(())
+    } else {
+        Err(DeviceError::NotCompiled { name })
+    }
+}
+
+/// What to tell a user who asked for GPU offload in a build that cannot do it.
+pub(crate) fn missing_gpu_reason() -> String {
+    match compiled_gpu_features() {
+        [] => "this build has no GPU backend; rebuild with --features cuda, vulkan or metal".into(),
+        features => format!(
+            "llama.cpp found no usable GPU device (built with {})",
+            features.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_backend_names_the_feature_to_enable() {
+        for name in KNOWN_GPU_FEATURES {
+            if compiled_gpu_features().contains(name) {
+                assert_eq!(require_gpu(name), Ok(()));
+            } else {
+                let message = require_gpu(name).map_err(|e| e.to_string());
+                assert_eq!(
+                    message,
+                    Err(format!(
+                        "built without {name}; rebuild with --features {name}"
+                    ))
+                );
+            }
+        }
+        assert!(matches!(
+            require_gpu("opencl"),
+            Err(DeviceError::Unknown { .. })
+        ));
+    }
+}

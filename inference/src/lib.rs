@@ -1,0 +1,20 @@
+//! troupe-inference: running models.
+//!
+//! # Layout
+//! - [`backend`]: the `Backend` trait the ModelHost drives, and the request,
+//!   result and event types that cross it.
+//! - [`llama`]: the llama.cpp implementation. Each loaded model lives on its
+//!   own OS thread (`llama::engine`) that owns model + context and takes
+//!   commands over a crossbeam channel; tokens stream back over tokio channels.
+//! - [`sampling`]: sampling options and the sampler chain built from them.
+//! - [`chat`]: chat messages rendered with the model's own template, and the
+//!   documented fallback when a model has none.
+//! - [`schema`]: JSON Schema → GBNF grammar, refusing what it cannot enforce.
+//! - [`device`]: which GPU features this build has.
+
+pub mod backend;
+pub mod chat;
+pub mod device;
+pub mod llama;
+pub mod sampling;
+pub mod schema;

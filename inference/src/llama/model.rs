@@ -1,0 +1,259 @@
+//! The handle to a model loaded by the llama.cpp engine.
+//!
+//! The handle turns a [`GenerateRequest`] into an engine job on the caller's
+//! thread: it renders the chat, tokenizes, checks the lengths against the
+//! context, builds the sampler (so an invalid grammar is an error here, not
+//! in the middle of a batch) and reserves a place among the slots and the
+//! queue. The engine thread only ever sees requests that fit.
+//!
+//! Tokenizing and grammar parsing only read the model's vocabulary, which
+//! llama.cpp never changes after loading, so they can run here while the
+//! engine thread decodes (llama-server does the same).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::watch;
+
+use super::engine::{Command, Job};
+use crate::backend::{
+    BoxFuture, Constraint, GenerateError, GenerateRequest, GenerationStream, LoadedModel,
+    MemoryUsage, ModelInfo, Prompt, TokenizeError,
+};
+use crate::chat::{self, ChatError, ChatMessage};
+use crate::sampling::{TokenSampler, TokenTexts};
+use crate::schema;
+
+/// Longest text handed to llama.cpp's tokenizer, whose lengths are `i32`.
+const MAX_TEXT_BYTES: usize = (i32::MAX / 2) as usize;
+
+/// A model running on its own engine thread (see [`super::LlamaEngine`]).
+#[derive(Debug)]
+pub struct LlamaModelHandle {
+    info: ModelInfo,
+    memory: MemoryUsage,
+    /// `None` after `unload`, so the weights are freed when the engine
+    /// thread ends even while handles remain.
+    model: RwLock<Option<Arc<LlamaModel>>>,
+    commands: crossbeam_channel::Sender<Command>,
+    in_flight: Arc<AtomicU32>,
+    max_queued: u32,
+    finished: watch::Receiver<bool>,
+    /// Every token's text, built on the first constrained request.
+    token_texts: OnceLock<Arc<TokenTexts>>,
+}
+
+/// Counts a request among those running or waiting until it is dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<AtomicU32>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the engine thread hands over once the model is loaded.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) info: ModelInfo,
+    pub(crate) memory: MemoryUsage,
+    pub(crate) model: Arc<LlamaModel>,
+}
+
+impl LlamaModelHandle {
+    pub(crate) fn new(
+        loaded: Loaded,
+        max_queued: u32,
+        commands: crossbeam_channel::Sender<Command>,
+        finished: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            info: loaded.info,
+            memory: loaded.memory,
+            model: RwLock::new(Some(loaded.model)),
+            commands,
+            in_flight: Arc::new(AtomicU32::new(0)),
+            max_queued,
+            finished,
+            token_texts: OnceLock::new(),
+        }
+    }
+
+    fn model(&self) -> Option<Arc<LlamaModel>> {
+        self.model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn prompt_text(model: &LlamaModel, prompt: &Prompt) -> Result<String, GenerateError> {
+        match prompt {
+            Prompt::Text(text) if text.is_empty() => Err(GenerateError::EmptyPrompt),
+            Prompt::Text(text) => Ok(text.clone()),
+            Prompt::Tokens(_) => Err(GenerateError::EmptyPrompt),
+            Prompt::Chat(messages) => chat::render(model, messages)
+                .map(|rendered| rendered.text)
+                .map_err(|error| match error {
+                    ChatError::Empty => GenerateError::EmptyPrompt,
+                    other => GenerateError::ChatTemplate(other.to_string()),
+                }),
+        }
+    }
+
+    fn check_lengths(&self, prompt_tokens: usize, max_tokens: u32) -> Result<(), GenerateError> {
+        let context = self.info.context_length;
+        let prompt_tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
+        if prompt_tokens >= context {
+            return Err(GenerateError::PromptTooLong {
+                prompt_tokens,
+                context,
+            });
+        }
+        if max_tokens == 0 {
+            return Err(GenerateError::ZeroMaxTokens);
+        }
+        if max_tokens > context - prompt_tokens {
+            return Err(GenerateError::MaxTokensTooLarge {
+                max_tokens,
+                context,
+                prompt_tokens,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reserves a place among the running and waiting requests.
+    fn reserve(&self) -> Result<InFlight, GenerateError> {
+        let slots = self.info.parallel_slots;
+        let limit = slots.saturating_add(self.max_queued);
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .map(|_| InFlight(Arc::clone(&self.in_flight)))
+            .map_err(|n| GenerateError::Busy {
+                slots,
+                queued: n.saturating_sub(slots),
+            })
+    }
+}
+
+fn tokenize(model: &LlamaModel, text: &str) -> Result<Vec<LlamaToken>, TokenizeError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(TokenizeError::TooLong {
+            len: text.len(),
+            max: MAX_TEXT_BYTES,
+        });
+    }
+    // add_special follows the model's add_bos/add_eos flags; parse_special
+    // turns the template's control-token text into the control tokens.
+    Ok(model.vocab().tokenize(text.as_bytes(), true, true))
+}
+
+/// Token ids from the caller, checked against the vocabulary: an id out of
+/// range would index past llama.cpp's embedding table.
+fn checked_tokens(model: &LlamaModel, ids: &[i32]) -> Result<Vec<LlamaToken>, GenerateError> {
+    let n_vocab = model.n_vocab();
+    if let Some((index, &id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, &id)| id < 0 || id >= n_vocab)
+    {
+        return Err(GenerateError::TokenOutOfRange { index, id, n_vocab });
+    }
+    Ok(ids.iter().map(|&id| LlamaToken(id)).collect())
+}
+
+fn grammar_for(constraint: Option<&Constraint>) -> Result<Option<String>, GenerateError> {
+    Ok(match constraint {
+        None => None,
+        Some(Constraint::JsonSchema(schema)) => Some(schema::json_schema_to_gbnf(schema)?),
+        Some(Constraint::Grammar(grammar)) => Some(grammar.clone()),
+        Some(Constraint::Json) => Some(schema::json_value_grammar().to_owned()),
+    })
+}
+
+impl LoadedModel for LlamaModelHandle {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn memory(&self) -> MemoryUsage {
+        self.memory
+    }
+
+    fn generate(&self, req: GenerateRequest) -> Result<GenerationStream, GenerateError> {
+        let model = self.model().ok_or(GenerateError::Unloaded)?;
+        let prompt = match &req.prompt {
+            Prompt::Tokens(ids) => checked_tokens(&model, ids)?,
+            other => tokenize(&model, &Self::prompt_text(&model, other)?)?,
+        };
+        if prompt.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        self.check_lengths(prompt.len(), req.max_tokens)?;
+        if let Some(index) = req.stop.iter().position(String::is_empty) {
+            return Err(GenerateError::EmptyStopString { index });
+        }
+        let grammar = grammar_for(req.constraint.as_ref())?;
+        let constraint = grammar.as_deref().map(|grammar| {
+            let texts = self
+                .token_texts
+                .get_or_init(|| Arc::new(TokenTexts::new(&model)));
+            (grammar, Arc::clone(texts))
+        });
+        let sampler = TokenSampler::new(&req.sampling, &model, constraint)?;
+        let in_flight = self.reserve()?;
+        let (events, stream) = GenerationStream::channel();
+        let job = Job {
+            prompt,
+            sampler,
+            max_tokens: req.max_tokens,
+            stop: req.stop,
+            session: req.session,
+            ignore_eos: req.ignore_eos,
+            events,
+            _in_flight: in_flight,
+        };
+        self.commands
+            .send(Command::Generate(Box::new(job)))
+            .map_err(|_| GenerateError::EngineStopped)?;
+        Ok(stream)
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<i32>, TokenizeError> {
+        let model = self.model().ok_or(TokenizeError::Unloaded)?;
+        Ok(tokenize(&model, text)?
+            .into_iter()
+            .map(|token| token.0)
+            .collect())
+    }
+
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, GenerateError> {
+        let model = self.model().ok_or(GenerateError::Unloaded)?;
+        Self::prompt_text(&model, &Prompt::Chat(messages.to_vec()))
+    }
+
+    fn unload(&self) -> BoxFuture<()> {
+        self.model
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        // Fails only when the engine has already stopped.
+        let _ = self.commands.send(Command::Shutdown);
+        let mut finished = self.finished.clone();
+        Box::pin(async move {
+            // An error means the engine thread is gone, which is what we wait for.
+            let _ = finished.wait_for(|done| *done).await;
+        })
+    }
+}
+
+impl Drop for LlamaModelHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+}

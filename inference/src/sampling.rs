@@ -1,0 +1,601 @@
+//! Sampling options, and the llama.cpp samplers built from them.
+//!
+//! A token is picked by: the grammar (when the output is constrained) →
+//! repetition penalties → top-k → top-p → min-p → temperature → a seeded
+//! random pick; with `temperature == 0` the chain ends in a greedy pick
+//! instead and the distribution filters are left out (they cannot change the
+//! argmax). The grammar is a sampler of its own ahead of the chain, so that
+//! tokens whose text would differ from what the grammar sees can be refused
+//! between the two (see `Constraint`).
+//!
+//! Unconstrained requests are sampled with `llama_sampler_sample`: one
+//! optimised C++ call per token that fills the candidates, runs the chain and
+//! accepts the pick (so it is never accepted again here). Nothing in such a
+//! chain can throw.
+//!
+//! Constrained requests are sampled in two steps, apply then accept: with a
+//! grammar, `llama_sampler_sample` would accept inside C++, where a grammar
+//! that rejects the token throws through the C boundary and aborts the
+//! process. Here the selected token is checked first (a grammar marks the
+//! tokens it refuses with a logit of −∞; if it refused all of them the
+//! request fails) and accepted exactly once, through the exception-catching
+//! `try_accept`. Accepting a token twice corrupts the grammar's state.
+//!
+//! Repetition penalties see the generated tokens only, not the prompt.
+
+use std::sync::Arc;
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::backend::GenerateError;
+
+/// How tokens are picked.
+///
+/// Defaults follow llama.cpp's: temperature 0.8, top-k 40, top-p 0.95,
+/// min-p 0.05, no repetition penalty (1.0, over the last 64 tokens), and a
+/// random seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingOptions {
+    /// Softmax temperature; 0 picks the most likely token (greedy).
+    pub temperature: f32,
+    /// Keep the `top_k` most likely tokens; 0 keeps all.
+    pub top_k: i32,
+    /// Keep the smallest set of tokens whose probabilities sum to `top_p`; 1 keeps all.
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` × the most likely one; 0 keeps all.
+    pub min_p: f32,
+    /// Divide the logits of recently generated tokens by this; 1 disables.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub repeat_last_n: i32,
+    /// Subtract `frequency_penalty` × count from a recent token's logit; 0 disables.
+    pub frequency_penalty: f32,
+    /// Subtract `presence_penalty` from the logit of any recent token; 0 disables.
+    pub presence_penalty: f32,
+    /// Seed of the random pick; `None` draws one.
+    pub seed: Option<u32>,
+}
+
+impl Default for SamplingOptions {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: None,
+        }
+    }
+}
+
+impl SamplingOptions {
+    /// Always the most likely token.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the ranges llama.cpp's samplers need.
+    ///
+    /// # Errors
+    /// [`GenerateError::InvalidSampling`] naming the option.
+    pub fn validate(&self) -> Result<(), GenerateError> {
+        let invalid =
+            |name: &'static str, reason: String| GenerateError::InvalidSampling { name, reason };
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(invalid(
+                "temperature",
+                format!("is {}; it must be 0 or more", self.temperature),
+            ));
+        }
+        if self.top_k < 0 {
+            return Err(invalid(
+                "top_k",
+                format!("is {}; it must be 0 (off) or more", self.top_k),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            return Err(invalid(
+                "top_p",
+                format!("is {}; it must be between 0 and 1", self.top_p),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(invalid(
+                "min_p",
+                format!("is {}; it must be between 0 and 1", self.min_p),
+            ));
+        }
+        if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+            return Err(invalid(
+                "repeat_penalty",
+                format!(
+                    "is {}; it must be more than 0 (1 disables)",
+                    self.repeat_penalty
+                ),
+            ));
+        }
+        if self.repeat_last_n < 0 {
+            return Err(invalid(
+                "repeat_last_n",
+                format!("is {}; it must be 0 or more", self.repeat_last_n),
+            ));
+        }
+        for (name, value) in [
+            ("frequency_penalty", self.frequency_penalty),
+            ("presence_penalty", self.presence_penalty),
+        ] {
+            if !value.is_finite() {
+                return Err(invalid(name, format!("is {value}; it must be finite")));
+            }
+        }
+        Ok(())
+    }
+
+    fn penalties_active(&self) -> bool {
+        self.repeat_last_n > 0
+            && (self.repeat_penalty != 1.0
+                || self.frequency_penalty != 0.0
+                || self.presence_penalty != 0.0)
+    }
+}
+
+/// llama.cpp's `LLAMA_DEFAULT_SEED`: the dist sampler draws a random seed.
+const RANDOM_SEED: u32 = 0xFFFF_FFFF;
+
+/// The text of every token as output renders it, for checking constrained
+/// output byte by byte. `None` marks end-of-generation tokens.
+#[derive(Debug)]
+pub(crate) struct TokenTexts(Vec<Option<Box<[u8]>>>);
+
+impl TokenTexts {
+    /// Reads every token of `model`'s vocabulary (once per model).
+    pub(crate) fn new(model: &LlamaModel) -> Self {
+        let vocab = model.vocab();
+        let texts = (0..vocab.n_tokens())
+            .map(LlamaToken)
+            .map(|token| {
+                (!vocab.is_eog(token))
+                    .then(|| vocab.token_to_piece(token, false, None).into_boxed_slice())
+            })
+            .collect();
+        Self(texts)
+    }
+}
+
+/// A grammar, and the checks that keep the output text equal to what the
+/// grammar saw.
+///
+/// llama.cpp's grammar reads a token through its *special* rendering and
+/// takes any lead byte plus the right number of following bytes as one
+/// character without checking them. The output is rendered without special
+/// tokens and decoded strictly, so a control token (`<|im_start|>` inside a
+/// JSON string) or a malformed UTF-8 sequence would make the text differ
+/// from what the grammar accepted — a schema's `maxLength`, or the JSON
+/// itself, would break. Those tokens are refused before the pick.
+struct Constraint {
+    grammar: LlamaSampler,
+    texts: Arc<TokenTexts>,
+    /// Bytes of an incomplete character at the end of the output.
+    partial: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Constraint {
+    fn refuse_mismatched(&mut self, candidates: &mut LlamaTokenDataArray) {
+        for candidate in &mut candidates.data {
+            if candidate.logit().is_finite() && !self.guard_allows(candidate.id()) {
+                candidate.set_logit(f32::NEG_INFINITY);
+            }
+        }
+    }
+
+    /// [`Constraint::refuse_mismatched`] for one token.
+    fn guard_allows(&mut self, token: LlamaToken) -> bool {
+        let index = usize::try_from(token.0).unwrap_or(usize::MAX);
+        match self.texts.0.get(index) {
+            Some(None) => true,
+            Some(Some(text)) if text.is_empty() => false,
+            Some(Some(text)) => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&self.partial);
+                self.scratch.extend_from_slice(text);
+                valid_utf8_prefix(&self.scratch)
+            }
+            None => false,
+        }
+    }
+
+    fn accepted(&mut self, token: LlamaToken) {
+        let index = usize::try_from(token.0).unwrap_or(usize::MAX);
+        if let Some(Some(text)) = self.texts.0.get(index) {
+            self.partial.extend_from_slice(text);
+            let complete = match std::str::from_utf8(&self.partial) {
+                Ok(_) => self.partial.len(),
+                Err(error) => error.valid_up_to(),
+            };
+            self.partial.drain(..complete);
+        }
+    }
+}
+
+/// Whether `bytes` is valid UTF-8, or valid UTF-8 cut inside its last character.
+fn valid_utf8_prefix(bytes: &[u8]) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => true,
+        Err(error) => error.error_len().is_none(),
+    }
+}
+
+/// A grammar-constrained sampler.
+///
+/// Applying a llama.cpp grammar to every token of the vocabulary costs about
+/// as much as decoding a token of a small model, so the exact result is
+/// reached with far fewer grammar checks whenever the chain only ever looks at
+/// the `k` most likely tokens (greedy: `k` = 1; top-k sampling: `k` =
+/// `top_k`): tokens are visited in descending logit order and checked one at a
+/// time, and the first `k` that the grammar and the guard allow are exactly
+/// the ones top-k would keep after masking the whole vocabulary. Only when
+/// that scan runs out of its budget (few tokens allowed here, or no top-k)
+/// is the whole vocabulary masked, as llama.cpp's grammar sampler does.
+pub(crate) struct ChainSampler {
+    constraint: Constraint,
+    /// Repetition penalties, applied to all logits before anything else.
+    penalties: Option<LlamaSampler>,
+    /// Top-k, for the full-vocabulary path.
+    top_k: Option<LlamaSampler>,
+    /// Everything after top-k: top-p, min-p, temperature, dist — or greedy.
+    rest: LlamaSampler,
+    /// How many allowed tokens the chain looks at; `None`: all of them.
+    keep: Option<usize>,
+    candidates: LlamaTokenDataArray,
+    /// Token indices, partially sorted by logit during a scan.
+    order: Vec<u32>,
+    /// The allowed tokens a scan found.
+    found: LlamaTokenDataArray,
+    /// One candidate, for checking a single token against the grammar.
+    single: LlamaTokenDataArray,
+}
+
+/// Most single-token grammar checks before masking the whole vocabulary.
+const SCAN_BUDGET: usize = 1024;
+/// Tokens sorted per round of the scan (doubling each round).
+const SCAN_FIRST_CHUNK: usize = 32;
+
+impl ChainSampler {
+    /// Whether the grammar and the guard allow `data` next.
+    fn allows(&mut self, data: LlamaTokenData) -> bool {
+        if !self.constraint.guard_allows(data.id()) {
+            return false;
+        }
+        self.single.data.clear();
+        self.single.data.push(data);
+        self.single.selected = None;
+        self.single.sorted = false;
+        self.single.apply_sampler(&mut self.constraint.grammar);
+        self.single
+            .data
+            .first()
+            .is_some_and(|d| d.logit().is_finite())
+    }
+
+    /// Fills `found` with the `keep` most likely allowed tokens, in
+    /// descending order; false when the budget ran out first.
+    fn scan(&mut self, keep: usize) -> bool {
+        let n = self.candidates.data.len();
+        self.order.clear();
+        self.order.extend(0..u32::try_from(n).unwrap_or(u32::MAX));
+        self.found.data.clear();
+        let data = std::mem::take(&mut self.candidates.data);
+        let by_logit = |a: &u32, b: &u32| {
+            let la = data[*a as usize].logit();
+            let lb = data[*b as usize].logit();
+            lb.total_cmp(&la)
+        };
+        let (mut start, mut chunk, mut checked) = (0, SCAN_FIRST_CHUNK, 0);
+        let mut complete = false;
+        'rounds: while start < n && checked < SCAN_BUDGET {
+            let end = (start + chunk).min(n);
+            if end < n {
+                self.order[start..].select_nth_unstable_by(end - start - 1, by_logit);
+            }
+            self.order[start..end].sort_unstable_by(by_logit);
+            for i in start..end {
+                let candidate = data[self.order[i] as usize];
+                if !candidate.logit().is_finite() {
+                    break 'rounds;
+                }
+                checked += 1;
+                if self.allows(candidate) {
+                    self.found.data.push(candidate);
+                    if self.found.data.len() == keep {
+                        complete = true;
+                        break 'rounds;
+                    }
+                }
+            }
+            start = end;
+            chunk *= 2;
+        }
+        self.candidates.data = data;
+        complete
+    }
+
+    fn pick(&mut self, logits: &[f32]) -> Result<LlamaToken, GenerateError> {
+        let candidates = &mut self.candidates;
+        candidates.data.clear();
+        candidates.data.extend(
+            (0_i32..)
+                .zip(logits)
+                .map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id), logit, 0.0)),
+        );
+        candidates.selected = None;
+        candidates.sorted = false;
+        if let Some(penalties) = &mut self.penalties {
+            candidates.apply_sampler(penalties);
+        }
+        let scanned = match self.keep {
+            Some(keep) => self.scan(keep),
+            None => false,
+        };
+        let array = if scanned {
+            self.found.selected = None;
+            self.found.sorted = true;
+            &mut self.found
+        } else {
+            self.candidates.apply_sampler(&mut self.constraint.grammar);
+            self.constraint.refuse_mismatched(&mut self.candidates);
+            if let Some(top_k) = &mut self.top_k {
+                self.candidates.apply_sampler(top_k);
+            }
+            &mut self.candidates
+        };
+        array.apply_sampler(&mut self.rest);
+        let chosen = array
+            .selected
+            .and_then(|i| array.data.get(i))
+            .ok_or_else(|| GenerateError::Sampling("the sampler chain selected no token".into()))?;
+        // The grammar sets every token it refuses to −∞; accepting one would
+        // abort inside llama.cpp.
+        if !chosen.logit().is_finite() {
+            return Err(GenerateError::Sampling(
+                "the grammar allows no token the model can produce here".into(),
+            ));
+        }
+        let token = chosen.id();
+        let refused = |error| {
+            GenerateError::Sampling(format!("the sampler refused token {}: {error}", token.0))
+        };
+        self.constraint.grammar.try_accept(token).map_err(refused)?;
+        self.constraint.accepted(token);
+        if let Some(penalties) = &mut self.penalties {
+            penalties.try_accept(token).map_err(refused)?;
+        }
+        self.rest.try_accept(token).map_err(refused)?;
+        Ok(token)
+    }
+}
+
+/// Picks each next token of one request.
+pub(crate) enum TokenSampler {
+    /// An unconstrained chain, run by llama.cpp in one call per token.
+    Plain(LlamaSampler),
+    /// Grammar, guard, then the chain, stepped from Rust.
+    Constrained(Box<ChainSampler>),
+}
+
+impl std::fmt::Debug for TokenSampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSampler::Plain(chain) => f.debug_tuple("Plain").field(chain).finish(),
+            TokenSampler::Constrained(sampler) => f
+                .debug_struct("Constrained")
+                .field("rest", &sampler.rest)
+                .field("keep", &sampler.keep)
+                .finish(),
+        }
+    }
+}
+
+impl TokenSampler {
+    /// Builds the sampler for `options`, constrained by `grammar` (GBNF, start
+    /// rule `root`) when given; `texts` are the model's token texts.
+    pub(crate) fn new(
+        options: &SamplingOptions,
+        model: &LlamaModel,
+        grammar: Option<(&str, Arc<TokenTexts>)>,
+    ) -> Result<Self, GenerateError> {
+        options.validate()?;
+        let greedy = options.temperature == 0.0;
+        let penalties = options.penalties_active().then(|| {
+            LlamaSampler::penalties(
+                model.n_vocab(),
+                options.repeat_last_n,
+                options.repeat_penalty,
+                options.frequency_penalty,
+                options.presence_penalty,
+            )
+        });
+        let top_k = (!greedy && options.top_k > 0).then(|| LlamaSampler::top_k(options.top_k));
+        let mut rest = Vec::new();
+        if greedy {
+            rest.push(LlamaSampler::greedy());
+        } else {
+            if options.top_p < 1.0 {
+                rest.push(LlamaSampler::top_p(options.top_p, 1));
+            }
+            if options.min_p > 0.0 {
+                rest.push(LlamaSampler::min_p(options.min_p, 1));
+            }
+            rest.push(LlamaSampler::temp(options.temperature));
+            rest.push(LlamaSampler::dist(options.seed.unwrap_or(RANDOM_SEED)));
+        }
+        let Some((grammar, texts)) = grammar else {
+            let chain = penalties.into_iter().chain(top_k).chain(rest);
+            return Ok(TokenSampler::Plain(LlamaSampler::chain(chain, true)));
+        };
+        let constraint = Constraint {
+            grammar: LlamaSampler::grammar(model, grammar, "root").map_err(|error| {
+                GenerateError::InvalidGrammar {
+                    reason: format!("{error} (llama.cpp's log names the position)"),
+                }
+            })?,
+            texts,
+            partial: Vec::new(),
+            scratch: Vec::new(),
+        };
+        let keep = if greedy {
+            Some(1)
+        } else {
+            usize::try_from(options.top_k).ok().filter(|&k| k > 0)
+        };
+        let empty = || LlamaTokenDataArray::new(Vec::new(), false);
+        Ok(TokenSampler::Constrained(Box::new(ChainSampler {
+            constraint,
+            penalties,
+            top_k,
+            rest: LlamaSampler::chain(rest, true),
+            keep,
+            candidates: empty(),
+            order: Vec::new(),
+            found: empty(),
+            single: empty(),
+        })))
+    }
+
+    /// Picks the token for output `idx` of the last decode and feeds it to
+    /// the samplers' state (grammar, penalties) exactly once.
+    pub(crate) fn sample(
+        &mut self,
+        ctx: &LlamaContext<'_>,
+        idx: i32,
+    ) -> Result<LlamaToken, GenerateError> {
+        match self {
+            // Without a grammar nothing in the chain can throw, so llama.cpp
+            // fills the candidates, picks and accepts in one optimised call.
+            TokenSampler::Plain(chain) => Ok(chain.sample(ctx, idx)),
+            TokenSampler::Constrained(sampler) => sampler.pick(ctx.get_logits_ith(idx)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_prefixes_may_stop_inside_a_character_but_not_break_one() {
+        let euro = "€".as_bytes();
+        assert!(valid_utf8_prefix(b"abc"));
+        assert!(valid_utf8_prefix(&euro[..2]));
+        assert!(!valid_utf8_prefix(&[euro[0], b'"']));
+        assert!(!valid_utf8_prefix(&[0xFF]));
+    }
+
+    #[test]
+    fn out_of_range_options_are_refused_by_name() {
+        let bad = SamplingOptions {
+            top_p: 1.5,
+            ..SamplingOptions::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(GenerateError::InvalidSampling { name: "top_p", .. })
+        ));
+        let bad = SamplingOptions {
+            temperature: -0.1,
+            ..SamplingOptions::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(GenerateError::InvalidSampling {
+                name: "temperature",
+                ..
+            })
+        ));
+        assert!(SamplingOptions::greedy().validate().is_ok());
+    }
+
+    /// The scan (checking tokens one at a time in logit order) must pick
+    /// exactly what masking the whole vocabulary picks, for greedy and for
+    /// top-k sampling, step after step of one constrained output.
+    #[test]
+    fn scanning_picks_what_masking_the_whole_vocabulary_picks() {
+        use llama_cpp_2::model::params::LlamaModelParams;
+        use troupe_models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        let spec = SynthSpec {
+            shape: SynthShape::Tiny,
+            quant: SynthQuant::F32,
+            seed: 3,
+        };
+        write_synthetic(&path, &spec).unwrap();
+        let backend = crate::llama::backend().unwrap();
+        let model =
+            LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).unwrap();
+        let texts = Arc::new(TokenTexts::new(&model));
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "tool": {"type": "string", "enum": ["read", "write"]},
+                "args": {"type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 4}
+            },
+            "required": ["tool", "args"]
+        });
+        let grammar = crate::schema::json_schema_to_gbnf(&schema).unwrap();
+        let n_vocab = usize::try_from(model.n_vocab()).unwrap();
+        for options in [
+            SamplingOptions::greedy(),
+            SamplingOptions {
+                temperature: 0.8,
+                top_k: 4,
+                seed: Some(11),
+                ..SamplingOptions::default()
+            },
+        ] {
+            let build =
+                || match TokenSampler::new(&options, &model, Some((&grammar, Arc::clone(&texts))))
+                    .unwrap()
+                {
+                    TokenSampler::Constrained(sampler) => sampler,
+                    TokenSampler::Plain(_) => unreachable!("a grammar was given"),
+                };
+            let (mut scanning, mut masking) = (build(), build());
+            masking.keep = None;
+            let mut state = 0x2545_f491_4f6c_dd1d_u64;
+            let mut scanned_steps = 0;
+            for _ in 0..60 {
+                let logits: Vec<f32> = (0..n_vocab)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state % 10_000) as f32 / 1000.0
+                    })
+                    .collect();
+                let (Ok(a), Ok(b)) = (scanning.pick(&logits), masking.pick(&logits)) else {
+                    panic!("both samplers must find a token");
+                };
+                assert_eq!(a, b, "scan and full mask disagree");
+                scanned_steps += usize::from(scanning.found.data.len() == scanning.keep.unwrap());
+                if model.vocab().is_eog(a) {
+                    break;
+                }
+            }
+            assert!(scanned_steps > 0, "the scan path never ran for {options:?}");
+        }
+    }
+}
