@@ -1,0 +1,68 @@
+//! Command-line parsing and dispatch. `anyhow` lives here and nowhere below:
+//! the library crates return typed errors, this layer adds context.
+
+mod bench;
+mod generate;
+mod models;
+mod progress;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use troupe_config::{Config, LoadOptions};
+
+/// troupe: a local-first autonomous agent system.
+#[derive(Debug, Parser)]
+#[command(name = "troupe", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (else $TROUPE_CONFIG, else the platform config dir).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter for stderr, e.g. `debug` or `troupe=debug,llama_cpp=warn`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect, download and synthesise models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Generate text with a model, streaming to stdout.
+    Generate(generate::GenerateArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Runs one command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = troupe_config::load(&LoadOptions::from_process(cli.config.clone()))
+        .context("cannot load configuration")?;
+    init_tracing(cli.log.as_deref().unwrap_or(&config.log));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(dispatch(cli.command, config))
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Models(cmd) => models::run(cmd, &config).await,
+        Command::Generate(args) => generate::run(args, &config).await,
+        Command::Bench(cmd) => bench::run(cmd, &config).await,
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
