@@ -143,6 +143,27 @@ impl SamplingOptions {
         Ok(())
     }
 
+    /// The samplers after the penalties: top-k (when asked for and
+    /// `with_top_k`), top-p, min-p, temperature and dist, or greedy.
+    fn chain_after_penalties(&self, with_top_k: bool) -> Vec<LlamaSampler> {
+        if self.temperature == 0.0 {
+            return vec![LlamaSampler::greedy()];
+        }
+        let mut chain = Vec::new();
+        if with_top_k && self.top_k > 0 {
+            chain.push(LlamaSampler::top_k(self.top_k));
+        }
+        if self.top_p < 1.0 {
+            chain.push(LlamaSampler::top_p(self.top_p, 1));
+        }
+        if self.min_p > 0.0 {
+            chain.push(LlamaSampler::min_p(self.min_p, 1));
+        }
+        chain.push(LlamaSampler::temp(self.temperature));
+        chain.push(LlamaSampler::dist(self.seed.unwrap_or(RANDOM_SEED)));
+        chain
+    }
+
     fn penalties_active(&self) -> bool {
         self.repeat_last_n > 0
             && (self.repeat_penalty != 1.0
@@ -155,22 +176,53 @@ impl SamplingOptions {
 const RANDOM_SEED: u32 = 0xFFFF_FFFF;
 
 /// The text of every token as output renders it, for checking constrained
-/// output byte by byte. `None` marks end-of-generation tokens.
+/// output byte by byte, and an index by first byte for pruning.
 #[derive(Debug)]
-pub(crate) struct TokenTexts(Vec<Option<Box<[u8]>>>);
+pub(crate) struct TokenTexts {
+    /// `None` marks end-of-generation tokens.
+    texts: Vec<Option<Box<[u8]>>>,
+    /// Each token's first byte when it is ASCII; [`NO_PRUNE`] for tokens that
+    /// are always checked (end-of-generation, empty, non-ASCII first byte).
+    first: Vec<u8>,
+    /// For each ASCII byte, a token whose whole text is that byte.
+    single: Vec<(u8, LlamaToken)>,
+}
+
+/// [`TokenTexts::first`] for a token that is never pruned.
+const NO_PRUNE: u8 = 0xFF;
 
 impl TokenTexts {
     /// Reads every token of `model`'s vocabulary (once per model).
     pub(crate) fn new(model: &LlamaModel) -> Self {
         let vocab = model.vocab();
-        let texts = (0..vocab.n_tokens())
+        let texts: Vec<Option<Box<[u8]>>> = (0..vocab.n_tokens())
             .map(LlamaToken)
             .map(|token| {
                 (!vocab.is_eog(token))
                     .then(|| vocab.token_to_piece(token, false, None).into_boxed_slice())
             })
             .collect();
-        Self(texts)
+        let first = texts
+            .iter()
+            .map(|text| match text.as_deref() {
+                Some([b, ..]) if b.is_ascii() => *b,
+                _ => NO_PRUNE,
+            })
+            .collect();
+        let mut single: Vec<(u8, LlamaToken)> = Vec::new();
+        for (id, text) in (0_i32..).zip(&texts) {
+            if let Some([b]) = text.as_deref() {
+                let normal = !vocab.is_control(LlamaToken(id));
+                if b.is_ascii() && normal && !single.iter().any(|(c, _)| c == b) {
+                    single.push((*b, LlamaToken(id)));
+                }
+            }
+        }
+        Self {
+            texts,
+            first,
+            single,
+        }
     }
 }
 
@@ -204,7 +256,7 @@ impl Constraint {
     /// [`Constraint::refuse_mismatched`] for one token.
     fn guard_allows(&mut self, token: LlamaToken) -> bool {
         let index = usize::try_from(token.0).unwrap_or(usize::MAX);
-        match self.texts.0.get(index) {
+        match self.texts.texts.get(index) {
             Some(None) => true,
             Some(Some(text)) if text.is_empty() => false,
             Some(Some(text)) => {
@@ -219,7 +271,7 @@ impl Constraint {
 
     fn accepted(&mut self, token: LlamaToken) {
         let index = usize::try_from(token.0).unwrap_or(usize::MAX);
-        if let Some(Some(text)) = self.texts.0.get(index) {
+        if let Some(Some(text)) = self.texts.texts.get(index) {
             self.partial.extend_from_slice(text);
             let complete = match std::str::from_utf8(&self.partial) {
                 Ok(_) => self.partial.len(),
@@ -241,20 +293,20 @@ fn valid_utf8_prefix(bytes: &[u8]) -> bool {
 /// A grammar-constrained sampler.
 ///
 /// Applying a llama.cpp grammar to every token of the vocabulary costs about
-/// as much as decoding a token of a small model, so the exact result is
-/// reached with far fewer grammar checks whenever the chain only ever looks at
-/// the `k` most likely tokens (greedy: `k` = 1; top-k sampling: `k` =
-/// `top_k`): tokens are visited in descending logit order and checked one at a
-/// time, and the first `k` that the grammar and the guard allow are exactly
-/// the ones top-k would keep after masking the whole vocabulary. Only when
-/// that scan runs out of its budget (few tokens allowed here, or no top-k)
-/// is the whole vocabulary masked, as llama.cpp's grammar sampler does.
+/// as much as decoding a token of a small model. When the chain only ever
+/// looks at the `k` most likely tokens (greedy: `k` = 1; top-k sampling:
+/// `k` = `top_k`), the exact same pick needs far less: tokens are visited in
+/// descending logit order in chunks (32, 64, 128, … tokens), each chunk goes
+/// through the grammar in one call, and the first `k` tokens that the grammar
+/// and the guard allow are exactly the ones top-k would keep after masking the
+/// whole vocabulary. When fewer than `k` are allowed anywhere, the scan ends
+/// having visited every token, with the same result as a full mask. Without
+/// top-k every allowed token matters, and the whole vocabulary is masked in
+/// one call, as llama.cpp's grammar sampler does.
 pub(crate) struct ChainSampler {
     constraint: Constraint,
     /// Repetition penalties, applied to all logits before anything else.
     penalties: Option<LlamaSampler>,
-    /// Top-k, for the full-vocabulary path.
-    top_k: Option<LlamaSampler>,
     /// Everything after top-k: top-p, min-p, temperature, dist — or greedy.
     rest: LlamaSampler,
     /// How many allowed tokens the chain looks at; `None`: all of them.
@@ -264,38 +316,57 @@ pub(crate) struct ChainSampler {
     order: Vec<u32>,
     /// The allowed tokens a scan found.
     found: LlamaTokenDataArray,
-    /// One candidate, for checking a single token against the grammar.
-    single: LlamaTokenDataArray,
+    /// One chunk of candidates on its way through the grammar.
+    chunk: LlamaTokenDataArray,
 }
 
-/// Most single-token grammar checks before masking the whole vocabulary.
-const SCAN_BUDGET: usize = 1024;
-/// Tokens sorted per round of the scan (doubling each round).
+/// Tokens in the first chunk of a scan; each later chunk is twice as large.
+///
+/// Before the scan, one grammar call over the single-byte tokens finds which
+/// ASCII bytes may come next: a token whose first byte the grammar refuses is
+/// refused whatever follows it, so such tokens are never visited. At a
+/// position where only `,` or `}` may follow, that leaves a handful of tokens
+/// instead of the vocabulary.
 const SCAN_FIRST_CHUNK: usize = 32;
 
 impl ChainSampler {
-    /// Whether the grammar and the guard allow `data` next.
-    fn allows(&mut self, data: LlamaTokenData) -> bool {
-        if !self.constraint.guard_allows(data.id()) {
-            return false;
+    /// Which ASCII bytes the grammar lets a token start with now (all of them
+    /// while a multi-byte character is incomplete: then nothing is pruned).
+    fn allowed_first_bytes(&mut self) -> [bool; 128] {
+        let mut allowed = [true; 128];
+        if !self.constraint.partial.is_empty() || self.constraint.texts.single.is_empty() {
+            return allowed;
         }
-        self.single.data.clear();
-        self.single.data.push(data);
-        self.single.selected = None;
-        self.single.sorted = false;
-        self.single.apply_sampler(&mut self.constraint.grammar);
-        self.single
-            .data
-            .first()
-            .is_some_and(|d| d.logit().is_finite())
+        self.chunk.data.clear();
+        self.chunk.data.extend(
+            self.constraint
+                .texts
+                .single
+                .iter()
+                .map(|&(_, token)| LlamaTokenData::new(token, 0.0, 0.0)),
+        );
+        self.chunk.selected = None;
+        self.chunk.sorted = false;
+        self.chunk.apply_sampler(&mut self.constraint.grammar);
+        for (&(byte, _), data) in self.constraint.texts.single.iter().zip(&self.chunk.data) {
+            allowed[usize::from(byte)] = data.logit().is_finite();
+        }
+        allowed
     }
 
-    /// Fills `found` with the `keep` most likely allowed tokens, in
-    /// descending order; false when the budget ran out first.
-    fn scan(&mut self, keep: usize) -> bool {
-        let n = self.candidates.data.len();
+    /// Fills `found` with the `keep` most likely allowed tokens (or every
+    /// allowed token, when fewer are), in descending logit order.
+    fn scan(&mut self, keep: usize) {
+        let allowed_first = self.allowed_first_bytes();
+        let first = &self.constraint.texts.first;
         self.order.clear();
-        self.order.extend(0..u32::try_from(n).unwrap_or(u32::MAX));
+        self.order.extend(
+            (0..u32::try_from(self.candidates.data.len()).unwrap_or(u32::MAX)).filter(|&i| {
+                let b = first.get(i as usize).copied().unwrap_or(NO_PRUNE);
+                b == NO_PRUNE || allowed_first[usize::from(b)]
+            }),
+        );
+        let n = self.order.len();
         self.found.data.clear();
         let data = std::mem::take(&mut self.candidates.data);
         let by_logit = |a: &u32, b: &u32| {
@@ -303,33 +374,39 @@ impl ChainSampler {
             let lb = data[*b as usize].logit();
             lb.total_cmp(&la)
         };
-        let (mut start, mut chunk, mut checked) = (0, SCAN_FIRST_CHUNK, 0);
-        let mut complete = false;
-        'rounds: while start < n && checked < SCAN_BUDGET {
-            let end = (start + chunk).min(n);
+        let (mut start, mut size) = (0, SCAN_FIRST_CHUNK);
+        'chunks: while start < n {
+            let end = (start + size).min(n);
             if end < n {
                 self.order[start..].select_nth_unstable_by(end - start - 1, by_logit);
             }
             self.order[start..end].sort_unstable_by(by_logit);
-            for i in start..end {
-                let candidate = data[self.order[i] as usize];
-                if !candidate.logit().is_finite() {
-                    break 'rounds;
-                }
-                checked += 1;
-                if self.allows(candidate) {
+            self.chunk.data.clear();
+            self.chunk.data.extend(
+                self.order[start..end]
+                    .iter()
+                    .map(|&i| data[i as usize])
+                    .take_while(|d| d.logit().is_finite()),
+            );
+            let exhausted = self.chunk.data.len() < end - start;
+            self.chunk.selected = None;
+            self.chunk.sorted = true;
+            self.chunk.apply_sampler(&mut self.constraint.grammar);
+            for &candidate in &self.chunk.data {
+                if candidate.logit().is_finite() && self.constraint.guard_allows(candidate.id()) {
                     self.found.data.push(candidate);
                     if self.found.data.len() == keep {
-                        complete = true;
-                        break 'rounds;
+                        break 'chunks;
                     }
                 }
             }
+            if exhausted {
+                break;
+            }
             start = end;
-            chunk *= 2;
+            size *= 2;
         }
         self.candidates.data = data;
-        complete
     }
 
     fn pick(&mut self, logits: &[f32]) -> Result<LlamaToken, GenerateError> {
@@ -345,22 +422,24 @@ impl ChainSampler {
         if let Some(penalties) = &mut self.penalties {
             candidates.apply_sampler(penalties);
         }
-        let scanned = match self.keep {
-            Some(keep) => self.scan(keep),
-            None => false,
-        };
-        let array = if scanned {
-            self.found.selected = None;
-            self.found.sorted = true;
-            &mut self.found
-        } else {
-            self.candidates.apply_sampler(&mut self.constraint.grammar);
-            self.constraint.refuse_mismatched(&mut self.candidates);
-            if let Some(top_k) = &mut self.top_k {
-                self.candidates.apply_sampler(top_k);
+        let array = match self.keep {
+            Some(keep) => {
+                self.scan(keep);
+                self.found.selected = None;
+                self.found.sorted = true;
+                &mut self.found
             }
-            &mut self.candidates
+            None => {
+                self.candidates.apply_sampler(&mut self.constraint.grammar);
+                self.constraint.refuse_mismatched(&mut self.candidates);
+                &mut self.candidates
+            }
         };
+        if array.data.is_empty() {
+            return Err(GenerateError::Sampling(
+                "the grammar allows no token the model can produce here".into(),
+            ));
+        }
         array.apply_sampler(&mut self.rest);
         let chosen = array
             .selected
@@ -427,22 +506,8 @@ impl TokenSampler {
                 options.presence_penalty,
             )
         });
-        let top_k = (!greedy && options.top_k > 0).then(|| LlamaSampler::top_k(options.top_k));
-        let mut rest = Vec::new();
-        if greedy {
-            rest.push(LlamaSampler::greedy());
-        } else {
-            if options.top_p < 1.0 {
-                rest.push(LlamaSampler::top_p(options.top_p, 1));
-            }
-            if options.min_p > 0.0 {
-                rest.push(LlamaSampler::min_p(options.min_p, 1));
-            }
-            rest.push(LlamaSampler::temp(options.temperature));
-            rest.push(LlamaSampler::dist(options.seed.unwrap_or(RANDOM_SEED)));
-        }
         let Some((grammar, texts)) = grammar else {
-            let chain = penalties.into_iter().chain(top_k).chain(rest);
+            let chain = penalties.into_iter().chain(options.chain_after_penalties(true));
             return Ok(TokenSampler::Plain(LlamaSampler::chain(chain, true)));
         };
         let constraint = Constraint {
@@ -464,13 +529,13 @@ impl TokenSampler {
         Ok(TokenSampler::Constrained(Box::new(ChainSampler {
             constraint,
             penalties,
-            top_k,
-            rest: LlamaSampler::chain(rest, true),
+            // The scan has already kept the top k allowed tokens.
+            rest: LlamaSampler::chain(options.chain_after_penalties(false), true),
             keep,
             candidates: empty(),
             order: Vec::new(),
             found: empty(),
-            single: empty(),
+            chunk: empty(),
         })))
     }
 
@@ -574,7 +639,10 @@ mod tests {
                     TokenSampler::Plain(_) => unreachable!("a grammar was given"),
                 };
             let (mut scanning, mut masking) = (build(), build());
+            // The reference: mask the whole vocabulary, then the whole chain
+            // including top-k, as llama.cpp's grammar-first chain does.
             masking.keep = None;
+            masking.rest = LlamaSampler::chain(options.chain_after_penalties(true), true);
             let mut state = 0x2545_f491_4f6c_dd1d_u64;
             let mut scanned_steps = 0;
             for _ in 0..60 {
