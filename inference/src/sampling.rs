@@ -186,6 +186,10 @@ pub(crate) struct TokenTexts {
     first: Vec<u8>,
     /// For each ASCII byte, a token whose whole text is that byte.
     single: Vec<(u8, LlamaToken)>,
+    /// Each token's second byte when its first two are ASCII, else [`NO_PRUNE`].
+    second: Vec<u8>,
+    /// Tokens whose whole text is two ASCII bytes, by `first * 128 + second`.
+    pairs: Vec<(usize, LlamaToken)>,
 }
 
 /// [`TokenTexts::first`] for a token that is never pruned.
@@ -209,6 +213,24 @@ impl TokenTexts {
                 _ => NO_PRUNE,
             })
             .collect();
+        let second = texts
+            .iter()
+            .map(|text| match text.as_deref() {
+                Some([a, b, ..]) if a.is_ascii() && b.is_ascii() => *b,
+                _ => NO_PRUNE,
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        let mut seen = vec![false; 128 * 128];
+        for (id, text) in (0_i32..).zip(&texts) {
+            if let Some([a, b]) = text.as_deref() {
+                let key = usize::from(*a) * 128 + usize::from(*b);
+                if a.is_ascii() && b.is_ascii() && !vocab.is_control(LlamaToken(id)) && !seen[key] {
+                    seen[key] = true;
+                    pairs.push((key, LlamaToken(id)));
+                }
+            }
+        }
         let mut single: Vec<(u8, LlamaToken)> = Vec::new();
         for (id, text) in (0_i32..).zip(&texts) {
             if let Some([b]) = text.as_deref() {
@@ -222,6 +244,8 @@ impl TokenTexts {
             texts,
             first,
             single,
+            second,
+            pairs,
         }
     }
 }
@@ -318,7 +342,17 @@ pub(crate) struct ChainSampler {
     found: LlamaTokenDataArray,
     /// One chunk of candidates on its way through the grammar.
     chunk: LlamaTokenDataArray,
+    /// Two-byte prefixes (`first * 128 + second`) the grammar refused this
+    /// step; everything else in [`ChainSampler::pair_refused`] is false.
+    refused_pairs: Vec<usize>,
+    pair_refused: Vec<bool>,
 }
+
+/// The second level of pruning (two-byte prefixes) runs when at most this
+/// many first bytes are allowed: at structural positions of JSON, where few
+/// characters may follow and most tokens share an allowed first byte (a
+/// space) but not an allowed second one.
+const PAIR_LEVEL_MAX_FIRST: usize = 12;
 
 /// Tokens in the first chunk of a scan; each later chunk is twice as large.
 ///
@@ -354,16 +388,66 @@ impl ChainSampler {
         allowed
     }
 
+    /// Marks in `pair_refused` the two-byte prefixes the grammar refuses,
+    /// among those whose first byte it allows, when few first bytes are.
+    fn refuse_pairs(&mut self, allowed_first: &[bool; 128]) {
+        for key in self.refused_pairs.drain(..) {
+            self.pair_refused[key] = false;
+        }
+        if !self.constraint.partial.is_empty()
+            || allowed_first.iter().filter(|&&a| a).count() > PAIR_LEVEL_MAX_FIRST
+        {
+            return;
+        }
+        self.chunk.data.clear();
+        self.chunk.data.extend(
+            self.constraint
+                .texts
+                .pairs
+                .iter()
+                .filter(|&&(key, _)| allowed_first[key / 128])
+                .map(|&(_, token)| LlamaTokenData::new(token, 0.0, 0.0)),
+        );
+        if self.chunk.data.is_empty() {
+            return;
+        }
+        self.chunk.selected = None;
+        self.chunk.sorted = false;
+        self.chunk.apply_sampler(&mut self.constraint.grammar);
+        let pairs = self
+            .constraint
+            .texts
+            .pairs
+            .iter()
+            .filter(|&&(key, _)| allowed_first[key / 128]);
+        for (&(key, _), data) in pairs.zip(&self.chunk.data) {
+            if !data.logit().is_finite() {
+                self.pair_refused[key] = true;
+                self.refused_pairs.push(key);
+            }
+        }
+    }
+
     /// Fills `found` with the `keep` most likely allowed tokens (or every
     /// allowed token, when fewer are), in descending logit order.
     fn scan(&mut self, keep: usize) {
         let allowed_first = self.allowed_first_bytes();
-        let first = &self.constraint.texts.first;
+        self.refuse_pairs(&allowed_first);
+        let texts = &self.constraint.texts;
+        let pair_refused = &self.pair_refused;
         self.order.clear();
         self.order.extend(
             (0..u32::try_from(self.candidates.data.len()).unwrap_or(u32::MAX)).filter(|&i| {
-                let b = first.get(i as usize).copied().unwrap_or(NO_PRUNE);
-                b == NO_PRUNE || allowed_first[usize::from(b)]
+                let i = i as usize;
+                let a = texts.first.get(i).copied().unwrap_or(NO_PRUNE);
+                if a == NO_PRUNE {
+                    return true;
+                }
+                if !allowed_first[usize::from(a)] {
+                    return false;
+                }
+                let b = texts.second.get(i).copied().unwrap_or(NO_PRUNE);
+                b == NO_PRUNE || !pair_refused[usize::from(a) * 128 + usize::from(b)]
             }),
         );
         let n = self.order.len();
@@ -507,7 +591,9 @@ impl TokenSampler {
             )
         });
         let Some((grammar, texts)) = grammar else {
-            let chain = penalties.into_iter().chain(options.chain_after_penalties(true));
+            let chain = penalties
+                .into_iter()
+                .chain(options.chain_after_penalties(true));
             return Ok(TokenSampler::Plain(LlamaSampler::chain(chain, true)));
         };
         let constraint = Constraint {
@@ -536,6 +622,8 @@ impl TokenSampler {
             order: Vec::new(),
             found: empty(),
             chunk: empty(),
+            refused_pairs: Vec::new(),
+            pair_refused: vec![false; 128 * 128],
         })))
     }
 
