@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The real OpenAI client that tests/serve.rs drives `troupe serve` with.
+python3 -c "import openai" 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check openai==3.52.0
 cargo test --workspace --locked "$@"

@@ -5,6 +5,7 @@ mod bench;
 mod generate;
 mod models;
 mod progress;
+mod serve;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Serve models over an OpenAI-compatible HTTP API (headless model host).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs one command line.
@@ -54,6 +57,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Models(cmd) => models::run(cmd, &config).await,
         Command::Generate(args) => generate::run(args, &config).await,
         Command::Bench(cmd) => bench::run(cmd, &config).await,
+        Command::Serve(args) => serve::run(args, &config).await,
     }
 }
 

@@ -1,0 +1,244 @@
+//! `POST /v1/chat/completions`: messages rendered with the model's chat
+//! template, whole answers or `chat.completion.chunk` streams,
+//! `response_format` and `tools` enforced by a JSON Schema grammar.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use troupe_inference::backend::{Constraint, GenerateRequest, GenerationResult, Prompt};
+use troupe_inference::chat::{ChatMessage, Role};
+
+use super::error::ApiError;
+use super::generation::{self, finish_reason, response_id, unix_now, ChunkFormat};
+use super::openai::{
+    ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageIn, ChatMessageOut,
+    MessageContent, ResponseFormat, UsageOut,
+};
+use super::tools::{render_calls, Answer, ToolMode};
+use super::{AppState, JsonBody};
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    generation::check_n(body.n)?;
+    if body.logprobs == Some(true) {
+        return Err(ApiError::unsupported("logprobs", "logprobs"));
+    }
+    let tools = ToolMode::from_request(body.tools, body.tool_choice)?;
+    let constraint = constraint(body.response_format, &tools)?;
+    let messages = messages(body.messages, &tools)?;
+    let mut request = GenerateRequest::new(Prompt::Chat(messages));
+    request.sampling = generation::sampling(&body.sampling)?;
+    request.stop = body.stop.map(|s| s.into_vec()).unwrap_or_default();
+    request.constraint = constraint;
+    request.ignore_eos = body.ignore_eos;
+    let max_tokens = body.max_completion_tokens.or(body.max_tokens);
+    let running = generation::start(&state, &body.model, request, max_tokens).await?;
+    let model = running.stream.model().to_string();
+    let id = response_id("chatcmpl-");
+    let created = unix_now();
+    if body.stream {
+        let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
+        let format = ChatChunks {
+            id,
+            created,
+            model,
+            include_usage,
+            tools,
+            buffer: String::new(),
+        };
+        return Ok(generation::sse(running, format));
+    }
+    let result = running.finish().await?;
+    let answer = tools.interpret(result.text.clone(), finish_reason(result.finish));
+    Ok(Json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: vec![ChatChoice {
+            index: 0,
+            message: ChatMessageOut {
+                role: "assistant",
+                content: answer.content,
+                tool_calls: answer.tool_calls,
+            },
+            finish_reason: answer.finish_reason,
+            logprobs: None,
+        }],
+        usage: UsageOut::from(result.usage),
+    })
+    .into_response())
+}
+
+/// The grammar constraint `response_format` or the tools ask for.
+fn constraint(
+    format: Option<ResponseFormat>,
+    tools: &ToolMode,
+) -> Result<Option<Constraint>, ApiError> {
+    let any_object = || json!({"type": "object"});
+    let from_format = match format {
+        None | Some(ResponseFormat::Text) => None,
+        Some(ResponseFormat::JsonObject) => Some(any_object()),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            Some(json_schema.schema.unwrap_or_else(any_object))
+        }
+    };
+    match (tools.schema(), from_format) {
+        (Some(_), Some(_)) => Err(ApiError::unsupported(
+            "response_format",
+            "response_format together with tools",
+        )),
+        (Some(schema), None) | (None, Some(schema)) => Ok(Some(Constraint::JsonSchema(schema))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The request's messages as the engine takes them, with the tool
+/// instructions added to the system message.
+fn messages(input: Vec<ChatMessageIn>, tools: &ToolMode) -> Result<Vec<ChatMessage>, ApiError> {
+    let mut out = Vec::with_capacity(input.len() + 1);
+    for (i, message) in input.into_iter().enumerate() {
+        let role = match message.role.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            other => {
+                return Err(ApiError::invalid(
+                    Some("messages"),
+                    format!("messages[{i}] has role {other:?}; expected system, developer, user, assistant or tool"),
+                ))
+            }
+        };
+        let mut content = match message.content {
+            None => String::new(),
+            Some(MessageContent::Text(text)) => text,
+            Some(MessageContent::Parts(parts)) => {
+                let mut texts = Vec::with_capacity(parts.len());
+                for part in parts {
+                    match (part.kind.as_str(), part.text) {
+                        ("text", Some(text)) => texts.push(text),
+                        (kind, _) => {
+                            return Err(ApiError::unsupported(
+                                "messages",
+                                &format!("content part of type {kind:?} in messages[{i}]"),
+                            ))
+                        }
+                    }
+                }
+                texts.join("\n")
+            }
+        };
+        if let Some(calls) = message.tool_calls.filter(|c| !c.is_empty()) {
+            if !content.is_empty() {
+                content.push('\n');
+            }
+            content.push_str(&render_calls(&calls));
+        }
+        out.push(ChatMessage::new(role, content));
+    }
+    if let Some(instructions) = tools.instructions() {
+        match out.first_mut() {
+            Some(first) if first.role == Role::System => {
+                first.content = format!("{}\n\n{instructions}", first.content);
+            }
+            _ => out.insert(0, ChatMessage::system(instructions)),
+        }
+    }
+    Ok(out)
+}
+
+/// `chat.completion.chunk`s. With tools the output is held until the end:
+/// a tool call is only known once the JSON object is complete.
+struct ChatChunks {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    tools: ToolMode,
+    buffer: String,
+}
+
+impl ChatChunks {
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "delta": delta,
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }],
+        })
+    }
+}
+
+impl ChunkFormat for ChatChunks {
+    fn start(&mut self) -> Vec<Value> {
+        vec![self.chunk(json!({"role": "assistant", "content": ""}), None)]
+    }
+
+    fn piece(&mut self, text: &str) -> Vec<Value> {
+        if self.tools.is_on() {
+            self.buffer.push_str(text);
+            return Vec::new();
+        }
+        vec![self.chunk(json!({ "content": text }), None)]
+    }
+
+    fn finish(&mut self, result: &GenerationResult) -> Vec<Value> {
+        let mut chunks = Vec::with_capacity(3);
+        let reason = finish_reason(result.finish);
+        let reason = if self.tools.is_on() {
+            let text = std::mem::take(&mut self.buffer);
+            let Answer {
+                content,
+                tool_calls,
+                finish_reason,
+            } = self.tools.interpret(text, reason);
+            if let Some(calls) = tool_calls {
+                let calls: Vec<Value> = calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, call)| {
+                        json!({
+                            "index": index,
+                            "id": call.id,
+                            "type": call.kind,
+                            "function": {"name": call.function.name, "arguments": call.function.arguments},
+                        })
+                    })
+                    .collect();
+                chunks.push(self.chunk(json!({ "tool_calls": calls }), None));
+            }
+            if let Some(content) = content {
+                chunks.push(self.chunk(json!({ "content": content }), None));
+            }
+            finish_reason
+        } else {
+            reason
+        };
+        chunks.push(self.chunk(json!({}), Some(reason)));
+        if self.include_usage {
+            // OpenAI's form: one more chunk with no choices and the usage.
+            chunks.push(json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": UsageOut::from(result.usage),
+            }));
+        }
+        chunks
+    }
+}

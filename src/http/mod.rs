@@ -1,0 +1,181 @@
+//! The headless model host over HTTP (`troupe serve`): OpenAI-compatible
+//! routes, Ollama's listing routes, health and Prometheus metrics, all in
+//! front of one [`ModelHostHandle`].
+//!
+//! # Layout
+//! - `openai`: the OpenAI wire types.
+//! - `chat`: `POST /v1/chat/completions`; `tools`: function calling through
+//!   a JSON Schema constraint.
+//! - `completions`: `POST /v1/completions` and `POST /v1/embeddings` (501).
+//! - `generation`: one request on the host, whole or as server-sent events.
+//! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`.
+//! - `metrics`: `GET /metrics` and the counters behind it.
+//! - `auth`: the bearer-key middleware; `error`: OpenAI-style error bodies.
+//!
+//! Routes: `GET /health` (never needs the key), `GET /metrics`,
+//! `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
+//! `POST /v1/completions`, `POST /v1/embeddings`, `GET /api/tags`,
+//! `GET /api/ps`.
+
+mod auth;
+mod chat;
+mod completions;
+mod error;
+mod generation;
+mod metrics;
+mod models;
+mod ollama;
+mod openai;
+mod tools;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+use troupe_actors::model_host::ModelHostHandle;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Largest request body accepted unless configured otherwise: 4 MiB, room
+/// for a prompt filling a 128K-token context several times over.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
+
+/// What every route shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ModelHost that serves the models.
+    pub host: ModelHostHandle,
+    /// When set, every route but `/health` needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// State for `host` with no API key, the default body limit and fresh
+    /// counters.
+    pub fn new(host: ModelHostHandle) -> Self {
+        Self {
+            host,
+            api_key: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// The routes (see the module documentation) with authentication, the body
+/// limit and request counting.
+pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    let state = Arc::new(state);
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{model}", get(models::retrieve))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/embeddings", post(completions::embeddings))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_api_key,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` resolves, then stops
+/// accepting connections and waits for open ones (streams included) to end.
+///
+/// The host's load and unload events feed `/metrics` while it runs.
+///
+/// # Errors
+/// An I/O error of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let follower = tokio::spawn(Arc::clone(&state.metrics).follow_host(state.host.events()));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, auth = state.api_key.is_some(), "serving the model host over HTTP");
+    }
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    follower.abort();
+    result
+}
+
+/// `GET /health`: 200 while the host answers, 503 once it has stopped.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match state.host.status().await {
+        Ok(status) => Json(json!({
+            "status": "ok",
+            "models_loaded": status.models.len(),
+        }))
+        .into_response(),
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no route {} {}", request.method(), request.uri().path()),
+        kind: "invalid_request_error",
+        param: None,
+        code: Some("not_found"),
+    }
+}
+
+/// A JSON body whose failures are OpenAI error objects: 413 over the body
+/// limit, 400 for malformed JSON or a wrong shape.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError {
+                        status: StatusCode::PAYLOAD_TOO_LARGE,
+                        message: format!(
+                            "the request body is larger than this server's limit of {} bytes",
+                            state.max_body_bytes
+                        ),
+                        kind: "invalid_request_error",
+                        param: None,
+                        code: Some("request_too_large"),
+                    }
+                } else {
+                    ApiError::invalid(None, rejection.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid(None, format!("the request body is not valid: {e}")))
+    }
+}

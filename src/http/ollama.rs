@@ -1,0 +1,136 @@
+//! Ollama's listing routes, so that tools written for Ollama can see what
+//! troupe serves: `GET /api/tags` (models on disk) and `GET /api/ps` (models
+//! loaded now, with troupe's slot and memory details under `troupe`).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+use troupe_models::catalog::ModelEntry;
+
+use super::error::ApiError;
+use super::models::modified_unix;
+use super::AppState;
+
+/// `GET /api/tags`.
+pub async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let catalog = state.host.catalog().await?;
+    let models: Vec<Value> = catalog
+        .iter()
+        .map(|entry| {
+            json!({
+                "name": entry.name,
+                "model": entry.name,
+                "modified_at": rfc3339(modified_unix(&entry.path)),
+                "size": entry.file_size,
+                "details": details(entry),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "models": models })))
+}
+
+/// `GET /api/ps`.
+pub async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let status = state.host.status().await?;
+    let catalog = state.host.catalog().await?;
+    let models: Vec<Value> = status
+        .models
+        .iter()
+        .map(|m| {
+            let entry = catalog.iter().find(|e| e.name == m.name);
+            json!({
+                "name": m.name,
+                "model": m.name,
+                "size": m.memory.total(),
+                "details": entry.map(details),
+                "expires_at": m.expires_at.map(system_time_rfc3339),
+                "context_length": m.context_length,
+                "troupe": m,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "models": models,
+        "budget_bytes": status.budget_bytes,
+        "used_bytes": status.used_bytes,
+        "queued_loads": status.queued_loads,
+    })))
+}
+
+fn details(entry: &ModelEntry) -> Value {
+    json!({
+        "format": "gguf",
+        "family": entry.architecture,
+        "families": [entry.architecture],
+        "parameter_size": parameter_size(entry.parameters),
+        "quantization_level": entry.quantization,
+    })
+}
+
+/// Parameters as Ollama writes them: `8.0B`, `135.0M`, `120.3K`.
+fn parameter_size(parameters: u64) -> String {
+    let p = parameters as f64;
+    if p >= 1e9 {
+        format!("{:.1}B", p / 1e9)
+    } else if p >= 1e6 {
+        format!("{:.1}M", p / 1e6)
+    } else if p >= 1e3 {
+        format!("{:.1}K", p / 1e3)
+    } else {
+        parameters.to_string()
+    }
+}
+
+fn system_time_rfc3339(time: SystemTime) -> String {
+    rfc3339(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (UTC).
+fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for non-negative counts).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn parameter_sizes_read_like_ollamas() {
+        assert_eq!(parameter_size(8_030_000_000), "8.0B");
+        assert_eq!(parameter_size(120_320), "120.3K");
+        assert_eq!(parameter_size(12), "12");
+    }
+}
