@@ -10,6 +10,9 @@
 //!   deserialisation failure into an error that names the key.
 //! - [`resolved`]: the validated types the rest of troupe sees, with every
 //!   default filled in and every path made absolute.
+//! - [`serve`]: the `[serve]` section (address, API key, memory budget,
+//!   pinned models, keep-alive, body cap) read by `troupe serve`.
+//! - [`size`]: byte sizes as people write them (`4GiB`) and as troupe prints them.
 //! - [`tools`]: the `[tools]` and `[approval]` sections (raw and resolved),
 //!   read by troupe-tools.
 //!
@@ -21,8 +24,11 @@
 pub mod load;
 pub mod raw;
 pub mod resolved;
+pub mod serve;
+pub mod size;
 pub mod tools;
 
 pub use load::{load, ConfigError, ConfigSource, LoadOptions};
 pub use resolved::{Config, InferenceConfig, ModelsConfig};
+pub use serve::ServeConfig;
 pub use tools::{ApprovalConfig, Policy, ToolsConfig};

@@ -18,6 +18,9 @@ pub struct RawConfig {
     /// How models are run.
     #[serde(default)]
     pub inference: RawInference,
+    /// How `troupe serve` listens and what its ModelHost may hold.
+    #[serde(default)]
+    pub serve: crate::serve::RawServe,
     /// What the workers' tools may do.
     #[serde(default)]
     pub tools: crate::tools::RawTools,

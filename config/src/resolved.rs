@@ -26,6 +26,8 @@ pub struct Config {
     pub models: ModelsConfig,
     /// How models are run.
     pub inference: InferenceConfig,
+    /// How `troupe serve` listens and what its ModelHost may hold.
+    pub serve: crate::serve::ServeConfig,
     /// What the workers' tools may do.
     pub tools: crate::tools::ToolsConfig,
     /// Which tool calls need a person's approval.
@@ -90,6 +92,7 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
     }
     let models = resolve_models(raw.models, &base, &data_dir, &source)?;
     let inference = resolve_inference(raw.inference, &source)?;
+    let serve = crate::serve::resolve_serve(raw.serve, &source)?;
     let tools = crate::tools::resolve_tools(raw.tools, &source)?;
     let approval = crate::tools::resolve_approval(raw.approval, &source)?;
     Ok(Config {
@@ -97,6 +100,7 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
         log,
         models,
         inference,
+        serve,
         tools,
         approval,
         source,

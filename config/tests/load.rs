@@ -181,3 +181,37 @@ fn syntax_error_and_missing_file() {
     let err = load(&opts(None, &[("TROUPE_CONFIG", missing.to_str().unwrap())])).unwrap_err();
     assert!(err.to_string().contains("TROUPE_CONFIG"), "{err}");
 }
+
+#[test]
+fn serve_section_reads_sizes_and_names_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "[serve]\naddr = \"127.0.0.1:9000\"\nmemory_budget = \"2GiB\"\npin = [\"ux\"]\nkeep_alive_s = 10\nmax_body = \"1MiB\"\n",
+    );
+    let cfg = load(&opts(Some(path), &[("TROUPE_SERVE__API_KEY", "sekrit")])).unwrap();
+    assert_eq!(cfg.serve.addr.port(), 9000);
+    assert_eq!(cfg.serve.memory_budget, Some(2 << 30));
+    assert_eq!(cfg.serve.pin, vec!["ux".to_string()]);
+    assert_eq!(cfg.serve.keep_alive.as_secs(), 10);
+    assert_eq!(cfg.serve.max_body_bytes, 1 << 20);
+    assert_eq!(cfg.serve.api_key.as_deref(), Some("sekrit"));
+
+    let defaults = load(&opts(None, &[])).unwrap();
+    assert!(defaults.serve.addr.ip().is_loopback());
+    assert_eq!(defaults.serve.api_key, None);
+
+    for (text, key) in [
+        ("[serve]\naddr = \"localhost\"\n", "serve.addr"),
+        ("[serve]\nmemory_budget = \"lots\"\n", "serve.memory_budget"),
+        ("[serve]\nmax_body = \"10\"\n", "serve.max_body"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(&dir, text);
+        let err = load(&opts(Some(path), &[])).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::InvalidValue { key: ref k, .. } if k == key),
+            "{text}: {err}"
+        );
+    }
+}

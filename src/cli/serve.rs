@@ -13,17 +13,17 @@ use tokio::net::TcpListener;
 use troupe::actors::model_host::{
     self, default_budget_bytes, format_bytes, parse_size, ModelHostConfig,
 };
-use troupe::http::{AppState, DEFAULT_MAX_BODY_BYTES};
+use troupe::http::AppState;
 use troupe_config::Config;
 use troupe_inference::backend::Backend;
 use troupe_inference::llama::LlamaEngine;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Loopback by default: set an API key before
-    /// listening on other interfaces.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+    /// Address to listen on (default: `[serve] addr`, else 127.0.0.1:8080).
+    /// Set an API key before listening on other interfaces.
+    #[arg(long)]
+    addr: Option<SocketAddr>,
     /// Another directory of GGUF models, besides the configured ones (repeatable).
     #[arg(long, value_name = "DIR")]
     models_dir: Vec<PathBuf>,
@@ -34,13 +34,9 @@ pub struct ServeArgs {
     /// Load this model at start and never evict it (repeatable).
     #[arg(long, value_name = "NAME")]
     pin: Vec<String>,
-    /// Require `Authorization: Bearer KEY` on every route but /health.
-    #[arg(
-        long,
-        env = "TROUPE_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
+    /// Require `Authorization: Bearer KEY` on every route but /health
+    /// (default: `[serve] api_key`, or TROUPE_SERVE__API_KEY).
+    #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
     /// Largest request body, e.g. `4MiB`; larger ones get 413.
     #[arg(long, value_name = "SIZE")]
@@ -60,18 +56,23 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
+    let serve = &config.serve;
     let budget = match &args.memory_budget {
         Some(text) => parse_size(text).context("invalid --memory-budget")?,
-        None => default_budget_bytes(),
+        None => serve.memory_budget.unwrap_or_else(default_budget_bytes),
     };
-    let max_body_bytes = match &args.max_body {
-        Some(text) => {
-            let bytes = parse_size(text).context("invalid --max-body")?;
-            usize::try_from(bytes).context("--max-body does not fit this machine's memory")?
-        }
-        None => DEFAULT_MAX_BODY_BYTES,
+    let max_body = match &args.max_body {
+        Some(text) => parse_size(text).context("invalid --max-body")?,
+        None => serve.max_body_bytes,
     };
-    let mut host_config = ModelHostConfig::from_config(config, budget, args.pin.clone());
+    let max_body_bytes =
+        usize::try_from(max_body).context("the body cap does not fit this machine's memory")?;
+    let addr = args.addr.unwrap_or(serve.addr);
+    let api_key = args.api_key.clone().or_else(|| serve.api_key.clone());
+    let mut pin = serve.pin.clone();
+    pin.extend(args.pin.iter().cloned());
+    let mut host_config = ModelHostConfig::from_config(config, budget, pin.clone());
+    host_config.default_keep_alive = serve.keep_alive;
     host_config
         .catalog
         .model_dirs
@@ -88,19 +89,19 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     if let Some(secs) = args.keep_alive {
         host_config.default_keep_alive = Duration::from_secs(secs);
     }
-    if !args.addr.ip().is_loopback() && args.api_key.is_none() {
-        tracing::warn!(addr = %args.addr, "listening beyond loopback without an API key: anyone who can reach this address can use the models");
+    if !addr.ip().is_loopback() && api_key.is_none() {
+        tracing::warn!(addr = %addr, "listening beyond loopback without an API key: anyone who can reach this address can use the models");
     }
 
     let backend: Arc<dyn Backend> = Arc::new(LlamaEngine::new());
     let (host, host_task) = model_host::spawn(host_config, backend)
         .await
         .context("cannot start the model host")?;
-    let listener = match TcpListener::bind(args.addr).await {
+    let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(error) => {
             host.shutdown().await;
-            return Err(error).with_context(|| format!("cannot listen on {}", args.addr));
+            return Err(error).with_context(|| format!("cannot listen on {addr}"));
         }
     };
     let addr = listener
@@ -109,11 +110,11 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     eprintln!(
         "troupe serve: http://{addr} (memory budget {}, {} pinned)",
         format_bytes(budget),
-        args.pin.len()
+        pin.len()
     );
 
     let mut state = AppState::new(host.clone());
-    state.api_key = args.api_key;
+    state.api_key = api_key;
     state.max_body_bytes = max_body_bytes;
     let stopping = host.clone();
     let shutdown = async move {

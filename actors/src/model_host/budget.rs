@@ -18,85 +18,7 @@ pub const DEFAULT_BUDGET_SHARE: f64 = 0.5;
 /// Budget used when the machine's memory cannot be read (not Linux).
 const FALLBACK_BUDGET: u64 = 4 << 30;
 
-/// A size that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid size {input:?}: {reason} (examples: 4GiB, 512MiB, 2G, 1000000)")]
-pub struct ParseSizeError {
-    /// What was given.
-    pub input: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// Reads a byte size such as `4GiB`, `512MiB`, `2G`, `1.5GiB`, `800MB` or
-/// `1000000`.
-///
-/// Units are case-insensitive. `KiB`/`MiB`/`GiB`/`TiB` and the one-letter
-/// `K`/`M`/`G`/`T` are powers of 1024 (as in Docker's `--memory`); `KB`/`MB`/
-/// `GB`/`TB` are powers of 1000; `B` or no unit means bytes. Fractions are
-/// allowed and rounded down to whole bytes.
-///
-/// # Errors
-/// [`ParseSizeError`] naming the input when the number or unit is not
-/// understood, or the size overflows 64 bits.
-pub fn parse_size(input: &str) -> Result<u64, ParseSizeError> {
-    let error = |reason: &str| ParseSizeError {
-        input: input.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let text = input.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    if number.is_empty() {
-        return Err(error("it does not start with a number"));
-    }
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => {
-            return Err(error(
-                "unknown unit; use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB",
-            ))
-        }
-    };
-    if let Ok(whole) = number.parse::<u64>() {
-        return whole
-            .checked_mul(multiplier)
-            .ok_or_else(|| error("it is larger than 2^64 bytes"));
-    }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| error("the number is not a decimal number"))?;
-    let bytes = value * multiplier as f64;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(error("it is larger than 2^64 bytes"));
-    }
-    Ok(bytes as u64)
-}
-
-/// Writes `bytes` for people: `1.50 GiB`, `312.00 KiB`, `17 B`.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.2} {}", UNITS[unit])
-}
+pub use troupe_config::size::{format_bytes, parse_size, ParseSizeError};
 
 /// The budget when none is configured: [`DEFAULT_BUDGET_SHARE`] of
 /// `MemTotal` in `/proc/meminfo`, or 4 GiB where that cannot be read.
@@ -202,39 +124,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_binary_and_decimal_units() {
-        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert_eq!(parse_size("1000000"), Ok(1_000_000));
-        assert_eq!(parse_size("800MB"), Ok(800_000_000));
-        assert_eq!(parse_size(" 1.5 GiB "), Ok(3 << 29));
-        assert_eq!(parse_size("17B"), Ok(17));
-    }
-
-    #[test]
-    fn bad_sizes_are_errors_naming_the_input() {
-        for bad in ["", "GiB", "4 parsecs", "1.2.3G", "99999999999999999999T"] {
-            let error = parse_size(bad).expect_err(bad);
-            assert_eq!(error.input, bad);
-            assert!(error.to_string().contains(&format!("{bad:?}")));
-        }
-    }
-
-    #[test]
     fn mem_total_is_read_from_meminfo() {
         let text = "MemTotal:       16309416 kB\nMemFree:          123 kB\n";
         assert_eq!(mem_total_bytes(text), Some(16_309_416 * 1024));
         assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
         assert!(default_budget_bytes() > 0);
-    }
-
-    #[test]
-    fn bytes_are_formatted_for_people() {
-        assert_eq!(format_bytes(17), "17 B");
-        assert_eq!(format_bytes(3 << 29), "1.50 GiB");
-        assert_eq!(format_bytes(312 << 10), "312.00 KiB");
     }
 
     fn candidate(
