@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
+use troupe_config::size::format_bytes;
 use troupe_config::Config;
 use troupe_models::catalog::{Catalog, CatalogSources, ModelEntry};
 use troupe_models::estimate::{estimate, EstimateParams};
@@ -111,7 +112,7 @@ async fn list(config: &Config, json: bool) -> anyhow::Result<()> {
             human_count(e.parameters),
             e.quantization,
             e.context_length.map(|c| c.to_string()).unwrap_or_default(),
-            human_bytes(e.file_size),
+            format_bytes(e.file_size),
             if e.has_chat_template { "yes" } else { "no" },
             e.source,
         );
@@ -179,7 +180,7 @@ async fn show(config: &Config, name: &str, ctx: Option<u32>, json: bool) -> anyh
         Some(c) => println!("context length  {c}"),
         None => println!("context length  (not in metadata)"),
     }
-    println!("file size       {}", human_bytes(entry.file_size));
+    println!("file size       {}", format_bytes(entry.file_size));
     println!(
         "chat template   {}",
         if entry.has_chat_template { "yes" } else { "no" }
@@ -193,10 +194,10 @@ async fn show(config: &Config, name: &str, ctx: Option<u32>, json: bool) -> anyh
         "memory at ctx {} ({} slots): weights {} + KV cache {} + compute {} = {}",
         params.context_length,
         params.parallel_sequences,
-        human_bytes(est.weights),
-        human_bytes(est.kv_cache),
-        human_bytes(est.compute),
-        human_bytes(est.total())
+        format_bytes(est.weights),
+        format_bytes(est.kv_cache),
+        format_bytes(est.compute),
+        format_bytes(est.total())
     );
     Ok(())
 }
@@ -231,7 +232,7 @@ async fn synth(args: SynthArgs) -> anyhow::Result<()> {
         "{}: {} parameters, {}",
         report.path.display(),
         human_count(report.parameters),
-        human_bytes(report.file_size)
+        format_bytes(report.file_size)
     );
     Ok(())
 }
@@ -243,21 +244,5 @@ pub fn human_count(n: u64) -> String {
         n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
         n => n.to_string(),
-    }
-}
-
-/// Bytes in binary units: "1.5 GiB".
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
