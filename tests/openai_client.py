@@ -101,6 +101,32 @@ def main():
         extra_body={"ignore_eos": True})
     check(completion.usage.completion_tokens == 4, f"completion usage {completion.usage}")
 
+    # The client asks for base64 unless told otherwise and decodes it itself;
+    # both encodings must give the same unit vectors.
+    texts = ["a cat sat", "stock markets fell", "a cat sat"]
+    embedded = client.embeddings.create(model=model, input=texts)
+    vectors = [d.embedding for d in sorted(embedded.data, key=lambda d: d.index)]
+    check(len(vectors) == 3, f"{len(vectors)} embeddings for 3 inputs")
+    width = len(vectors[0])
+    check(width > 0 and all(len(v) == width for v in vectors), "embedding widths differ")
+    for v in vectors:
+        norm = sum(x * x for x in v) ** 0.5
+        check(abs(norm - 1.0) < 1e-4, f"embedding norm {norm}")
+    check(vectors[0] == vectors[2], "the same text gave different embeddings")
+    check(vectors[0] != vectors[1], "different texts gave the same embedding")
+    check(embedded.usage.prompt_tokens > 0
+          and embedded.usage.total_tokens == embedded.usage.prompt_tokens,
+          f"embedding usage {embedded.usage}")
+    floats = client.embeddings.create(model=model, input="a cat sat", encoding_format="float",
+                                      dimensions=width)
+    cosine = sum(a * b for a, b in zip(floats.data[0].embedding, vectors[0]))
+    check(cosine > 0.9999, f"float and base64 embeddings differ: cosine {cosine}")
+    try:
+        client.embeddings.create(model=model, input="x", dimensions=width + 1)
+        check(False, "dimensions other than the model's were accepted")
+    except openai.BadRequestError as error:
+        check("dimensions" in str(error), f"message {error}")
+
     try:
         client.chat.completions.create(model="no-such-model", messages=messages, max_tokens=1)
         check(False, "an unknown model was accepted")

@@ -313,15 +313,132 @@ async fn completions_whole_and_streamed() {
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "length");
     assert_eq!(last["usage"]["completion_tokens"], 5);
+}
 
-    let (status, body) = client
-        .post("/v1/embeddings", &json!({"model": "tiny", "input": "hi"}))
+/// The vector of one `data` entry of an embeddings answer.
+fn vector_of(entry: &Value) -> Vec<f32> {
+    entry["embedding"]
+        .as_array()
+        .expect("a float array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number") as f32)
+        .collect()
+}
+
+#[tokio::test]
+async fn embeddings_give_unit_vectors_in_input_order() {
+    let client = Client::connect();
+    let (status, one) = client
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "tiny", "input": "hello there"}),
+        )
         .await;
-    assert_eq!(status, 501);
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("not implemented"));
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["object"], "list");
+    assert_eq!(one["model"], "tiny");
+    assert_eq!(one["data"].as_array().unwrap().len(), 1);
+    assert_eq!(one["data"][0]["object"], "embedding");
+    assert_eq!(one["data"][0]["index"], 0);
+    let single = vector_of(&one["data"][0]);
+    let n_embd = single.len();
+    assert!(n_embd > 0);
+    let norm = single.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    let prompt_tokens = one["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt_tokens > 0);
+    assert_eq!(one["usage"]["total_tokens"], prompt_tokens);
+
+    let inputs = ["first", "hello there", "something else entirely"];
+    let (status, list) = client
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "tiny", "input": inputs, "dimensions": n_embd}),
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    for (i, entry) in data.iter().enumerate() {
+        assert_eq!(entry["index"], i);
+        assert_eq!(vector_of(entry).len(), n_embd);
+    }
+    let cosine: f32 = vector_of(&data[1])
+        .iter()
+        .zip(&single)
+        .map(|(a, b)| a * b)
+        .sum();
+    assert!(cosine > 0.9999, "same text, same vector: cosine {cosine}");
+    assert_ne!(vector_of(&data[0]), vector_of(&data[2]));
+    assert!(list["usage"]["prompt_tokens"].as_u64().unwrap() > prompt_tokens);
+
+    // base64: the little-endian f32 bytes of the same vector.
+    let (status, encoded) = client
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "tiny", "input": "hello there", "encoding_format": "base64"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{encoded}");
+    let text = encoded["data"][0]["embedding"].as_str().expect("a string");
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)
+        .expect("valid base64");
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(decoded, single);
+}
+
+#[tokio::test]
+async fn bad_embedding_requests_get_400_naming_the_field() {
+    let client = Client::connect();
+    let cases = [
+        (json!({"model": "tiny", "input": []}), "input"),
+        (json!({"model": "tiny", "input": ["ok", ""]}), "input"),
+        (json!({"model": "tiny", "input": [1, 2, 3]}), "input"),
+        (json!({"model": "tiny", "input": [[1, 2], [3]]}), "input"),
+        (
+            json!({"model": "tiny", "input": "ok", "dimensions": 3}),
+            "dimensions",
+        ),
+    ];
+    for (request, param) in cases {
+        let (status, body) = client.post("/v1/embeddings", &request).await;
+        assert_eq!(status, 400, "{request} -> {body}");
+        assert_openai_error(&body, "invalid_request_error");
+        assert_eq!(body["error"]["param"], param, "{request} -> {body}");
+    }
+    let long = "word ".repeat(CONTEXT as usize + 10);
+    let (status, body) = client
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "tiny", "input": ["ok", long]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input 1"),
+        "{body}"
+    );
+    let (status, body) = client
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "tiny", "input": "ok", "encoding_format": "hex"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = client
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "no-such-model", "input": "ok"}),
+        )
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

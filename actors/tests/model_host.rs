@@ -14,7 +14,8 @@ use troupe_actors::model_host::{
     self, estimate_load_bytes, HostError, HostEvent, ModelHostConfig, ModelHostHandle, UnloadReason,
 };
 use troupe_inference::backend::{
-    Backend, BoxFuture, Constraint, GenerateRequest, LoadError, LoadOptions, LoadedModel,
+    Backend, BoxFuture, Constraint, GenerateError, GenerateRequest, LoadError, LoadOptions,
+    LoadedModel,
 };
 use troupe_inference::llama::LlamaEngine;
 use troupe_inference::sampling::SamplingOptions;
@@ -566,4 +567,83 @@ async fn a_busy_model_is_not_evicted_and_the_new_load_waits_for_it() {
         tiny_finished < evicted && evicted < small_started,
         "{events:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_load_the_model_count_as_requests_and_grow_its_memory() {
+    let host = start(config(1 << 30, &[], load_options(1, 4))).await;
+    let mut rx = host.events();
+    let inputs = vec!["first text".to_owned(), "another one".to_owned()];
+    let out = host
+        .embed("tiny-q8", inputs.clone())
+        .await
+        .expect("loads on demand and embeds");
+    assert_eq!(out.vectors.len(), 2);
+    let info = host.model_info("tiny-q8").await.expect("info");
+    for v in &out.vectors {
+        assert_eq!(v.len(), info.n_embd as usize);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+    assert_ne!(out.vectors[0], out.vectors[1]);
+    assert!(out.prompt_tokens >= 4);
+    wait_for(
+        &mut rx,
+        |e| matches!(e, HostEvent::RequestStarted { model } if model == "tiny-q8"),
+    )
+    .await;
+    wait_for(
+        &mut rx,
+        |e| matches!(e, HostEvent::RequestFinished { model, .. } if model == "tiny-q8"),
+    )
+    .await;
+
+    // The embedding context the first request created is now accounted.
+    let status = host.status().await.expect("status");
+    let model = &status.models[0];
+    assert_eq!(model.name, "tiny-q8");
+    assert_eq!(model.slots_in_use, 0);
+    assert!(
+        model.expires_at.is_some(),
+        "keep-alive runs again once idle"
+    );
+    let fresh = LlamaEngine::new()
+        .load(&path_of("tiny-q8"), load_options(1, 4))
+        .await
+        .expect("loads")
+        .memory();
+    assert!(
+        model.memory.kv_cache > fresh.kv_cache,
+        "{} vs {}",
+        model.memory.kv_cache,
+        fresh.kv_cache
+    );
+    assert_eq!(status.used_bytes, model.memory.total());
+
+    // The same text gives the same vector through the host.
+    let again = host
+        .embed("tiny-q8", vec![inputs[0].clone()])
+        .await
+        .expect("embeds");
+    let cosine: f32 = again.vectors[0]
+        .iter()
+        .zip(&out.vectors[0])
+        .map(|(a, b)| a * b)
+        .sum();
+    assert!(cosine > 0.9999, "cosine {cosine}");
+
+    match host
+        .embed("tiny-q8", vec!["ok".into(), String::new()])
+        .await
+    {
+        Err(HostError::Generate(GenerateError::EmptyEmbeddingInput { index })) => {
+            assert_eq!(index, 1)
+        }
+        other => panic!("expected an empty-input error, got {other:?}"),
+    }
+    match host.embed("no-such-model", vec!["x".into()]).await {
+        Err(HostError::ModelNotFound { .. }) => {}
+        other => panic!("expected ModelNotFound, got {other:?}"),
+    }
+    host.shutdown().await;
 }

@@ -308,6 +308,16 @@ pub struct GenerationResult {
     pub timings: Timings,
 }
 
+/// The answer to [`LoadedModel::embed`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Embeddings {
+    /// One vector per input, in input order, each of unit L2 norm (as
+    /// OpenAI's embeddings are) and `n_embd` long.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens of all inputs together (BOS included when the model adds one).
+    pub prompt_tokens: u32,
+}
+
 /// An inference engine that loads model files.
 pub trait Backend: Send + Sync {
     /// Loads the model at `path`. The work happens off the async runtime (on
@@ -331,6 +341,13 @@ pub trait LoadedModel: Send + Sync {
     /// long prompt, invalid grammar, all slots and the queue full) come back
     /// here, before anything is decoded.
     fn generate(&self, req: GenerateRequest) -> Result<GenerationStream, GenerateError>;
+
+    /// Embeds each of `inputs`: the mean of the model's last hidden states
+    /// over the input's tokens, L2-normalised. Inputs are independent (each
+    /// its own sequence), so the vector of a text does not depend on what
+    /// else is in the list. An empty list, an empty input or one longer than
+    /// the embedding context is an error before anything is decoded.
+    fn embed(&self, inputs: Vec<String>) -> BoxFuture<Result<Embeddings, GenerateError>>;
 
     /// Token ids of `text` as a prompt would be tokenized (special tokens
     /// parsed, BOS added when the model asks for it).

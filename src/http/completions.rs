@@ -1,10 +1,8 @@
-//! `POST /v1/completions` (OpenAI's legacy text completion) and
-//! `POST /v1/embeddings`, which troupe does not serve yet.
+//! `POST /v1/completions`: OpenAI's legacy text completion.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -134,17 +132,5 @@ impl ChunkFormat for CompletionChunks {
             last["usage"] = json!(UsageOut::from(result.usage));
         }
         vec![last]
-    }
-}
-
-/// `POST /v1/embeddings`: answered with 501 until troupe has an embedding
-/// engine, so that a client fails clearly instead of getting made-up vectors.
-pub async fn embeddings() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "embeddings are not implemented in troupe yet".to_string(),
-        kind: "invalid_request_error",
-        param: None,
-        code: Some("not_implemented"),
     }
 }

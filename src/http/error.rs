@@ -116,6 +116,12 @@ impl From<GenerateError> for ApiError {
                 bad(Some("messages")).with_code("context_length_exceeded")
             }
             GenerateError::ZeroMaxTokens => bad(Some("max_tokens")),
+            GenerateError::NoEmbeddingInputs | GenerateError::EmptyEmbeddingInput { .. } => {
+                bad(Some("input"))
+            }
+            GenerateError::EmbeddingInputTooLong { .. } => {
+                bad(Some("input")).with_code("context_length_exceeded")
+            }
             GenerateError::EmptyPrompt
             | GenerateError::TokenOutOfRange { .. }
             | GenerateError::ChatTemplate(_)

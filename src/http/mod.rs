@@ -6,7 +6,7 @@
 //! - `openai`: the OpenAI wire types.
 //! - `chat`: `POST /v1/chat/completions`; `tools`: function calling through
 //!   a JSON Schema constraint.
-//! - `completions`: `POST /v1/completions` and `POST /v1/embeddings` (501).
+//! - `completions`: `POST /v1/completions`; `embeddings`: `POST /v1/embeddings`.
 //! - `generation`: one request on the host, whole or as server-sent events.
 //! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`.
 //! - `metrics`: `GET /metrics` and the counters behind it.
@@ -20,6 +20,7 @@
 mod auth;
 mod chat;
 mod completions;
+mod embeddings;
 mod error;
 mod generation;
 mod metrics;
@@ -87,7 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{model}", get(models::retrieve))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
-        .route("/v1/embeddings", post(completions::embeddings))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/api/tags", get(ollama::tags))
         .route("/api/ps", get(ollama::ps))
         .fallback(not_found)

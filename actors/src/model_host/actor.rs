@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use troupe_inference::backend::{LoadError, LoadedModel};
+use troupe_inference::backend::{GenerateError, LoadError, LoadedModel};
 use troupe_models::catalog::{Catalog, CatalogError, ModelEntry};
 
 use super::state::{Model, Phase, State, Waiter};
@@ -20,7 +20,7 @@ use super::stream::RequestSummary;
 use super::types::{HostError, HostEvent, HostStatus, UnloadReason};
 use super::{lifecycle, Arguments};
 
-/// A request for a model: generate, load or describe it.
+/// A request for a model: generate, embed, load or describe it.
 pub(crate) struct Request {
     pub(crate) model: String,
     pub(crate) keep_alive: KeepAlive,
@@ -48,7 +48,7 @@ impl From<Option<Duration>> for KeepAlive {
 
 /// The ModelHost's messages. Callers use [`super::ModelHostHandle`].
 pub(crate) enum HostMsg {
-    /// Generate, load or describe a model, loading it if needed.
+    /// Generate, embed, load or describe a model, loading it if needed.
     Request(Box<Request>),
     /// Unload a model; answered once its memory is free.
     Unload {
@@ -323,12 +323,37 @@ pub(crate) fn serve(myself: &ActorRef<HostMsg>, state: &mut State, path: &PathBu
                         instance,
                     ))
                 }
-                Err(troupe_inference::backend::GenerateError::Busy { .. }) => {
-                    Err(HostError::Busy { model: name })
-                }
+                Err(GenerateError::Busy { .. }) => Err(HostError::Busy { model: name }),
                 Err(error) => Err(HostError::Generate(error)),
             };
             let _ = reply.send(outcome);
+        }
+        Waiter::Embed { inputs, reply } => {
+            let answer = resident.model.embed(inputs);
+            resident.in_flight += 1;
+            resident.last_used = Instant::now();
+            resident.expires_at = None;
+            resident.timer_generation += 1;
+            let _ = state.events.send(HostEvent::RequestStarted {
+                model: name.clone(),
+            });
+            let end = HostMsg::RequestEnded {
+                path: path.clone(),
+                instance: resident.instance,
+                summary: None,
+            };
+            let host = myself.clone();
+            // The engine thread does the work; waiting for it here would
+            // stall every other model's requests.
+            tokio::spawn(async move {
+                let outcome = answer.await.map_err(|error| match error {
+                    GenerateError::Busy { .. } => HostError::Busy { model: name },
+                    error => HostError::Generate(error),
+                });
+                let _ = reply.send(outcome);
+                // The host may have stopped; then nobody needs the count.
+                let _ = host.cast(end);
+            });
         }
         Waiter::Load { reply } => {
             resident.last_used = Instant::now();
@@ -430,6 +455,9 @@ fn on_request_ended(
         if resident.instance == instance {
             resident.in_flight = resident.in_flight.saturating_sub(1);
             resident.last_used = Instant::now();
+            // A request may have grown the model (the llama engine creates
+            // its embedding context on the first embeddings request).
+            resident.memory = resident.model.memory();
         }
     }
     let summary = summary.unwrap_or_default();

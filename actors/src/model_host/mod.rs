@@ -35,7 +35,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use troupe_inference::backend::{Backend, GenerateRequest, LoadOptions, ModelInfo};
+use troupe_inference::backend::{Backend, Embeddings, GenerateRequest, LoadOptions, ModelInfo};
 use troupe_models::catalog::{Catalog, CatalogSources, ModelEntry};
 
 pub use budget::{
@@ -203,6 +203,23 @@ impl ModelHostHandle {
         };
         self.request(model, KeepAlive::from(keep_alive), waiter)
             .await
+    }
+
+    /// Loads `model` if needed (as [`ModelHostHandle::generate`] does), then
+    /// embeds each of `inputs` (one unit vector per input, in order). The
+    /// request counts as in flight until the vectors are back, so the model
+    /// is not evicted meanwhile; then its keep-alive (the host's default)
+    /// starts.
+    ///
+    /// # Errors
+    /// As [`ModelHostHandle::generate`]; [`HostError::Generate`] for an
+    /// empty list, an empty input or one longer than the embedding context.
+    pub async fn embed(&self, model: &str, inputs: Vec<String>) -> Result<Embeddings, HostError> {
+        self.request(model, KeepAlive::Default, |reply| Waiter::Embed {
+            inputs,
+            reply,
+        })
+        .await
     }
 
     /// Loads `model` if needed and describes it; the keep-alive starts now.

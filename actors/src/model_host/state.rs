@@ -14,7 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ractor::RpcReplyPort;
 use tokio::sync::broadcast;
-use troupe_inference::backend::{Backend, GenerateRequest, LoadedModel, MemoryUsage, ModelInfo};
+use troupe_inference::backend::{
+    Backend, Embeddings, GenerateRequest, LoadedModel, MemoryUsage, ModelInfo,
+};
 use troupe_models::catalog::{Catalog, ModelEntry};
 
 use super::budget::{estimate_load_bytes, EvictionCandidate};
@@ -28,6 +30,11 @@ pub(crate) enum Waiter {
     Generate {
         request: Box<GenerateRequest>,
         reply: RpcReplyPort<Result<HostStream, HostError>>,
+    },
+    /// Embed texts.
+    Embed {
+        inputs: Vec<String>,
+        reply: RpcReplyPort<Result<Embeddings, HostError>>,
     },
     /// Report the loaded model.
     Load {
@@ -45,6 +52,9 @@ impl Waiter {
         // A caller that gave up no longer needs the answer.
         match self {
             Waiter::Generate { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Waiter::Embed { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             Waiter::Load { reply } => {

@@ -149,6 +149,25 @@ pub enum GenerateError {
     /// The sampler could not pick a token (e.g. the grammar allows none).
     #[error("sampling failed: {0}")]
     Sampling(String),
+    /// An embeddings request held no inputs.
+    #[error("no inputs to embed: give at least one string")]
+    NoEmbeddingInputs,
+    /// An input of an embeddings request is empty (or tokenizes to nothing).
+    #[error("embedding input {index} is empty")]
+    EmptyEmbeddingInput {
+        /// Its position among the inputs.
+        index: usize,
+    },
+    /// An input of an embeddings request does not fit the embedding context.
+    #[error("embedding input {index} is {tokens} tokens but the embedding context holds {max}")]
+    EmbeddingInputTooLong {
+        /// Its position among the inputs.
+        index: usize,
+        /// Tokens in the input.
+        tokens: usize,
+        /// Most tokens one input may have.
+        max: usize,
+    },
     /// The model was unloaded.
     #[error("the model was unloaded")]
     Unloaded,

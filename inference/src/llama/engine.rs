@@ -34,6 +34,7 @@ use llama_cpp_2::vocab::LlamaVocab;
 use tokio::sync::{oneshot, watch};
 use troupe_models::gguf::GgufFile;
 
+use super::embed::{EmbedJob, EmbedMemory, EmbedState};
 use super::memory::{capture_allocations, computed_kv_bytes};
 use super::model::{InFlight, Loaded};
 use super::slot::{choose_slot, common_prefix, Active, Slot};
@@ -49,6 +50,8 @@ const MAX_UBATCH: u32 = 512;
 pub(crate) enum Command {
     /// Run a validated request.
     Generate(Box<Job>),
+    /// Embed validated inputs, between two generation steps.
+    Embed(Box<EmbedJob>),
     /// End every request and stop.
     Shutdown,
 }
@@ -115,16 +118,18 @@ pub(crate) fn run(start: EngineStart) {
     tracing::info!(path = %path.display(), slots = info.parallel_slots, context = info.context_length,
         threads = info.threads, weights = memory.weights, kv_cache = memory.kv_cache, compute = memory.compute,
         "model loaded");
+    let embed_memory = Arc::new(EmbedMemory::default());
     let loaded = Loaded {
         info: info.clone(),
         memory,
         model: Arc::clone(&model),
+        embed_memory: Arc::clone(&embed_memory),
     };
     if reply.send(Ok(loaded)).is_err() {
         // The caller stopped waiting for the load.
         return;
     }
-    Engine::new(ctx, &model, &info).run(&commands);
+    Engine::new(ctx, &model, &info, embed_memory).run(&commands);
     tracing::info!(path = %path.display(), "model unloaded");
 }
 
@@ -268,10 +273,16 @@ struct Engine<'m> {
     piece: Vec<u8>,
     clock: u64,
     running: bool,
+    embed: EmbedState<'m>,
 }
 
 impl<'m> Engine<'m> {
-    fn new(ctx: LlamaContext<'m>, model: &'m LlamaModel, info: &ModelInfo) -> Self {
+    fn new(
+        ctx: LlamaContext<'m>,
+        model: &'m LlamaModel,
+        info: &ModelInfo,
+        embed_memory: Arc<EmbedMemory>,
+    ) -> Self {
         let n_batch = info.batch_size as usize;
         let slots = (0..info.parallel_slots)
             .map(|seq| Slot::new(i32::try_from(seq).unwrap_or(i32::MAX)))
@@ -288,6 +299,7 @@ impl<'m> Engine<'m> {
             piece: Vec::new(),
             clock: 0,
             running: true,
+            embed: EmbedState::new(model, info, embed_memory),
         }
     }
 
@@ -327,6 +339,7 @@ impl<'m> Engine<'m> {
                 job,
                 arrived: Instant::now(),
             }),
+            Command::Embed(job) => self.embed.run(*job),
             Command::Shutdown => self.running = false,
         }
     }

@@ -4,6 +4,8 @@
 //! # Layout
 //! - `engine`: the engine thread — loading, the command loop and
 //!   continuous batching (one decode per step for all slots).
+//! - `embed`: embeddings in a second, lazily created context with mean
+//!   pooling, run by the engine thread between generation steps.
 //! - `slot`: a sequence of the shared context, the request in it, and how
 //!   a request picks its slot (session, then longest cached prefix).
 //! - `model`: the handle callers hold; validates requests before they reach
@@ -14,6 +16,7 @@
 //!
 //! The llama.cpp backend is initialised once per process, on first load.
 
+mod embed;
 mod engine;
 mod memory;
 mod model;

@@ -15,12 +15,13 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::embed::{embed_context, EmbedJob, EmbedMemory};
 use super::engine::{Command, Job};
 use crate::backend::{
-    BoxFuture, Constraint, GenerateError, GenerateRequest, GenerationStream, LoadedModel,
-    MemoryUsage, ModelInfo, Prompt, TokenizeError,
+    BoxFuture, Constraint, Embeddings, GenerateError, GenerateRequest, GenerationStream,
+    LoadedModel, MemoryUsage, ModelInfo, Prompt, TokenizeError,
 };
 use crate::chat::{self, ChatError, ChatMessage};
 use crate::sampling::{TokenSampler, TokenTexts};
@@ -43,6 +44,8 @@ pub struct LlamaModelHandle {
     finished: watch::Receiver<bool>,
     /// Every token's text, built on the first constrained request.
     token_texts: OnceLock<Arc<TokenTexts>>,
+    /// Memory of the embedding context, once the engine has created it.
+    embed_memory: Arc<EmbedMemory>,
 }
 
 /// Counts a request among those running or waiting until it is dropped.
@@ -61,6 +64,7 @@ pub(crate) struct Loaded {
     pub(crate) info: ModelInfo,
     pub(crate) memory: MemoryUsage,
     pub(crate) model: Arc<LlamaModel>,
+    pub(crate) embed_memory: Arc<EmbedMemory>,
 }
 
 impl LlamaModelHandle {
@@ -79,6 +83,7 @@ impl LlamaModelHandle {
             max_queued,
             finished,
             token_texts: OnceLock::new(),
+            embed_memory: loaded.embed_memory,
         }
     }
 
@@ -123,6 +128,49 @@ impl LlamaModelHandle {
             });
         }
         Ok(())
+    }
+
+    /// Tokenizes and checks `inputs` on the caller's thread, then hands them
+    /// to the engine thread; the receiver yields its answer.
+    fn embed_inputs(
+        &self,
+        inputs: &[String],
+    ) -> Result<oneshot::Receiver<Result<Embeddings, GenerateError>>, GenerateError> {
+        let model = self.model().ok_or(GenerateError::Unloaded)?;
+        if inputs.is_empty() {
+            return Err(GenerateError::NoEmbeddingInputs);
+        }
+        let max = embed_context(&self.info) as usize;
+        let mut tokenized = Vec::with_capacity(inputs.len());
+        for (index, text) in inputs.iter().enumerate() {
+            let tokens = if text.is_empty() {
+                Vec::new()
+            } else {
+                tokenize(&model, text)?
+            };
+            if tokens.is_empty() {
+                return Err(GenerateError::EmptyEmbeddingInput { index });
+            }
+            if tokens.len() > max {
+                return Err(GenerateError::EmbeddingInputTooLong {
+                    index,
+                    tokens: tokens.len(),
+                    max,
+                });
+            }
+            tokenized.push(tokens);
+        }
+        let in_flight = self.reserve()?;
+        let (reply, answer) = oneshot::channel();
+        let job = EmbedJob {
+            inputs: tokenized,
+            reply,
+            _in_flight: in_flight,
+        };
+        self.commands
+            .send(Command::Embed(Box::new(job)))
+            .map_err(|_| GenerateError::EngineStopped)?;
+        Ok(answer)
     }
 
     /// Reserves a place among the running and waiting requests.
@@ -181,8 +229,19 @@ impl LoadedModel for LlamaModelHandle {
         &self.info
     }
 
+    /// The generation context's memory as measured at load, plus the
+    /// embedding context's KV cache and compute buffers once the first
+    /// [`LoadedModel::embed`] call has created it (nothing before: it is
+    /// allocated lazily). `measured` stays true only if both were measured.
     fn memory(&self) -> MemoryUsage {
-        self.memory
+        let (kv_cache, compute, measured) = self.embed_memory.get();
+        let created = kv_cache > 0 || compute > 0;
+        MemoryUsage {
+            kv_cache: self.memory.kv_cache + kv_cache,
+            compute: self.memory.compute + compute,
+            measured: self.memory.measured && (measured || !created),
+            ..self.memory
+        }
     }
 
     fn generate(&self, req: GenerateRequest) -> Result<GenerationStream, GenerateError> {
@@ -222,6 +281,14 @@ impl LoadedModel for LlamaModelHandle {
             .send(Command::Generate(Box::new(job)))
             .map_err(|_| GenerateError::EngineStopped)?;
         Ok(stream)
+    }
+
+    fn embed(&self, inputs: Vec<String>) -> BoxFuture<Result<Embeddings, GenerateError>> {
+        let sent = self.embed_inputs(&inputs);
+        Box::pin(async move {
+            let answer = sent?;
+            answer.await.map_err(|_| GenerateError::EngineStopped)?
+        })
     }
 
     fn tokenize(&self, text: &str) -> Result<Vec<i32>, TokenizeError> {
