@@ -1,58 +1,43 @@
-//! `troupe bench inference`: prompt processing and generation speed, time to
-//! first token and load time, measured the way llama-bench measures them
-//! (a warm-up run, then `-r` repetitions; pp = one prompt of `-p` tokens,
-//! tg = `-n` tokens generated one at a time) so the two can be compared
-//! side by side (benches/inference-vs-llama-bench.sh).
+//! `troupe bench`: speed measurements that line up with llama.cpp's own
+//! tools, so the scripts in `benches/` can print ratios.
+//!
+//! # Layout
+//! - `inference`: one sequence, prompt processing and generation, against
+//!   llama-bench.
+//! - `batched`: several concurrent sequences through the engine's continuous
+//!   batching, against llama-batched-bench.
+//! - `swap`: model switching through the ModelHost: a request to a resident
+//!   model, a first load, a reload after eviction.
+//!
+//! Shared here: [`Stat`] (mean and spread of repetitions) and [`TokenRng`]
+//! (random prompt ids, different per repetition so no KV cache is reused).
 
-use super::generate::load_options;
-use super::models::resolve;
-use anyhow::{bail, Context};
-use clap::{Args, Subcommand};
+mod batched;
+mod inference;
+mod swap;
+
+use anyhow::Context;
+use clap::Subcommand;
 use serde::Serialize;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::Path;
 use troupe_config::Config;
-use troupe_inference::backend::{
-    Constraint, GenerateRequest, GenerationResult, LoadedModel, Prompt,
-};
-use troupe_inference::llama::{LlamaEngine, LlamaModelHandle};
-use troupe_inference::sampling::SamplingOptions;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Prompt-processing and generation tokens/s, time to first token, load time.
-    Inference(InferenceArgs),
+    Inference(inference::InferenceArgs),
+    /// Aggregate tokens/s of concurrent sequences (like llama-batched-bench).
+    Batched(batched::BatchedArgs),
+    /// Model switching: resident request, first load, reload after eviction.
+    Swap(swap::SwapArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct InferenceArgs {
-    /// A catalog name or a path to a GGUF file.
-    #[arg(short, long)]
-    model: String,
-    /// CPU threads (default: configured, else one per physical core).
-    #[arg(short, long)]
-    threads: Option<u32>,
-    /// Prompt tokens for the prompt-processing test.
-    #[arg(short = 'p', long, default_value_t = 512)]
-    n_prompt: u32,
-    /// Tokens generated in the generation test.
-    #[arg(short = 'n', long, default_value_t = 128)]
-    n_gen: u32,
-    /// Repetitions of each test (after one warm-up run).
-    #[arg(short, long, default_value_t = 5)]
-    reps: u32,
-    /// Batch size for prompt processing (llama-bench's -b/-ub).
-    #[arg(short, long, default_value_t = 512)]
-    batch_size: u32,
-    /// Skip the JSON-Schema-constrained generation test.
-    #[arg(long)]
-    no_constrained: bool,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Also write the JSON report to this file.
-    #[arg(long, value_name = "FILE")]
-    out: Option<PathBuf>,
+pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Inference(args) => inference::run(args, config).await,
+        BenchCommand::Batched(args) => batched::run(args, config).await,
+        BenchCommand::Swap(args) => swap::run(args, config).await,
+    }
 }
 
 /// Mean and spread of one test's repetitions (tokens/s or ms).
@@ -76,185 +61,6 @@ impl Stat {
     }
 }
 
-/// The report `--json` prints.
-#[derive(Debug, Serialize)]
-pub struct InferenceReport {
-    model: String,
-    threads: u32,
-    n_prompt: u32,
-    n_gen: u32,
-    reps: u32,
-    batch_size: u32,
-    load_ms: f64,
-    /// Prompt processing, tokens/s.
-    pp_tokens_per_s: Stat,
-    /// Generation, tokens/s.
-    tg_tokens_per_s: Stat,
-    /// Time to first token of the pp test, ms.
-    ttft_ms: Stat,
-    /// Generation constrained by a small JSON Schema, tokens/s.
-    tg_constrained_tokens_per_s: Option<Stat>,
-    /// Tokens the constrained runs produced, per run.
-    constrained_tokens: Vec<u32>,
-}
-
-pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Inference(args) => inference(args, config).await,
-    }
-}
-
-/// The schema of the constrained test: a small tool-call-like object whose
-/// array keeps a random-weight model generating for a while.
-fn bench_schema() -> serde_json::Value {
-    serde_json::json!({
-        "type": "object",
-        "properties": {
-            "tool": {"type": "string", "enum": ["read_file", "write_file", "shell"]},
-            "args": {
-                "type": "array",
-                "items": {"type": "string", "maxLength": 24},
-                "minItems": 8,
-                "maxItems": 16
-            }
-        },
-        "required": ["tool", "args"]
-    })
-}
-
-async fn inference(args: InferenceArgs, config: &Config) -> anyhow::Result<()> {
-    if args.reps == 0 || args.n_gen == 0 || args.n_prompt == 0 {
-        bail!("-p, -n and -r must be at least 1");
-    }
-    let entry = resolve(config, &args.model).await?;
-    let mut opts = load_options(config, None, args.threads, 1);
-    opts.batch_size = args.batch_size;
-    // Room for the prompt test and the generation test, as llama-bench sizes
-    // its context to n_prompt + n_gen.
-    opts.context_length = (args.n_prompt + args.n_gen).max(512).next_multiple_of(256);
-    let started = Instant::now();
-    let model = LlamaEngine::new()
-        .load_model(&entry.path, opts)
-        .await
-        .with_context(|| format!("cannot load {}", entry.path.display()))?;
-    let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let info = model.info().clone();
-    let mut rng = TokenRng::new(0x7a0b_e5eed);
-
-    let mut pp = Vec::new();
-    let mut ttft = Vec::new();
-    for rep in 0..=args.reps {
-        let prompt = rng.tokens(args.n_prompt as usize, info.n_vocab);
-        let result = run_one(&model, Prompt::Tokens(prompt), 1, None).await?;
-        if result.usage.cached_prompt_tokens > 1 {
-            bail!(
-                "pp run reused {} cached tokens",
-                result.usage.cached_prompt_tokens
-            );
-        }
-        if rep > 0 {
-            pp.push(result.timings.prompt_tokens_per_s);
-            ttft.push(result.timings.time_to_first_token_ms);
-        }
-    }
-    let mut tg = Vec::new();
-    for rep in 0..=args.reps {
-        let prompt = rng.tokens(1, info.n_vocab);
-        let result = run_one(&model, Prompt::Tokens(prompt), args.n_gen, None).await?;
-        if result.usage.completion_tokens != args.n_gen {
-            bail!(
-                "tg run produced {} tokens, expected {}",
-                result.usage.completion_tokens,
-                args.n_gen
-            );
-        }
-        if rep > 0 {
-            tg.push(result.timings.generation_tokens_per_s);
-        }
-    }
-    let mut constrained = Vec::new();
-    let mut constrained_tokens = Vec::new();
-    if !args.no_constrained {
-        for rep in 0..=args.reps {
-            let prompt = rng.tokens(1, info.n_vocab);
-            let schema = Constraint::JsonSchema(bench_schema());
-            let result = run_one(&model, Prompt::Tokens(prompt), args.n_gen, Some(schema)).await?;
-            if rep > 0 {
-                constrained.push(result.timings.generation_tokens_per_s);
-                constrained_tokens.push(result.usage.completion_tokens);
-            }
-        }
-    }
-    model.unload().await;
-
-    let report = InferenceReport {
-        model: entry.path.display().to_string(),
-        threads: info.threads,
-        n_prompt: args.n_prompt,
-        n_gen: args.n_gen,
-        reps: args.reps,
-        batch_size: args.batch_size,
-        load_ms,
-        pp_tokens_per_s: Stat::of(pp),
-        tg_tokens_per_s: Stat::of(tg),
-        ttft_ms: Stat::of(ttft),
-        tg_constrained_tokens_per_s: (!constrained.is_empty()).then(|| Stat::of(constrained)),
-        constrained_tokens,
-    };
-    let json = serde_json::to_string_pretty(&report)?;
-    if let Some(path) = &args.out {
-        std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if args.json {
-        println!("{json}");
-    } else {
-        print_table(&report);
-    }
-    Ok(())
-}
-
-async fn run_one(
-    model: &LlamaModelHandle,
-    prompt: Prompt,
-    max_tokens: u32,
-    constraint: Option<Constraint>,
-) -> anyhow::Result<GenerationResult> {
-    let mut request = GenerateRequest::new(prompt);
-    request.max_tokens = max_tokens;
-    request.sampling = SamplingOptions::greedy();
-    // Random weights emit end-of-generation tokens at random; the generation
-    // test must run its full length, as llama-bench's does.
-    request.ignore_eos = constraint.is_none();
-    request.constraint = constraint;
-    let stream = model.generate(request).context("bench request refused")?;
-    stream.into_result().await.context("bench request failed")
-}
-
-fn print_table(r: &InferenceReport) {
-    println!("| model | threads | test | t/s |");
-    println!("| --- | ---: | --- | ---: |");
-    let name = std::path::Path::new(&r.model)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| r.model.clone());
-    let row = |test: String, s: &Stat| {
-        println!(
-            "| {name} | {} | {test} | {:.2} ± {:.2} |",
-            r.threads, s.avg, s.stddev
-        );
-    };
-    row(format!("pp{}", r.n_prompt), &r.pp_tokens_per_s);
-    row(format!("tg{}", r.n_gen), &r.tg_tokens_per_s);
-    if let Some(c) = &r.tg_constrained_tokens_per_s {
-        row(format!("tg{} json-schema", r.n_gen), c);
-    }
-    println!();
-    println!(
-        "load {:.0} ms | time to first token (pp{}) {:.1} ± {:.1} ms",
-        r.load_ms, r.n_prompt, r.ttft_ms.avg, r.ttft_ms.stddev
-    );
-}
-
 /// A small seeded generator for prompt token ids (xorshift): benchmark
 /// prompts must differ between repetitions so no KV cache is reused.
 struct TokenRng(u64);
@@ -274,4 +80,25 @@ impl TokenRng {
             })
             .collect()
     }
+}
+
+/// Writes `json` to `out` when given, then prints it or the table.
+fn emit(json: &str, out: Option<&Path>, as_json: bool, table: impl FnOnce()) -> anyhow::Result<()> {
+    if let Some(path) = out {
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if as_json {
+        println!("{json}");
+    } else {
+        table();
+    }
+    Ok(())
+}
+
+/// The file name of a model path, for tables.
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_owned())
 }

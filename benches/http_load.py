@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""One HTTP load client for both troupe serve and llama-server (stdlib only).
+
+Subcommands:
+  wait   URL [--timeout S] [--since T]  poll URL/health until 200; print the
+                                 seconds since T (a Unix time, e.g. when the
+                                 server was spawned; default: now)
+  launch --log FILE URL -- CMD... start CMD (a server), poll URL/health until
+                                 200; print "PID SECONDS" (from the spawn);
+                                 the server keeps running: the caller stops it
+  run    --url URL --model NAME  K concurrent streaming /v1/completions, R rounds; JSON out
+  compare A.json B.json ...      markdown table of troupe / llama-server ratios
+
+`run`: each round starts K requests at once (a barrier), each streaming
+`max_tokens` tokens with `ignore_eos`, greedy. The prompt is a fixed text
+with a per-request tag in front ("round-request: "), so that neither server
+can reuse another request's KV cache (both match cached prefixes).
+Figures per round:
+  agg_tps   total completion tokens / (last [DONE] - first request sent)
+  ttft_ms   per request: from sending to the first SSE chunk with text (troupe
+            holds back a token's bytes until they form whole UTF-8
+            characters, llama-server sends them as they come: on a
+            random-weight model troupe's first text can lag its first token)
+Completion tokens come from the final chunk's `usage` (stream_options
+include_usage); both servers send it. One warm-up round is not counted
+(troupe loads the model on its first request).
+"""
+
+import argparse
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+PROMPT = (
+    "The quick brown fox jumps over the lazy dog while the committee reviews "
+    "the quarterly report on renewable energy adoption in coastal regions."
+)
+
+
+def wait(args):
+    if args.since is None:
+        args.since = time.time()
+    seconds = wait_quiet(args, None)
+    if seconds is None:
+        return 1
+    print(f"{seconds:.4f}")
+    return 0
+
+
+def launch(args):
+    cmd = args.cmd_line[1:] if args.cmd_line[:1] == ["--"] else args.cmd_line
+    if not cmd:
+        print("http_load: launch needs a command after --", file=sys.stderr)
+        return 1
+    with open(args.log, "wb") as log:
+        start = time.time()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    args.since = start
+    code = wait_quiet(args, proc)
+    if code is None:
+        proc.kill()
+        proc.wait()
+        return 1
+    print(f"{proc.pid} {code:.4f}")
+    return 0
+
+
+def wait_quiet(args, proc):
+    """Seconds from args.since to /health 200, or None (timeout, or proc died)."""
+    deadline = time.perf_counter() + args.timeout
+    url = urllib.parse.urlsplit(args.url)
+    while time.perf_counter() < deadline:
+        if proc is not None and proc.poll() is not None:
+            print(f"http_load: the server exited with {proc.returncode}", file=sys.stderr)
+            return None
+        try:
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=2)
+            conn.request("GET", "/health")
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
+                return time.time() - args.since
+        except OSError:
+            pass
+        time.sleep(0.002)
+    print(f"http_load: {args.url}/health not 200 after {args.timeout} s", file=sys.stderr)
+    return None
+
+
+def one_request(url, body, result, barrier):
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    barrier.wait()
+    sent = time.perf_counter()
+    first = None
+    usage = None
+    chunks = 0
+    error = None
+    try:
+        conn.request("POST", "/v1/completions", body=payload, headers=headers)
+        resp = conn.getresponse()
+        if resp.status != 200:
+            error = f"HTTP {resp.status}: {resp.read()[:300]!r}"
+        else:
+            while True:
+                line = resp.readline()
+                if not line:
+                    break
+                if not line.startswith(b"data: "):
+                    continue
+                data = line[6:].strip()
+                if data == b"[DONE]":
+                    break
+                chunks += 1
+                # Parse only what is needed: the first chunk with text and
+                # the one carrying usage, so the client costs both servers
+                # the same little CPU.
+                if first is None and b'"text":""' not in data:
+                    first = time.perf_counter()
+                if b'"usage"' in data:
+                    msg = json.loads(data)
+                    if msg.get("usage"):
+                        usage = msg["usage"]
+                    if "error" in msg:
+                        error = json.dumps(msg["error"])
+    except OSError as e:
+        error = f"{type(e).__name__}: {e}"
+    done = time.perf_counter()
+    conn.close()
+    result.update(sent=sent, first=first, done=done, usage=usage, chunks=chunks, error=error)
+
+
+def round_(url, args, tag):
+    results = [dict() for _ in range(args.concurrency)]
+    barrier = threading.Barrier(args.concurrency)
+    threads = []
+    for i in range(args.concurrency):
+        body = {
+            "model": args.model,
+            "prompt": f"{tag}-{i}: {PROMPT}",
+            "max_tokens": args.max_tokens,
+            "ignore_eos": True,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        t = threading.Thread(target=one_request, args=(url, body, results[i], barrier))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    for r in results:
+        if r["error"]:
+            raise RuntimeError(f"request failed: {r['error']}")
+        if not r["usage"]:
+            raise RuntimeError("a stream ended without usage")
+        if r["first"] is None:
+            raise RuntimeError("a stream sent no text")
+    tokens = [r["usage"]["completion_tokens"] for r in results]
+    if any(t != args.max_tokens for t in tokens):
+        raise RuntimeError(f"completion tokens {tokens}, expected {args.max_tokens} each")
+    start = min(r["sent"] for r in results)
+    end = max(r["done"] for r in results)
+    total = sum(tokens)
+    return {
+        "agg_tps": total / (end - start),
+        "wall_s": end - start,
+        "ttft_ms": [(r["first"] - r["sent"]) * 1e3 for r in results],
+        "completion_tokens": tokens,
+    }
+
+
+def summary(values):
+    return {
+        "avg": statistics.fmean(values),
+        "stddev": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "samples": values,
+    }
+
+
+def run(args):
+    url = urllib.parse.urlsplit(args.url)
+    for w in range(args.warmup):
+        round_(url, args, f"warmup{w}")
+    rounds = [round_(url, args, f"r{n}") for n in range(args.rounds)]
+    ttfts = [t for r in rounds for t in r["ttft_ms"]]
+    report = {
+        "label": args.label,
+        "url": args.url,
+        "model": args.model,
+        "concurrency": args.concurrency,
+        "max_tokens": args.max_tokens,
+        "rounds": args.rounds,
+        "agg_tps": summary([r["agg_tps"] for r in rounds]),
+        "ttft_ms_p50": statistics.median(ttfts),
+        "ttft_ms": ttfts,
+    }
+    text = json.dumps(report, indent=2)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0
+
+
+def compare(args):
+    reports = []
+    for path in args.files:
+        with open(path) as f:
+            reports.append(json.load(f))
+    by = {(r["label"], r["concurrency"]): r for r in reports}
+    levels = sorted({r["concurrency"] for r in reports})
+    lines = [
+        "| streams | metric | llama-server | troupe serve | ratio | target | result |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    for k in levels:
+        ls, tr = by.get((args.peer, k)), by.get((args.ours, k))
+        if not ls or not tr:
+            continue
+        a, b = ls["agg_tps"], tr["agg_tps"]
+        ratio = b["avg"] / a["avg"] if a["avg"] else float("nan")
+        result = "pass" if ratio >= args.target else "FAIL"
+        lines.append(
+            f"| {k} | generated t/s (all streams, wall) | {a['avg']:.2f} ± {a['stddev']:.2f} | "
+            f"{b['avg']:.2f} ± {b['stddev']:.2f} | {ratio:.3f} | {args.target:.2f} | {result} |"
+        )
+        lines.append(
+            f"| {k} | TTFT p50 ms | {ls['ttft_ms_p50']:.1f} | {tr['ttft_ms_p50']:.1f} | "
+            f"{tr['ttft_ms_p50'] / ls['ttft_ms_p50'] if ls['ttft_ms_p50'] else float('nan'):.3f} | | |"
+        )
+    if len(levels) > 1:
+        low, high = levels[0], levels[-1]
+        for label in (args.peer, args.ours):
+            lo, hi = by.get((label, low)), by.get((label, high))
+            if lo and hi and lo["agg_tps"]["avg"]:
+                lines.append("")
+                lines.append(
+                    f"{label}: {high} streams / {low} stream = "
+                    f"{hi['agg_tps']['avg'] / lo['agg_tps']['avg']:.2f}×"
+                )
+    print("\n".join(lines))
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("wait")
+    w.add_argument("url")
+    w.add_argument("--timeout", type=float, default=60)
+    w.add_argument("--since", type=float)
+    la = sub.add_parser("launch")
+    la.add_argument("url")
+    la.add_argument("--log", required=True)
+    la.add_argument("--timeout", type=float, default=120)
+    la.add_argument("cmd_line", nargs=argparse.REMAINDER)
+    r = sub.add_parser("run")
+    r.add_argument("--url", required=True)
+    r.add_argument("--model", required=True)
+    r.add_argument("--label", required=True)
+    r.add_argument("--concurrency", "-k", type=int, default=4)
+    r.add_argument("--rounds", "-r", type=int, default=3)
+    r.add_argument("--warmup", type=int, default=1)
+    r.add_argument("--max-tokens", type=int, default=128)
+    r.add_argument("--out")
+    c = sub.add_parser("compare")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--peer", default="llama-server")
+    c.add_argument("--ours", default="troupe")
+    c.add_argument("--target", type=float, default=0.95)
+    args = p.parse_args()
+    try:
+        return {"wait": wait, "launch": launch, "run": run, "compare": compare}[args.cmd](args)
+    except RuntimeError as e:
+        print(f"http_load: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
