@@ -18,24 +18,16 @@
 # Output: BENCH_OUT/batched/{troupe.json,batched-bench.jsonl,logs},
 #         batched-comparison.{md,json} (the table is printed too).
 set -euo pipefail
+script=batched-vs-batched-bench
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-die() {
-  printf 'batched-vs-batched-bench: error: %s\n' "$*" >&2
-  exit 1
-}
-say() { printf 'batched-vs-batched-bench: %s\n' "$*" >&2; }
 
 [ $# -eq 1 ] || die "usage: $0 MODEL.gguf"
 model=$1
 [ -f "$model" ] || die "no model at $model"
 
-physical_cores() {
-  local n
-  n=$(lscpu -p=Core,Socket 2>/dev/null | grep -v '^#' | sort -u | wc -l) || n=0
-  [ "$n" -gt 0 ] 2>/dev/null || n=$(nproc)
-  echo "$n"
-}
 threads=${THREADS:-$(physical_cores)}
 npp=${NPP:-128}
 ntg=${NTG:-128}

@@ -22,6 +22,9 @@
 #   GGML_*          forwarded to CMake, as llama-cpp-sys-2's build script does
 # Output: the binaries' paths on stdout, one per line ($PEER_BUILD_DIR/bin/).
 set -euo pipefail
+script=build-llama-peers
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers=$root/benches/peers
@@ -39,11 +42,6 @@ out=${PEER_BUILD_DIR:-$root/target/llama-peers}
 build_type=${PEER_BUILD_TYPE:-Release}
 jobs=${PEER_JOBS:-$(nproc)}
 
-die() {
-  printf 'build-llama-peers: error: %s\n' "$*" >&2
-  exit 1
-}
-say() { printf 'build-llama-peers: %s\n' "$*" >&2; }
 
 for tool in cargo cmake python3 tar patch; do
   command -v "$tool" >/dev/null || die "'$tool' is not on PATH; it is needed to build the peers"

@@ -15,6 +15,9 @@
 #   PEER_BUILD_DIR  where the peers are  (default target/llama-peers)
 # Output: BENCH_OUT/{llama-bench,troupe}-<tag>.json, logs, comparison.{md,json}
 set -euo pipefail
+script=inference-vs-llama-bench
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out_dir=${BENCH_OUT:-$root/target/bench-out}
@@ -23,20 +26,7 @@ reps=${REPS:-5}
 n_prompt=512
 n_gen=128
 
-die() {
-  printf 'inference-vs-llama-bench: error: %s\n' "$*" >&2
-  exit 1
-}
-say() { printf 'inference-vs-llama-bench: %s\n' "$*" >&2; }
 
-# llama-bench's own default is one thread per physical core; both sides get
-# the same explicit count so that neither picks its own.
-physical_cores() {
-  local n
-  n=$(lscpu -p=Core,Socket 2>/dev/null | grep -v '^#' | sort -u | wc -l) || n=0
-  [ "$n" -gt 0 ] 2>/dev/null || n=$(nproc)
-  echo "$n"
-}
 threads=${THREADS:-$(physical_cores)}
 
 mkdir -p "$out_dir"

@@ -23,24 +23,16 @@
 #   TROUPE     use this troupe binary and skip the cargo build
 #   PEER_BUILD_DIR  where the peers are (default target/llama-peers)
 set -euo pipefail
+script=issue3
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out_dir=${BENCH_OUT:-$root/target/bench-out}
 peer_dir=${PEER_BUILD_DIR:-$root/target/llama-peers}
 reps=${REPS:-3}
 shape=${SHAPE:-small}
-die() {
-  printf 'issue3: error: %s\n' "$*" >&2
-  exit 1
-}
-say() { printf 'issue3: %s\n' "$*" >&2; }
 
-physical_cores() {
-  local n
-  n=$(lscpu -p=Core,Socket 2>/dev/null | grep -v '^#' | sort -u | wc -l) || n=0
-  [ "$n" -gt 0 ] 2>/dev/null || n=$(nproc)
-  echo "$n"
-}
 threads=${THREADS:-$(physical_cores)}
 mkdir -p "$out_dir"
 

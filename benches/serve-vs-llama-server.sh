@@ -19,24 +19,16 @@
 # Output: BENCH_OUT/serve/{troupe,llama-server}-k{SLOTS,1}.json, server logs,
 #         serve-comparison.md (printed too).
 set -euo pipefail
+script=serve-vs-llama-server
+# shellcheck source=benches/common.sh
+. "$(dirname "$0")/common.sh"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-die() {
-  printf 'serve-vs-llama-server: error: %s\n' "$*" >&2
-  exit 1
-}
-say() { printf 'serve-vs-llama-server: %s\n' "$*" >&2; }
 
 [ $# -eq 1 ] || die "usage: $0 MODEL.gguf"
 model=$(realpath "$1") || die "no model at $1"
 [ -f "$model" ] || die "no model at $1"
 
-physical_cores() {
-  local n
-  n=$(lscpu -p=Core,Socket 2>/dev/null | grep -v '^#' | sort -u | wc -l) || n=0
-  [ "$n" -gt 0 ] 2>/dev/null || n=$(nproc)
-  echo "$n"
-}
 threads=${THREADS:-$(physical_cores)}
 slots=${SLOTS:-4}
 ctx=${CTX:-512}
