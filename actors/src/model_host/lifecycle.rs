@@ -94,14 +94,7 @@ fn start_load(myself: &ActorRef<HostMsg>, state: &mut State, path: &PathBuf) {
     };
     let Phase::Queued {
         planned, waiters, ..
-    } = std::mem::replace(
-        &mut model.phase,
-        Phase::Queued {
-            planned: 0,
-            waiters: Vec::new(),
-            announced: false,
-        },
-    )
+    } = model.phase.take()
     else {
         return;
     };
@@ -158,14 +151,7 @@ pub(crate) fn on_load_finished(
         waiters,
         unload_after,
         ..
-    } = std::mem::replace(
-        &mut model.phase,
-        Phase::Queued {
-            planned: 0,
-            waiters: Vec::new(),
-            announced: false,
-        },
-    )
+    } = model.phase.take()
     else {
         return;
     };

@@ -103,6 +103,21 @@ pub(crate) enum Phase {
     Loaded(Box<Resident>),
 }
 
+impl Phase {
+    /// Moves the phase out, leaving an empty `Queued` in its place, so that
+    /// its waiters can be taken by value; the caller sets the next phase.
+    pub(crate) fn take(&mut self) -> Phase {
+        std::mem::replace(
+            self,
+            Phase::Queued {
+                planned: 0,
+                waiters: Vec::new(),
+                announced: false,
+            },
+        )
+    }
+}
+
 /// A model the host has been asked for.
 pub(crate) struct Model {
     pub(crate) entry: ModelEntry,
