@@ -15,3 +15,19 @@ physical_cores() {
   [ "$n" -gt 0 ] 2>/dev/null || n=$(nproc)
   echo "$n"
 }
+
+# Stops the server whose pid is in `server_pid` (started by this shell or by
+# http_load.py): SIGTERM, up to 10 s to exit, then SIGKILL.
+server_pid=
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+  fi
+}

@@ -106,20 +106,6 @@ say "swap: page cache emptied for A and B (resident bytes left: $resident_a, $re
   --json --out "$swap_dir/troupe-swap.json" >/dev/null 2>"$swap_dir/troupe-swap.log" ||
   { tail -20 "$swap_dir/troupe-swap.log" >&2; die "troupe bench swap failed"; }
 
-# A server spawned by http_load.py is not this shell's child: stop it by
-# pid and poll until it is gone.
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
-}
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
