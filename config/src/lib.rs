@@ -5,6 +5,8 @@
 //! - [`raw`]: the serde types exactly as they are on disk. Every struct denies
 //!   unknown keys, so a typo is an error that names the key and the file rather
 //!   than a setting silently ignored.
+//! - [`agents`]: the `[agents]` and `[supervision]` sections: each actor's
+//!   model, the specialists, the Learner's first rules, restart policy.
 //! - [`load`]: finding the file (`--config`, `$TROUPE_CONFIG`, then the
 //!   platform config dir), layering environment overrides on it, and turning a
 //!   deserialisation failure into an error that names the key.
@@ -21,6 +23,7 @@
 //! `TROUPE_MODELS__DIRS='["/srv/models"]'`. Values are read as TOML literals
 //! (numbers, booleans, arrays) and fall back to plain strings.
 
+pub mod agents;
 pub mod load;
 pub mod raw;
 pub mod resolved;
@@ -28,7 +31,8 @@ pub mod serve;
 pub mod size;
 pub mod tools;
 
+pub use agents::{AgentsConfig, ModelRule, SpecialistConfig, SupervisionConfig, TASK_KINDS};
 pub use load::{load, ConfigError, ConfigSource, LoadOptions};
-pub use resolved::{Config, InferenceConfig, ModelsConfig};
+pub use resolved::{BackendChoice, Config, InferenceConfig, ModelsConfig};
 pub use serve::ServeConfig;
 pub use tools::{ApprovalConfig, Policy, ToolsConfig};

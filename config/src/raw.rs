@@ -27,6 +27,12 @@ pub struct RawConfig {
     /// Which tool calls need a person's approval.
     #[serde(default)]
     pub approval: crate::tools::RawApproval,
+    /// Which model each actor uses, the specialists, the model rules.
+    #[serde(default)]
+    pub agents: crate::agents::RawAgents,
+    /// The supervisors' restart policy.
+    #[serde(default)]
+    pub supervision: crate::agents::RawSupervision,
 }
 
 /// `[models]`
@@ -58,4 +64,8 @@ pub struct RawInference {
     pub parallel_slots: Option<u32>,
     /// Layers offloaded to a GPU (needs a build with a GPU feature).
     pub gpu_layers: Option<u32>,
+    /// `llama` (the default) or `scripted` (replays `script`; for tests and demos).
+    pub backend: Option<String>,
+    /// The replay script of the `scripted` backend.
+    pub script: Option<PathBuf>,
 }

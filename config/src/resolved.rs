@@ -32,6 +32,10 @@ pub struct Config {
     pub tools: crate::tools::ToolsConfig,
     /// Which tool calls need a person's approval.
     pub approval: crate::tools::ApprovalConfig,
+    /// Which model each actor uses, the specialists, the model rules.
+    pub agents: crate::agents::AgentsConfig,
+    /// The supervisors' restart policy.
+    pub supervision: crate::agents::SupervisionConfig,
     /// Where this configuration came from.
     pub source: ConfigSource,
 }
@@ -50,8 +54,19 @@ pub struct ModelsConfig {
     pub hf_endpoint: String,
 }
 
+/// Which engine runs models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendChoice {
+    /// llama.cpp, in process.
+    Llama,
+    /// Replays the model outputs of a script file: deterministic runs for
+    /// tests and demos (see `troupe_inference::scripted`).
+    Scripted(PathBuf),
+}
+
 /// How models are run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct InferenceConfig {
     /// CPU threads for decoding; `None` lets the engine use one per physical
@@ -65,6 +80,8 @@ pub struct InferenceConfig {
     pub parallel_slots: u32,
     /// Layers offloaded to a GPU.
     pub gpu_layers: u32,
+    /// The engine.
+    pub backend: BackendChoice,
 }
 
 impl Config {
@@ -91,10 +108,12 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
         return Err(source.invalid("log", "must not be empty"));
     }
     let models = resolve_models(raw.models, &base, &data_dir, &source)?;
-    let inference = resolve_inference(raw.inference, &source)?;
+    let inference = resolve_inference(raw.inference, &base, &source)?;
     let serve = crate::serve::resolve_serve(raw.serve, &source)?;
     let tools = crate::tools::resolve_tools(raw.tools, &source)?;
     let approval = crate::tools::resolve_approval(raw.approval, &source)?;
+    let agents = crate::agents::resolve_agents(raw.agents, &source)?;
+    let supervision = crate::agents::resolve_supervision(raw.supervision, &source)?;
     Ok(Config {
         data_dir,
         log,
@@ -103,6 +122,8 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
         serve,
         tools,
         approval,
+        agents,
+        supervision,
         source,
     })
 }
@@ -146,8 +167,31 @@ fn resolve_models(
 
 fn resolve_inference(
     raw: RawInference,
+    base: &Path,
     source: &ConfigSource,
 ) -> Result<InferenceConfig, ConfigError> {
+    let backend = match (raw.backend.as_deref(), raw.script) {
+        (None | Some("llama"), None) => BackendChoice::Llama,
+        (None | Some("llama"), Some(_)) => {
+            return Err(source.invalid(
+                "inference.script",
+                "is only read by the `scripted` backend; set inference.backend = \"scripted\"",
+            ))
+        }
+        (Some("scripted"), Some(script)) => BackendChoice::Scripted(absolute(base, &script)),
+        (Some("scripted"), None) => {
+            return Err(source.invalid(
+                "inference.script",
+                "the `scripted` backend needs a script file",
+            ))
+        }
+        (Some(other), _) => {
+            return Err(source.invalid(
+                "inference.backend",
+                &format!("`{other}` is not `llama` or `scripted`"),
+            ))
+        }
+    };
     let threads = match raw.threads {
         None | Some(0) => None,
         Some(n) if n > 1024 => {
@@ -182,6 +226,7 @@ fn resolve_inference(
         batch_size,
         parallel_slots,
         gpu_layers: raw.gpu_layers.unwrap_or(0),
+        backend,
     })
 }
 
