@@ -1,0 +1,321 @@
+//! The commands a [`crate::Store`] sends its owner thread, and what each one
+//! does inside a transaction. Writes take `&self` so that a write can be
+//! applied again on its own when the batch it was in failed.
+
+use std::fmt;
+
+use redb::{ReadTransaction, ReadableTable, TableHandle, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{db, StoreError};
+use crate::tables::{
+    after, subtask_order, CHECKPOINTS, CONVERSATIONS, JOURNAL, OUTCOMES, SUBTASKS, TASKS,
+};
+use crate::types::{
+    now_ms, CheckpointRecord, ConversationMessage, JournalEntry, OutcomeRecord, SubtaskRecord,
+    TaskEvent, TaskRecord,
+};
+
+/// Where the owner thread sends a command's result.
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<Answer, StoreError>>;
+
+/// One request to the owner thread.
+pub(crate) enum Command {
+    /// Applied in the batch's write transaction; answered once it is durable.
+    /// Boxed: a task and an event together are far larger than any read.
+    Write(Box<WriteOp>, Reply),
+    /// Answered from a read transaction begun after the batch's commit.
+    Read(ReadOp, Reply),
+}
+
+/// A change to the database.
+pub(crate) enum WriteOp {
+    PutTask(TaskRecord),
+    PutSubtasks(Vec<SubtaskRecord>),
+    Append {
+        task_id: String,
+        event: TaskEvent,
+    },
+    AppendWithTask {
+        task: TaskRecord,
+        event: TaskEvent,
+    },
+    RecordOutcome(OutcomeRecord),
+    AppendMessage {
+        conversation: String,
+        role: String,
+        content: String,
+    },
+    PutCheckpoint(CheckpointRecord),
+}
+
+/// A question about the database.
+pub(crate) enum ReadOp {
+    Task(String),
+    Tasks { unfinished_only: bool },
+    Subtasks(String),
+    Journal { task_id: String, from_seq: u64 },
+    Outcomes,
+    Conversation(String),
+    Checkpoints(String),
+}
+
+/// What a command came to. One enum for every command keeps the channel and
+/// the batching untyped; the handle unpacks the variant it asked for.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Done,
+    Entry(JournalEntry),
+    Message(ConversationMessage),
+    Task(Option<TaskRecord>),
+    Tasks(Vec<TaskRecord>),
+    Subtasks(Vec<SubtaskRecord>),
+    Journal(Vec<JournalEntry>),
+    Outcomes(Vec<OutcomeRecord>),
+    Conversation(Vec<ConversationMessage>),
+    Checkpoints(Vec<CheckpointRecord>),
+}
+
+impl WriteOp {
+    pub(crate) fn apply(&self, txn: &WriteTransaction) -> Result<Answer, StoreError> {
+        match self {
+            WriteOp::PutTask(task) => put_task(txn, task).map(|()| Answer::Done),
+            WriteOp::PutSubtasks(subtasks) => put_subtasks(txn, subtasks).map(|()| Answer::Done),
+            WriteOp::Append { task_id, event } => append(txn, task_id, event).map(Answer::Entry),
+            WriteOp::AppendWithTask { task, event } => {
+                put_task(txn, task)?;
+                append(txn, &task.id, event).map(Answer::Entry)
+            }
+            WriteOp::RecordOutcome(outcome) => record_outcome(txn, outcome).map(|()| Answer::Done),
+            WriteOp::AppendMessage {
+                conversation,
+                role,
+                content,
+            } => append_message(txn, conversation, role, content).map(Answer::Message),
+            WriteOp::PutCheckpoint(cp) => put_checkpoint(txn, cp).map(|()| Answer::Done),
+        }
+    }
+}
+
+impl ReadOp {
+    pub(crate) fn apply(&self, txn: &ReadTransaction) -> Result<Answer, StoreError> {
+        match self {
+            ReadOp::Task(id) => task(txn, id).map(Answer::Task),
+            ReadOp::Tasks { unfinished_only } => tasks(txn, *unfinished_only).map(Answer::Tasks),
+            ReadOp::Subtasks(task_id) => subtasks(txn, task_id).map(Answer::Subtasks),
+            ReadOp::Journal { task_id, from_seq } => {
+                journal(txn, task_id, *from_seq).map(Answer::Journal)
+            }
+            ReadOp::Outcomes => outcomes(txn).map(Answer::Outcomes),
+            ReadOp::Conversation(name) => conversation(txn, name).map(Answer::Conversation),
+            ReadOp::Checkpoints(task_id) => checkpoints(txn, task_id).map(Answer::Checkpoints),
+        }
+    }
+}
+
+fn put_task(txn: &WriteTransaction, task: &TaskRecord) -> Result<(), StoreError> {
+    let mut table = txn.open_table(TASKS).map_err(db("open tasks-0"))?;
+    table
+        .insert(task.id.as_str(), encode(task)?.as_slice())
+        .map_err(db("write a task"))?;
+    Ok(())
+}
+
+fn put_subtasks(txn: &WriteTransaction, subtasks: &[SubtaskRecord]) -> Result<(), StoreError> {
+    let mut table = txn.open_table(SUBTASKS).map_err(db("open subtasks-0"))?;
+    for subtask in subtasks {
+        let key = (
+            subtask.task_id.as_str(),
+            subtask_order(&subtask.id),
+            subtask.id.as_str(),
+        );
+        table
+            .insert(key, encode(subtask)?.as_slice())
+            .map_err(db("write a subtask"))?;
+    }
+    Ok(())
+}
+
+fn append(
+    txn: &WriteTransaction,
+    task_id: &str,
+    event: &TaskEvent,
+) -> Result<JournalEntry, StoreError> {
+    let mut table = txn.open_table(JOURNAL).map_err(db("open journal-0"))?;
+    let seq = next_seq(&table, task_id)?;
+    let entry = JournalEntry {
+        task_id: task_id.to_owned(),
+        seq,
+        time_ms: now_ms(),
+        event: event.clone(),
+    };
+    table
+        .insert((task_id, seq), encode(&entry)?.as_slice())
+        .map_err(db("append to the journal"))?;
+    Ok(entry)
+}
+
+fn record_outcome(txn: &WriteTransaction, outcome: &OutcomeRecord) -> Result<(), StoreError> {
+    let mut table = txn.open_table(OUTCOMES).map_err(db("open outcomes-0"))?;
+    let next = match table.last().map_err(db("read the last outcome"))? {
+        Some((key, _)) => key.value() + 1,
+        None => 0,
+    };
+    table
+        .insert(next, encode(outcome)?.as_slice())
+        .map_err(db("record an outcome"))?;
+    Ok(())
+}
+
+fn append_message(
+    txn: &WriteTransaction,
+    conversation: &str,
+    role: &str,
+    content: &str,
+) -> Result<ConversationMessage, StoreError> {
+    let mut table = txn
+        .open_table(CONVERSATIONS)
+        .map_err(db("open conversations-0"))?;
+    let message = ConversationMessage {
+        conversation: conversation.to_owned(),
+        seq: next_seq(&table, conversation)?,
+        role: role.to_owned(),
+        content: content.to_owned(),
+        time_ms: now_ms(),
+    };
+    table
+        .insert((conversation, message.seq), encode(&message)?.as_slice())
+        .map_err(db("append to a conversation"))?;
+    Ok(message)
+}
+
+fn put_checkpoint(txn: &WriteTransaction, cp: &CheckpointRecord) -> Result<(), StoreError> {
+    let mut table = txn
+        .open_table(CHECKPOINTS)
+        .map_err(db("open checkpoints-0"))?;
+    let index = next_seq(&table, &cp.task_id)?;
+    table
+        .insert((cp.task_id.as_str(), index), encode(cp)?.as_slice())
+        .map_err(db("write a checkpoint"))?;
+    Ok(())
+}
+
+/// One past the last seq under `owner` in an `(owner, seq)` table.
+fn next_seq(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    owner: &str,
+) -> Result<u64, StoreError> {
+    let mut rows = table
+        .range((owner, 0)..=(owner, u64::MAX))
+        .map_err(db("find the last seq"))?;
+    match rows.next_back() {
+        Some(row) => {
+            let (key, _) = row.map_err(db("find the last seq"))?;
+            Ok(key.value().1 + 1)
+        }
+        None => Ok(0),
+    }
+}
+
+fn task(txn: &ReadTransaction, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let table = txn.open_table(TASKS).map_err(db("open tasks-0"))?;
+    match table.get(id).map_err(db("read a task"))? {
+        Some(value) => decode(TASKS.name(), &id, value.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn tasks(txn: &ReadTransaction, unfinished_only: bool) -> Result<Vec<TaskRecord>, StoreError> {
+    let table = txn.open_table(TASKS).map_err(db("open tasks-0"))?;
+    let rows = table.iter().map_err(db("list tasks"))?;
+    let mut tasks: Vec<TaskRecord> = decode_rows(TASKS.name(), rows)?;
+    tasks.retain(|task| !(unfinished_only && task.state.is_finished()));
+    tasks.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+    Ok(tasks)
+}
+
+fn subtasks(txn: &ReadTransaction, task_id: &str) -> Result<Vec<SubtaskRecord>, StoreError> {
+    let table = txn.open_table(SUBTASKS).map_err(db("open subtasks-0"))?;
+    let end = after(task_id);
+    let rows = table
+        .range((task_id, 0, "")..(end.as_str(), 0, ""))
+        .map_err(db("list subtasks"))?;
+    decode_rows(SUBTASKS.name(), rows)
+}
+
+fn journal(
+    txn: &ReadTransaction,
+    task_id: &str,
+    from_seq: u64,
+) -> Result<Vec<JournalEntry>, StoreError> {
+    let table = txn.open_table(JOURNAL).map_err(db("open journal-0"))?;
+    let rows = table
+        .range((task_id, from_seq)..=(task_id, u64::MAX))
+        .map_err(db("read the journal"))?;
+    decode_rows(JOURNAL.name(), rows)
+}
+
+fn outcomes(txn: &ReadTransaction) -> Result<Vec<OutcomeRecord>, StoreError> {
+    let table = txn.open_table(OUTCOMES).map_err(db("open outcomes-0"))?;
+    let rows = table.iter().map_err(db("list outcomes"))?;
+    decode_rows(OUTCOMES.name(), rows)
+}
+
+fn conversation(
+    txn: &ReadTransaction,
+    conversation: &str,
+) -> Result<Vec<ConversationMessage>, StoreError> {
+    let table = txn
+        .open_table(CONVERSATIONS)
+        .map_err(db("open conversations-0"))?;
+    let rows = table
+        .range((conversation, 0)..=(conversation, u64::MAX))
+        .map_err(db("read a conversation"))?;
+    decode_rows(CONVERSATIONS.name(), rows)
+}
+
+fn checkpoints(txn: &ReadTransaction, task_id: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
+    let table = txn
+        .open_table(CHECKPOINTS)
+        .map_err(db("open checkpoints-0"))?;
+    let rows = table
+        .range((task_id, 0)..=(task_id, u64::MAX))
+        .map_err(db("list checkpoints"))?;
+    decode_rows(CHECKPOINTS.name(), rows)
+}
+
+fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(db("encode a record as JSON"))
+}
+
+fn decode<T: DeserializeOwned>(
+    table: &str,
+    key: &dyn fmt::Debug,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|err| StoreError::Corrupt {
+        table: table.to_owned(),
+        key: format!("{key:?}"),
+        reason: err.to_string(),
+    })
+}
+
+fn decode_rows<K, T>(
+    table: &str,
+    rows: redb::Range<'_, K, &'static [u8]>,
+) -> Result<Vec<T>, StoreError>
+where
+    K: redb::Key + 'static,
+    for<'a> K::SelfType<'a>: fmt::Debug,
+    T: DeserializeOwned,
+{
+    rows.map(|row| {
+        let (key, value) = row.map_err(db("read a row"))?;
+        // Bound first: the key's borrowed value must not outlive `key`,
+        // which a tail expression's temporaries would.
+        let decoded = decode(table, &key.value(), value.value());
+        decoded
+    })
+    .collect()
+}

@@ -1,0 +1,405 @@
+//! What the store keeps: tasks, their subtasks, the task journal, outcomes,
+//! conversations and checkpoints. Every record is serde; the store writes
+//! them as JSON values in redb tables (see `tables.rs`), so a field added
+//! later with `#[serde(default)]` reads old databases.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A task's id: `t-` and 12 lowercase hex digits. Also the name of the
+/// task's workspace directory.
+pub type TaskId = String;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Accepted, not yet planned.
+    Queued,
+    /// The Director is planning it.
+    Planning,
+    /// Subtasks are running.
+    Running,
+    /// Stopped at a step boundary by the person; resumes on `resume`.
+    Paused,
+    /// Finished with an answer.
+    Succeeded,
+    /// Finished without one; `error` says why.
+    Failed,
+    /// Stopped for good by the person.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Succeeded, failed or cancelled: nothing more will happen to it.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+
+    /// The word shown to people and in the HTTP API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Planning => "planning",
+            TaskState::Running => "running",
+            TaskState::Paused => "paused",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One task as the person submitted it and as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Its id.
+    pub id: TaskId,
+    /// The job in the person's words.
+    pub request: String,
+    /// A model the person asked for (used for every call of the task).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Higher runs first when workers are scarce.
+    #[serde(default)]
+    pub priority: i32,
+    /// Where it is.
+    pub state: TaskState,
+    /// When it was submitted.
+    pub created_ms: u64,
+    /// When its record last changed.
+    pub updated_ms: u64,
+    /// The final answer, once succeeded.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// Why it failed or was cancelled.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// How many times it has been planned (1 after the first plan).
+    #[serde(default)]
+    pub plans: u32,
+}
+
+/// Where a subtask is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubtaskState {
+    /// Waiting for its dependencies or a worker.
+    Pending,
+    /// A worker has it.
+    Running,
+    /// Done; `result` holds what it produced.
+    Succeeded,
+    /// Given up on; `error` says why.
+    Failed,
+    /// Dropped by a re-plan or a cancel.
+    Cancelled,
+}
+
+impl SubtaskState {
+    /// The word shown to people and in the HTTP API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubtaskState::Pending => "pending",
+            SubtaskState::Running => "running",
+            SubtaskState::Succeeded => "succeeded",
+            SubtaskState::Failed => "failed",
+            SubtaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One subtask of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubtaskRecord {
+    /// The task it belongs to.
+    pub task_id: TaskId,
+    /// Its id within the task (`s1`, `s2`, ...; a re-plan continues the
+    /// numbering so ids are never reused).
+    pub id: String,
+    /// What to do.
+    pub description: String,
+    /// `general`, `code` or `research`.
+    pub kind: String,
+    /// 1 (trivial) to 10 (hardest).
+    pub complexity: u8,
+    /// Ids of subtasks that must succeed first.
+    pub depends_on: Vec<String>,
+    /// How to tell it is done.
+    pub acceptance: String,
+    /// Where it is.
+    pub state: SubtaskState,
+    /// Attempts started so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The model of the latest attempt.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// What it produced.
+    #[serde(default)]
+    pub result: Option<String>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Tokens used over all attempts.
+    #[serde(default)]
+    pub tokens: u64,
+}
+
+/// One subtask as the planner wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedSubtask {
+    /// Its id within the task.
+    pub id: String,
+    /// What to do.
+    pub description: String,
+    /// `general`, `code` or `research`.
+    pub kind: String,
+    /// 1 to 10.
+    pub complexity: u8,
+    /// Ids of subtasks that must succeed first.
+    pub depends_on: Vec<String>,
+    /// How to tell it is done.
+    pub acceptance: String,
+}
+
+/// Something that happened to a task. The journal is the ordered list of
+/// these; it is append-only and what recovery replays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TaskEvent {
+    /// The task was accepted.
+    Submitted {
+        /// The job.
+        request: String,
+    },
+    /// A plan was made (the first, or a re-plan).
+    Planned {
+        /// The subtasks.
+        subtasks: Vec<PlannedSubtask>,
+        /// The model that planned.
+        model: String,
+        /// Why that model.
+        reason: String,
+    },
+    /// A worker took a subtask.
+    SubtaskStarted {
+        /// The subtask.
+        subtask: String,
+        /// Its attempt number, from 1.
+        attempt: u32,
+        /// The model it runs with.
+        model: String,
+        /// Why that model.
+        reason: String,
+    },
+    /// A worker decided on an action and is about to run it.
+    StepStarted {
+        /// The subtask.
+        subtask: String,
+        /// Its attempt.
+        attempt: u32,
+        /// The step number within the attempt, from 1.
+        step: u32,
+        /// The model's reasoning.
+        thought: String,
+        /// The tool.
+        tool: String,
+        /// Its arguments.
+        args: Value,
+        /// Tokens the model used for this step (prompt + completion).
+        tokens: u64,
+    },
+    /// The tool ran; this is what the model will see.
+    StepObserved {
+        /// The subtask.
+        subtask: String,
+        /// Its attempt.
+        attempt: u32,
+        /// The step.
+        step: u32,
+        /// The observation text, as the model sees it.
+        observation: String,
+        /// Whether the tool reported an error.
+        is_error: bool,
+        /// Milliseconds the tool took.
+        tool_ms: u64,
+    },
+    /// The step's effects are a checkpoint in the workspace.
+    StepCommitted {
+        /// The subtask.
+        subtask: String,
+        /// Its attempt.
+        attempt: u32,
+        /// The step.
+        step: u32,
+        /// The checkpoint's commit id.
+        checkpoint: String,
+    },
+    /// A tool call waits for the person.
+    ApprovalRequested {
+        /// The subtask.
+        subtask: String,
+        /// The approval request's id.
+        request_id: String,
+        /// The tool.
+        tool: String,
+        /// Its arguments.
+        args: Value,
+    },
+    /// The person answered.
+    ApprovalDecided {
+        /// The approval request's id.
+        request_id: String,
+        /// Yes or no.
+        approved: bool,
+    },
+    /// A subtask ended.
+    SubtaskFinished {
+        /// The subtask.
+        subtask: String,
+        /// Its attempt.
+        attempt: u32,
+        /// Whether it succeeded.
+        success: bool,
+        /// Its result (on success) or the reason it failed.
+        summary: String,
+        /// Tokens the attempt used.
+        tokens: u64,
+    },
+    /// The plan is being replaced.
+    Replanning {
+        /// Why.
+        reason: String,
+    },
+    /// Paused at a step boundary.
+    Paused,
+    /// Resumed.
+    Resumed,
+    /// The process that ran the task stopped and a new one picked it up.
+    Recovered {
+        /// What recovery did (for example a step redone).
+        detail: String,
+    },
+    /// The task ended.
+    Finished {
+        /// The state it ended in.
+        state: TaskState,
+        /// The answer, or why it failed or was cancelled.
+        summary: String,
+    },
+}
+
+impl TaskEvent {
+    /// The `type` tag, as in the JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskEvent::Submitted { .. } => "submitted",
+            TaskEvent::Planned { .. } => "planned",
+            TaskEvent::SubtaskStarted { .. } => "subtask_started",
+            TaskEvent::StepStarted { .. } => "step_started",
+            TaskEvent::StepObserved { .. } => "step_observed",
+            TaskEvent::StepCommitted { .. } => "step_committed",
+            TaskEvent::ApprovalRequested { .. } => "approval_requested",
+            TaskEvent::ApprovalDecided { .. } => "approval_decided",
+            TaskEvent::SubtaskFinished { .. } => "subtask_finished",
+            TaskEvent::Replanning { .. } => "replanning",
+            TaskEvent::Paused => "paused",
+            TaskEvent::Resumed => "resumed",
+            TaskEvent::Recovered { .. } => "recovered",
+            TaskEvent::Finished { .. } => "finished",
+        }
+    }
+}
+
+/// One journal entry: an event with its place and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its position in the task's journal, from 0, without gaps.
+    pub seq: u64,
+    /// When it was appended.
+    pub time_ms: u64,
+    /// What happened.
+    pub event: TaskEvent,
+}
+
+/// What one model call (a plan, a worker step, a UX reply, a final answer)
+/// or one subtask came to; the Learner learns from these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// The task, if any (UX chat has none).
+    #[serde(default)]
+    pub task_id: Option<TaskId>,
+    /// The subtask, if any.
+    #[serde(default)]
+    pub subtask: Option<String>,
+    /// `plan`, `subtask`, `ux` or `answer`.
+    pub role: String,
+    /// The model.
+    pub model: String,
+    /// Task kind (`general`, `code`, `research`, or the role for calls
+    /// without one).
+    pub kind: String,
+    /// 1 to 10 (0 when it has none).
+    pub complexity: u8,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Wall time in milliseconds.
+    pub latency_ms: u64,
+    /// Whether it did what was asked.
+    pub success: bool,
+    /// When it was recorded.
+    pub time_ms: u64,
+}
+
+/// One message of a conversation with the UX.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationMessage {
+    /// The conversation.
+    pub conversation: String,
+    /// Its position in the conversation, from 0.
+    pub seq: u64,
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+    /// When it was said.
+    pub time_ms: u64,
+}
+
+/// A checkpoint of a task's workspace, recorded when a step committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The task.
+    pub task_id: TaskId,
+    /// The subtask.
+    pub subtask: String,
+    /// The step label (`s1 attempt 1 step 3`).
+    pub step: String,
+    /// The commit id.
+    pub commit: String,
+    /// When it was made.
+    pub time_ms: u64,
+}
