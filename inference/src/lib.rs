@@ -11,6 +11,8 @@
 //!   documented fallback when a model has none.
 //! - [`schema`]: JSON Schema → GBNF grammar, refusing what it cannot enforce.
 //! - [`device`]: which GPU features this build has.
+//! - [`scripted`]: a deterministic backend that replays scripted outputs,
+//!   for orchestration tests and demos.
 
 pub mod backend;
 pub mod chat;
@@ -18,3 +20,4 @@ pub mod device;
 pub mod llama;
 pub mod sampling;
 pub mod schema;
+pub mod scripted;
