@@ -11,13 +11,22 @@
 //!   memory estimates, synthetic test models.
 //! - [`inference`]: the `Backend` trait and its llama.cpp engine, sampling,
 //!   chat templates, JSON-Schema-constrained output.
-//! - [`actors`]: the actors; today the ModelHost, which owns loaded models
-//!   under a memory budget.
+//! - [`actors`]: the actors: ModelHost, Learner, Director, Workers, UX.
+//! - [`store`]: the redb store (tasks, journal, outcomes, conversations).
+//! - [`supervision`]: the supervisor tree and the boot that assembles it.
+//! - [`tools`]: the workers' tools and the task workspace.
+//! - [`Troupe`]: the whole system as one handle (`src/troupe.rs`).
 //! - [`http`]: the headless model host over HTTP (`troupe serve`):
 //!   OpenAI-compatible routes, Ollama's listings, health and metrics.
 //! - `src/main.rs` + `src/cli/`: the `troupe` binary, one file per subcommand.
 
 pub mod http;
+mod troupe;
+
+pub use crate::troupe::{task_view, TaskSpec, TaskView, Troupe};
+pub use troupe_store as store;
+pub use troupe_supervision as supervision;
+pub use troupe_tools as tools;
 
 pub use troupe_actors as actors;
 pub use troupe_config as config;

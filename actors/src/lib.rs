@@ -5,8 +5,19 @@
 //! - [`model_host`]: owns every loaded model under a memory budget; loads on
 //!   demand, evicts idle models to make room, and streams generations. Its
 //!   [`model_host::ModelHostHandle`] is the public way in.
-//!
-//! The UX, Director, Worker and Learner actors are not written yet (the
-//! agent-runtime issue fills them).
+//! - [`runtime`]: what the agent actors share: the event bus, the task
+//!   journal (store + bus), pause/resume/cancel controls, approvals.
+//! - [`learner`]: records outcomes and recommends models (first form: from
+//!   configuration rules).
+//! - [`director`]: plans tasks, runs their subtasks on the worker pools,
+//!   retries, re-plans and answers.
+//! - [`worker`]: the specialists' tool loop, as ractor factory pools.
+//! - [`ux`]: the person's companion: answers at once, tells chat from work
+//!   from commands, reports progress.
 
+pub mod director;
+pub mod learner;
 pub mod model_host;
+pub mod runtime;
+pub mod ux;
+pub mod worker;

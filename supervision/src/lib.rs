@@ -1,4 +1,20 @@
-//! troupe-supervision: the root supervisor, restart policies from config, and
-//! recovery of unfinished tasks on boot.
+//! troupe-supervision: the root supervisor, restart policies from config,
+//! and the boot that assembles the actor tree and resumes unfinished tasks.
 //!
-//! Not written yet: the agent-runtime issue fills it.
+//! # Layout
+//! - [`policy`]: [`RestartPolicy`]: at most N restarts within T, with
+//!   exponential backoff, then escalate. Pure data and arithmetic.
+//! - [`supervisor`]: [`RootSupervisor`], the ractor actor that starts its
+//!   children linked, restarts a failed one by the policy (after its
+//!   backoff, off the mailbox) and stops itself to escalate.
+//! - [`boot`]: [`boot`]: opens the store, starts the ModelHost and the
+//!   worker pools, then the Learner, Director and UX under the supervisor;
+//!   the Director resumes every unfinished task.
+
+pub mod boot;
+pub mod policy;
+pub mod supervisor;
+
+pub use boot::{backend_for, boot, BootError, BootOptions, Tree};
+pub use policy::{RestartDecision, RestartPolicy};
+pub use supervisor::{ChildSpec, ChildStatus, RootSupervisor, SupervisorHandle, SupervisorMsg};

@@ -1,0 +1,620 @@
+//! One task's run, from plan to answer. It runs as a tokio task the
+//! Director spawns, so the Director's mailbox never waits on a task: the
+//! Director only starts runs, flips their controls and hears when they end.
+//!
+//! A run is restartable at any point: everything it decides is in the store
+//! (task and subtask records, the journal) before it acts on it, so a run
+//! started again after a crash, a pause or a lost worker picks up where the
+//! last one stopped. Subtasks marked running are resumed with the same
+//! attempt; the worker replays their committed steps from the journal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Semaphore;
+use troupe_config::AgentsConfig;
+use troupe_inference::backend::{Constraint, GenerateRequest};
+use troupe_inference::chat::ChatMessage;
+use troupe_store::{
+    now_ms, OutcomeRecord, SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState,
+};
+use troupe_tools::Workspace;
+
+use super::plan;
+use crate::learner::{LearnerHandle, RecommendRequest, Role};
+use crate::model_host::ModelHostHandle;
+use crate::runtime::{AgentError, Control, ControlWatch, TaskJournal};
+use crate::worker::{SubtaskJob, SubtaskOutcome, WorkerPool};
+
+/// Times a subtask is handed out again after its worker died mid-way.
+const MAX_LOST: u32 = 3;
+/// Attempts per subtask (the second with a stronger model) before re-planning.
+const MAX_ATTEMPTS: u32 = 2;
+
+/// What every run shares.
+pub(crate) struct RunEnv {
+    pub agents: AgentsConfig,
+    pub data_dir: std::path::PathBuf,
+    pub host: ModelHostHandle,
+    pub journal: TaskJournal,
+    pub learner: LearnerHandle,
+    pub pools: Vec<WorkerPool>,
+    pub slots: Arc<Semaphore>,
+}
+
+/// How a task's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The task finished in this state.
+    Finished(TaskState),
+    /// It stopped at a step boundary for a pause.
+    Paused,
+}
+
+struct Run {
+    env: Arc<RunEnv>,
+    task: TaskRecord,
+    control: ControlWatch,
+}
+
+/// Runs `task_id` until it finishes or is paused.
+pub(crate) async fn run_task(
+    env: Arc<RunEnv>,
+    task_id: String,
+    control: ControlWatch,
+) -> Result<RunEnd, AgentError> {
+    let store = env.journal.store().clone();
+    let task = store
+        .task(&task_id)
+        .await?
+        .ok_or_else(|| AgentError::UnknownTask(task_id.clone()))?;
+    let mut run = Run { env, task, control };
+    let result = run.drive().await;
+    match result {
+        Ok(end) => Ok(end),
+        Err(error) => {
+            // A fault of troupe (store, workspace): the task fails with it
+            // rather than staying "running" forever.
+            let reason = error.to_string();
+            let _ = run.finish(TaskState::Failed, &reason).await;
+            Err(error)
+        }
+    }
+}
+
+impl Run {
+    async fn drive(&mut self) -> Result<RunEnd, AgentError> {
+        let store = self.env.journal.store().clone();
+        let id = self.task.id.clone();
+        if self.task.state == TaskState::Paused {
+            self.set_state(TaskState::Running, TaskEvent::Resumed)
+                .await?;
+        }
+        let mut lost: HashMap<String, u32> = HashMap::new();
+        loop {
+            if let Some(end) = self.check_control().await? {
+                return Ok(end);
+            }
+            let subtasks = store.subtasks(&id).await?;
+            let live: Vec<&SubtaskRecord> = subtasks
+                .iter()
+                .filter(|s| s.state != SubtaskState::Cancelled)
+                .collect();
+            if live.is_empty() {
+                if !self.plan(&subtasks, None).await? {
+                    return Ok(RunEnd::Finished(TaskState::Failed));
+                }
+                continue;
+            }
+            if live.iter().all(|s| s.state == SubtaskState::Succeeded) {
+                let done: Vec<SubtaskRecord> = live.into_iter().cloned().collect();
+                self.answer(&done).await?;
+                return Ok(RunEnd::Finished(TaskState::Succeeded));
+            }
+            if let Some(failed) = live.iter().find(|s| s.state == SubtaskState::Failed) {
+                let reason = format!(
+                    "subtask {} ({}) failed: {}",
+                    failed.id,
+                    failed.description,
+                    failed.error.as_deref().unwrap_or("no reason given")
+                );
+                if self.task.plans > self.env.agents.max_replans {
+                    self.finish(TaskState::Failed, &reason).await?;
+                    return Ok(RunEnd::Finished(TaskState::Failed));
+                }
+                self.replan(&subtasks, &reason).await?;
+                continue;
+            }
+            if self.task.state != TaskState::Running {
+                self.set_state_quiet(TaskState::Running).await?;
+            }
+            self.run_ready(&subtasks, &mut lost).await?;
+        }
+    }
+
+    /// Runs every subtask whose dependencies have succeeded, in parallel up
+    /// to the worker slots, until none is left ready or one needs the plan
+    /// to change.
+    async fn run_ready(
+        &mut self,
+        subtasks: &[SubtaskRecord],
+        lost: &mut HashMap<String, u32>,
+    ) -> Result<(), AgentError> {
+        let succeeded: HashMap<&str, &SubtaskRecord> = subtasks
+            .iter()
+            .filter(|s| s.state == SubtaskState::Succeeded)
+            .map(|s| (s.id.as_str(), s))
+            .collect();
+        let ready: Vec<SubtaskRecord> = subtasks
+            .iter()
+            .filter(|s| matches!(s.state, SubtaskState::Pending | SubtaskState::Running))
+            .filter(|s| {
+                s.depends_on
+                    .iter()
+                    .all(|d| succeeded.contains_key(d.as_str()))
+            })
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            // Pending subtasks wait on ones that can never succeed.
+            let reason = "the remaining subtasks depend on subtasks that did not succeed";
+            for mut s in subtasks
+                .iter()
+                .filter(|s| s.state == SubtaskState::Pending)
+                .cloned()
+            {
+                s.state = SubtaskState::Failed;
+                s.error = Some(reason.to_string());
+                self.env.journal.store().put_subtasks(vec![s]).await?;
+            }
+            return Ok(());
+        }
+        let mut running = FuturesUnordered::new();
+        for mut sub in ready {
+            let deps: Vec<(String, String)> = sub
+                .depends_on
+                .iter()
+                .filter_map(|d| succeeded.get(d.as_str()))
+                .map(|d| {
+                    (
+                        format!("{}: {}", d.id, d.description),
+                        d.result.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let resumed = sub.state == SubtaskState::Running && sub.model.is_some();
+            if !resumed {
+                self.start_attempt(&mut sub).await?;
+            }
+            let Some(pool) = self.pool_for(&sub) else {
+                sub.state = SubtaskState::Failed;
+                sub.error = Some(format!("no specialist takes {} subtasks", sub.kind));
+                self.env.journal.store().put_subtasks(vec![sub]).await?;
+                continue;
+            };
+            let job = SubtaskJob {
+                task_id: self.task.id.clone(),
+                request: self.task.request.clone(),
+                subtask: sub.clone(),
+                attempt: sub.attempts,
+                model: sub.model.clone().unwrap_or_default(),
+                dependencies: deps,
+                control: self.control.clone(),
+                max_tokens: None,
+            };
+            let slots = Arc::clone(&self.env.slots);
+            running.push(async move {
+                let started = Instant::now();
+                let _permit = slots.acquire_owned().await;
+                let outcome = pool.run(job).await;
+                (sub, outcome, started.elapsed())
+            });
+        }
+        while let Some((sub, outcome, took)) = running.next().await {
+            self.settle(sub, outcome, took, lost).await?;
+        }
+        Ok(())
+    }
+
+    /// Picks the model of a new attempt and journals its start.
+    async fn start_attempt(&mut self, sub: &mut SubtaskRecord) -> Result<(), AgentError> {
+        let specialist_model = self
+            .env
+            .agents
+            .specialists
+            .iter()
+            .find(|s| s.covers(&sub.kind, sub.complexity))
+            .and_then(|s| s.model.clone());
+        let stronger_than = if sub.attempts > 0 {
+            sub.model.clone()
+        } else {
+            None
+        };
+        let rec = self
+            .env
+            .learner
+            .recommend(RecommendRequest {
+                role: Role::Subtask,
+                kind: sub.kind.clone(),
+                complexity: sub.complexity,
+                task_model: self.task.model.clone().filter(|_| stronger_than.is_none()),
+                role_model: specialist_model,
+                stronger_than,
+            })
+            .await?;
+        sub.attempts += 1;
+        sub.state = SubtaskState::Running;
+        sub.model = Some(rec.model.clone());
+        self.env
+            .journal
+            .store()
+            .put_subtasks(vec![sub.clone()])
+            .await?;
+        self.env
+            .journal
+            .record(
+                &self.task.id,
+                TaskEvent::SubtaskStarted {
+                    subtask: sub.id.clone(),
+                    attempt: sub.attempts,
+                    model: rec.model,
+                    reason: rec.reason,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn pool_for(&self, sub: &SubtaskRecord) -> Option<WorkerPool> {
+        let specialists = &self.env.agents.specialists;
+        let index = specialists
+            .iter()
+            .position(|s| s.covers(&sub.kind, sub.complexity))
+            .or_else(|| specialists.iter().position(|s| s.kind == sub.kind))?;
+        self.env.pools.get(index).cloned()
+    }
+
+    /// Records what one subtask run came to.
+    async fn settle(
+        &mut self,
+        mut sub: SubtaskRecord,
+        outcome: Result<SubtaskOutcome, crate::worker::WorkerLost>,
+        took: std::time::Duration,
+        lost: &mut HashMap<String, u32>,
+    ) -> Result<(), AgentError> {
+        let store = self.env.journal.store().clone();
+        let (success, summary, tokens) = match outcome {
+            Err(error) => {
+                // The worker died mid-subtask; its factory has replaced it.
+                // The subtask stays running with the same attempt and the
+                // next round hands it out again; the new worker replays the
+                // committed steps from the journal.
+                let n = lost.entry(sub.id.clone()).or_insert(0);
+                *n += 1;
+                tracing::warn!(task = %self.task.id, subtask = %sub.id, %error, "worker lost");
+                self.env
+                    .journal
+                    .record(
+                        &self.task.id,
+                        TaskEvent::Recovered {
+                            detail: format!(
+                                "the worker running {} stopped ({error}); handing it out again",
+                                sub.id
+                            ),
+                        },
+                    )
+                    .await?;
+                if *n <= MAX_LOST {
+                    return Ok(());
+                }
+                (false, format!("its worker died {n} times: {error}"), 0)
+            }
+            Ok(SubtaskOutcome::Paused { tokens }) | Ok(SubtaskOutcome::Cancelled { tokens }) => {
+                sub.tokens += tokens;
+                store.put_subtasks(vec![sub]).await?;
+                return Ok(());
+            }
+            Ok(SubtaskOutcome::Succeeded { result, tokens, .. }) => (true, result, tokens),
+            Ok(SubtaskOutcome::Failed { reason, tokens, .. }) => (false, reason, tokens),
+        };
+        sub.tokens += tokens;
+        let model = sub.model.clone().unwrap_or_default();
+        self.env.learner.record(OutcomeRecord {
+            task_id: Some(self.task.id.clone()),
+            subtask: Some(sub.id.clone()),
+            role: Role::Subtask.as_str().to_string(),
+            model,
+            kind: sub.kind.clone(),
+            complexity: sub.complexity,
+            prompt_tokens: tokens,
+            completion_tokens: 0,
+            latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            success,
+            time_ms: now_ms(),
+        });
+        if success {
+            sub.state = SubtaskState::Succeeded;
+            sub.result = Some(summary.clone());
+            self.checkpoint(&format!("subtask {} finished", sub.id))
+                .await?;
+        } else if sub.attempts < MAX_ATTEMPTS {
+            // Retried with a stronger model in the next round.
+            sub.state = SubtaskState::Pending;
+            sub.error = Some(summary.clone());
+        } else {
+            sub.state = SubtaskState::Failed;
+            sub.error = Some(summary.clone());
+        }
+        let attempt = sub.attempts;
+        let id = sub.id.clone();
+        store.put_subtasks(vec![sub]).await?;
+        self.env
+            .journal
+            .record(
+                &self.task.id,
+                TaskEvent::SubtaskFinished {
+                    subtask: id,
+                    attempt,
+                    success,
+                    summary,
+                    tokens,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Stops at a step boundary when the person paused or cancelled.
+    async fn check_control(&mut self) -> Result<Option<RunEnd>, AgentError> {
+        match self.control.get() {
+            Control::Run => Ok(None),
+            Control::Pause => {
+                self.set_state(TaskState::Paused, TaskEvent::Paused).await?;
+                Ok(Some(RunEnd::Paused))
+            }
+            Control::Cancel => {
+                self.finish(TaskState::Cancelled, "cancelled by the person")
+                    .await?;
+                Ok(Some(RunEnd::Finished(TaskState::Cancelled)))
+            }
+        }
+    }
+
+    /// Makes a plan (or a new one); false when planning failed and the task
+    /// has been failed.
+    async fn plan(
+        &mut self,
+        existing: &[SubtaskRecord],
+        history: Option<&str>,
+    ) -> Result<bool, AgentError> {
+        self.set_state_quiet(TaskState::Planning).await?;
+        let rec = self
+            .env
+            .learner
+            .recommend(RecommendRequest {
+                role: Role::Plan,
+                kind: "plan".to_string(),
+                complexity: 0,
+                task_model: self.task.model.clone(),
+                role_model: self.env.agents.director_model.clone(),
+                stronger_than: None,
+            })
+            .await?;
+        let first_free = plan::next_free_id(existing);
+        let mut messages = plan::plan_prompt(&self.task.request, history);
+        let mut last_error = String::new();
+        // One retry with the error shown: a plan cut short by max_tokens or
+        // one that fails the checks gets a second chance.
+        for _ in 0..2 {
+            let started = Instant::now();
+            let mut req = GenerateRequest::chat(messages.clone());
+            req.constraint = Some(Constraint::JsonSchema(plan::plan_schema()));
+            req.max_tokens = self.env.agents.director_max_tokens;
+            let result = self.generate(&rec.model, req).await;
+            let (text, usage) = match result {
+                Ok(r) => (r.text, r.usage),
+                Err(e) => {
+                    let reason = format!("planning with {} failed: {e}", rec.model);
+                    self.finish(TaskState::Failed, &reason).await?;
+                    return Ok(false);
+                }
+            };
+            let parsed = plan::parse_plan(&text, &self.env.agents.specialists, first_free);
+            self.env.learner.record(OutcomeRecord {
+                task_id: Some(self.task.id.clone()),
+                subtask: None,
+                role: Role::Plan.as_str().to_string(),
+                model: rec.model.clone(),
+                kind: "plan".to_string(),
+                complexity: 0,
+                prompt_tokens: u64::from(usage.prompt_tokens),
+                completion_tokens: u64::from(usage.completion_tokens),
+                latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                success: parsed.is_ok(),
+                time_ms: now_ms(),
+            });
+            match parsed {
+                Ok(planned) => {
+                    let records = plan::records(&self.task.id, &planned);
+                    self.env.journal.store().put_subtasks(records).await?;
+                    self.task.plans += 1;
+                    self.task.state = TaskState::Running;
+                    self.task.updated_ms = now_ms();
+                    self.env
+                        .journal
+                        .record_with_task(
+                            self.task.clone(),
+                            TaskEvent::Planned {
+                                subtasks: planned,
+                                model: rec.model.clone(),
+                                reason: rec.reason.clone(),
+                            },
+                        )
+                        .await?;
+                    return Ok(true);
+                }
+                Err(problem) => {
+                    tracing::warn!(task = %self.task.id, %problem, "invalid plan");
+                    messages.push(ChatMessage::assistant(text));
+                    messages.push(ChatMessage::user(format!(
+                        "{}. That plan is invalid: {problem}. Answer with a corrected plan.",
+                        plan::PLAN_MARKER
+                    )));
+                    last_error = problem;
+                }
+            }
+        }
+        let reason = format!("the planner's output was invalid twice: {last_error}");
+        self.finish(TaskState::Failed, &reason).await?;
+        Ok(false)
+    }
+
+    async fn replan(&mut self, subtasks: &[SubtaskRecord], reason: &str) -> Result<(), AgentError> {
+        let store = self.env.journal.store().clone();
+        self.env
+            .journal
+            .record(
+                &self.task.id,
+                TaskEvent::Replanning {
+                    reason: reason.to_string(),
+                },
+            )
+            .await?;
+        let mut history = String::new();
+        let mut dropped = Vec::new();
+        for s in subtasks
+            .iter()
+            .filter(|s| s.state != SubtaskState::Cancelled)
+        {
+            let what = match s.state {
+                SubtaskState::Succeeded => {
+                    format!("succeeded: {}", s.result.as_deref().unwrap_or(""))
+                }
+                _ => format!("did not succeed: {}", s.error.as_deref().unwrap_or("")),
+            };
+            history.push_str(&format!("- {} ({}) {what}\n", s.description, s.kind));
+            let mut s = s.clone();
+            s.state = SubtaskState::Cancelled;
+            dropped.push(s);
+        }
+        store.put_subtasks(dropped).await?;
+        history.push_str(&format!("Reason for the new plan: {reason}\n"));
+        self.plan(subtasks, Some(&history)).await?;
+        Ok(())
+    }
+
+    /// Writes the final answer and finishes the task.
+    async fn answer(&mut self, done: &[SubtaskRecord]) -> Result<(), AgentError> {
+        let rec = self
+            .env
+            .learner
+            .recommend(RecommendRequest {
+                role: Role::Answer,
+                kind: "answer".to_string(),
+                complexity: 0,
+                task_model: self.task.model.clone(),
+                role_model: self.env.agents.director_model.clone(),
+                stronger_than: None,
+            })
+            .await?;
+        let started = Instant::now();
+        let mut req = GenerateRequest::chat(plan::answer_prompt(&self.task.request, done));
+        req.max_tokens = self.env.agents.director_max_tokens;
+        let (answer, success, usage) = match self.generate(&rec.model, req).await {
+            Ok(r) => (r.text.trim().to_string(), true, r.usage),
+            Err(e) => {
+                // The work is done and committed; the person still gets the
+                // results, with the reason the summary is missing.
+                let mut text = format!(
+                    "(the answer could not be written with {}: {e})\n",
+                    rec.model
+                );
+                for s in done {
+                    text.push_str(&format!(
+                        "{}: {}\n",
+                        s.id,
+                        s.result.as_deref().unwrap_or("")
+                    ));
+                }
+                (text, false, Default::default())
+            }
+        };
+        self.env.learner.record(OutcomeRecord {
+            task_id: Some(self.task.id.clone()),
+            subtask: None,
+            role: Role::Answer.as_str().to_string(),
+            model: rec.model,
+            kind: "answer".to_string(),
+            complexity: 0,
+            prompt_tokens: u64::from(usage.prompt_tokens),
+            completion_tokens: u64::from(usage.completion_tokens),
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            success,
+            time_ms: now_ms(),
+        });
+        self.task.answer = Some(answer.clone());
+        self.finish(TaskState::Succeeded, &answer).await
+    }
+
+    async fn generate(
+        &self,
+        model: &str,
+        req: GenerateRequest,
+    ) -> Result<troupe_inference::backend::GenerationResult, String> {
+        let stream = self
+            .env
+            .host
+            .generate(model, req, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.into_result().await.map_err(|e| e.to_string())
+    }
+
+    async fn checkpoint(&self, label: &str) -> Result<(), AgentError> {
+        let data_dir = self.env.data_dir.clone();
+        let id = self.task.id.clone();
+        let label = label.to_string();
+        tokio::task::spawn_blocking(move || {
+            Workspace::open(&data_dir, &id).and_then(|ws| ws.checkpoint(&label))
+        })
+        .await
+        .map_err(|_| AgentError::Stopped("checkpoint thread"))??;
+        Ok(())
+    }
+
+    async fn set_state_quiet(&mut self, state: TaskState) -> Result<(), AgentError> {
+        self.task.state = state;
+        self.task.updated_ms = now_ms();
+        self.env.journal.store().put_task(self.task.clone()).await?;
+        Ok(())
+    }
+
+    async fn set_state(&mut self, state: TaskState, event: TaskEvent) -> Result<(), AgentError> {
+        self.task.state = state;
+        self.task.updated_ms = now_ms();
+        self.env
+            .journal
+            .record_with_task(self.task.clone(), event)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish(&mut self, state: TaskState, summary: &str) -> Result<(), AgentError> {
+        if state != TaskState::Succeeded {
+            self.task.error = Some(summary.to_string());
+        }
+        if state == TaskState::Succeeded {
+            let _ = self.checkpoint("task finished").await;
+        }
+        self.set_state(
+            state,
+            TaskEvent::Finished {
+                state,
+                summary: summary.to_string(),
+            },
+        )
+        .await
+    }
+}

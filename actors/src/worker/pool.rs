@@ -1,0 +1,162 @@
+//! [`WorkerPool`]: a ractor factory of one specialist's workers.
+//!
+//! Jobs wait in the factory's queue until a worker is free (queuer
+//! routing). A worker that panics drops the job's reply port, so its caller
+//! gets [`WorkerLost::Died`], and the factory builds a replacement from the
+//! same [`WorkerEnv`].
+
+use std::sync::Arc;
+
+use ractor::factory::queues::DefaultQueue;
+use ractor::factory::routing::QueuerRouting;
+use ractor::factory::{worker_builder, Factory, FactoryArguments, FactoryRef, Job, Worker};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorProcessingErr, RpcReplyPort};
+
+use super::tool_loop;
+use super::{SubtaskJob, SubtaskOutcome, WorkerEnv, WorkerLost};
+use crate::runtime::AgentError;
+
+/// A job as the factory routes it: keyed by `task/subtask/attempt`.
+type Key = String;
+
+/// What a worker is sent.
+pub(crate) enum WorkerMsg {
+    /// Runs a job and answers with its outcome.
+    Run(Box<SubtaskJob>, RpcReplyPort<SubtaskOutcome>),
+}
+
+/// One worker of a specialist.
+struct SpecialistWorker {
+    env: WorkerEnv,
+}
+
+impl Worker for SpecialistWorker {
+    type Key = Key;
+    type Message = WorkerMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _wid: ractor::factory::WorkerId,
+        _factory: &FactoryRef<Key, WorkerMsg>,
+        _args: (),
+    ) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _wid: ractor::factory::WorkerId,
+        _factory: &FactoryRef<Key, WorkerMsg>,
+        Job { msg, key, .. }: Job<Key, WorkerMsg>,
+        _state: &mut (),
+    ) -> Result<Key, ActorProcessingErr> {
+        match msg {
+            WorkerMsg::Run(job, reply) => {
+                // The loop runs here, in the worker actor, so that a panic
+                // in it (the fault hook's) kills this worker and drops
+                // `reply`; tool panics are caught inside the loop.
+                let outcome = tool_loop::run(&self.env, *job).await;
+                // The caller may have gone away; nobody is left to tell.
+                let _ = reply.send(outcome);
+            }
+        }
+        Ok(key)
+    }
+}
+
+type PoolFactory = Factory<
+    Key,
+    WorkerMsg,
+    (),
+    SpecialistWorker,
+    QueuerRouting<Key, WorkerMsg>,
+    DefaultQueue<Key, WorkerMsg>,
+>;
+
+/// One specialist's workers. Cheap to clone.
+#[derive(Clone)]
+pub struct WorkerPool {
+    factory: FactoryRef<Key, WorkerMsg>,
+    kind: Arc<str>,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("kind", &self.kind)
+            .field("factory", &self.factory.get_id())
+            .finish()
+    }
+}
+
+impl WorkerPool {
+    /// Starts a factory of `env.specialist.workers` workers (at least one),
+    /// each built with a clone of `env`. `name` registers the factory actor
+    /// under that name.
+    ///
+    /// # Errors
+    /// [`AgentError::Stopped`] when the factory cannot start (for example
+    /// when `name` is taken).
+    pub async fn spawn(env: WorkerEnv, name: Option<String>) -> Result<WorkerPool, AgentError> {
+        let kind: Arc<str> = Arc::from(env.specialist.kind.as_str());
+        let workers = usize::try_from(env.specialist.workers.max(1)).unwrap_or(1);
+        let args = FactoryArguments::builder()
+            .worker_builder(Box::new(worker_builder(move |_wid| {
+                (SpecialistWorker { env: env.clone() }, ())
+            })))
+            .queue(DefaultQueue::default())
+            .router(QueuerRouting::default())
+            .num_initial_workers(workers)
+            .build();
+        let (factory, _join) = Actor::spawn(name, PoolFactory::default(), args)
+            .await
+            .map_err(|error| {
+                tracing::error!(kind = %kind, %error, "the worker pool could not start");
+                AgentError::Stopped("worker pool")
+            })?;
+        Ok(WorkerPool { factory, kind })
+    }
+
+    /// Runs `job` on the next free worker and waits for its outcome.
+    ///
+    /// # Errors
+    /// [`WorkerLost::Died`] when the worker died before answering (the
+    /// factory replaces it; the journal holds the steps it committed),
+    /// [`WorkerLost::Stopped`] when the pool has stopped.
+    pub async fn run(&self, job: SubtaskJob) -> Result<SubtaskOutcome, WorkerLost> {
+        let key = format!("{}/{}/{}", job.task_id, job.subtask.id, job.attempt);
+        let job = Box::new(job);
+        let answer = self
+            .factory
+            .call_job(key, |reply| WorkerMsg::Run(job, reply), None)
+            .await;
+        match answer {
+            Ok(CallResult::Success(outcome)) => Ok(outcome),
+            Ok(CallResult::SenderError) => Err(WorkerLost::Died {
+                kind: self.kind.to_string(),
+            }),
+            Ok(CallResult::Timeout) | Err(_) => Err(WorkerLost::Stopped {
+                kind: self.kind.to_string(),
+            }),
+        }
+    }
+
+    /// The specialist's kind (`general`, `code`, `research`).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Stops the factory and its workers; jobs still queued get
+    /// [`WorkerLost::Stopped`].
+    pub fn stop(&self) {
+        self.factory.stop(None);
+    }
+
+    /// The factory actor, for linking it under a supervisor.
+    pub fn actor_cell(&self) -> ActorCell {
+        self.factory.get_cell()
+    }
+}

@@ -1,0 +1,365 @@
+//! What the model is shown and what it may answer: the chat of one step,
+//! pruned to the model's context, the step's JSON Schema, and reading the
+//! reply.
+
+use serde_json::{json, Value};
+use troupe_inference::backend::FinishReason;
+use troupe_inference::chat::ChatMessage;
+use troupe_tools::observation::{truncate_with_note, utf8_prefix};
+use troupe_tools::{RiskLevel, ToolRegistry};
+
+use super::recovery::StepRecord;
+use super::SubtaskJob;
+
+/// The pseudo tool journaled for a reply that could not be used.
+pub(crate) const INVALID_OUTPUT: &str = "invalid_output";
+
+/// The pseudo tool journaled for a final answer that was not accepted.
+pub(crate) const FINAL: &str = "final";
+
+/// Most bytes of an unusable reply kept in the journal and the history.
+const INVALID_OUTPUT_MAX_BYTES: usize = 2000;
+
+/// Tokens a message costs beyond its text (role markers of the template).
+const MESSAGE_OVERHEAD_TOKENS: usize = 8;
+
+/// Tools that change files whatever their risk level says.
+const FILE_CHANGING_TOOLS: [&str; 3] = ["write_file", "edit_file", "delete_path"];
+
+/// Tools that run the code a step wrote.
+const RUN_TOOLS: [&str; 2] = ["shell", "python_run"];
+
+/// Estimated tokens of `text`. Real tokenizers are not at hand (the model
+/// may not even be loaded yet), and byte-level BPE vocabularies give 3 to 4
+/// bytes a token for English and code, so bytes / 3 errs on the long side.
+fn estimate_tokens(text: &str) -> usize {
+    text.len() / 3 + MESSAGE_OVERHEAD_TOKENS
+}
+
+/// The JSON Schema a step's reply is constrained to: an action on one of
+/// the registry's tools, or a final answer.
+pub(crate) fn step_schema(tools: &ToolRegistry) -> Value {
+    json!({
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "thought": { "type": "string" },
+                    "action": tools.action_schema(),
+                },
+                "required": ["thought", "action"],
+                "additionalProperties": false,
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "thought": { "type": "string" },
+                    "final": { "type": "string" },
+                },
+                "required": ["thought", "final"],
+                "additionalProperties": false,
+            },
+        ]
+    })
+}
+
+fn role_of(kind: &str) -> &'static str {
+    match kind {
+        "code" => {
+            "You are troupe's code specialist. You write and change code in the workspace \
+             (under src/ unless the subtask says otherwise) and you test what you write: \
+             after changing files, run the tests with `shell` or `python_run` and see them \
+             pass before you give your final answer; a final answer given before that is \
+             refused."
+        }
+        "research" => {
+            "You are troupe's research specialist. You find things out: search, fetch and \
+             read sources, keep notes under research/, and say where each fact in your \
+             final answer comes from."
+        }
+        _ => {
+            "You are troupe's general specialist. You do what the subtask asks (writing, \
+             summarising, organising, working with files) and put what it delivers under \
+             output/ when it is a file."
+        }
+    }
+}
+
+/// The system message: the specialist's role, the rules, the tools and the
+/// reply format.
+pub(crate) fn system_message(kind: &str, tools: &ToolRegistry) -> String {
+    format!(
+        "{role}\n\n\
+         You work in the task's workspace, a directory holding src/, output/, research/ \
+         and README.md, through the tools below, one action per reply; after each action \
+         you are shown what it returned (its observation).\n\n\
+         Rules:\n\
+         - Paths are relative to the workspace.\n\
+         - When an observation reports an error, read why and change your approach; do not \
+           repeat a failing call unchanged.\n\
+         - Keep thoughts to a sentence or two.\n\
+         - Give the final answer only when the subtask is done; it is what the person and \
+           the subtasks after this one will read, so make it complete.\n\n\
+         Tools (name [risk]: description, then arguments):\n{tools}\n\
+         Reply with exactly one JSON object and nothing else. To act:\n\
+         {{\"thought\": \"<why this step>\", \"action\": {{\"tool\": \"<tool name>\", \"args\": {{<its arguments>}}}}}}\n\
+         When the subtask is done:\n\
+         {{\"thought\": \"<briefly>\", \"final\": \"<the result>\"}}",
+        role = role_of(kind),
+        tools = tools.render_for_prompt(),
+    )
+}
+
+/// The first user message: the task, the subtask, how to tell it is done,
+/// and what the subtasks it depends on produced.
+pub(crate) fn task_message(job: &SubtaskJob) -> String {
+    let sub = &job.subtask;
+    let mut text = format!(
+        "The task: {}\n\nYour subtask ({}): {}\nDone when: {}",
+        job.request.trim(),
+        sub.id,
+        sub.description.trim(),
+        sub.acceptance.trim()
+    );
+    if !job.dependencies.is_empty() {
+        text.push_str("\n\nResults of the subtasks it builds on:");
+        for (what, result) in &job.dependencies {
+            text.push_str(&format!("\n- {what}\n  Result: {}", result.trim()));
+        }
+    }
+    text
+}
+
+/// What the model wrote for a step, as the history shows it.
+fn assistant_text(step: &StepRecord) -> String {
+    match step.tool.as_str() {
+        INVALID_OUTPUT => step
+            .args
+            .get("output")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        FINAL => json!({
+            "thought": step.thought,
+            "final": step.args.get("final").cloned().unwrap_or(Value::Null),
+        })
+        .to_string(),
+        _ => json!({
+            "thought": step.thought,
+            "action": { "tool": step.tool, "args": step.args },
+        })
+        .to_string(),
+    }
+}
+
+/// The user message showing a step's observation.
+fn observation_message(step: u32, tool: &str, text: &str, is_error: bool) -> String {
+    let marker = if is_error { " [error]" } else { "" };
+    format!("Observation of step {step} ({tool}){marker}:\n{text}")
+}
+
+/// The chat of one step: system, task, then the history as assistant /
+/// observation turns, with the oldest turns dropped to fit
+/// `budget_tokens`. The system message, the task and the last turn are
+/// always kept; dropped turns are named in one note after the task.
+pub(crate) fn assemble(
+    system: &str,
+    task: &str,
+    history: &[StepRecord],
+    budget_tokens: usize,
+) -> Vec<ChatMessage> {
+    let turns: Vec<(String, String)> = history
+        .iter()
+        .map(|s| {
+            let obs = observation_message(s.step, &s.tool, s.observation_text(), s.is_error());
+            (assistant_text(s), obs)
+        })
+        .collect();
+    let cost = |t: &(String, String)| estimate_tokens(&t.0) + estimate_tokens(&t.1);
+    let fixed = estimate_tokens(system) + estimate_tokens(task);
+    let mut kept: usize = turns.iter().map(cost).sum();
+    let mut first = 0;
+    let mut note = String::new();
+    while first + 1 < turns.len() && fixed + note.len() / 3 + kept > budget_tokens {
+        kept -= cost(&turns[first]);
+        first += 1;
+        let tools: Vec<&str> = history[..first].iter().map(|s| s.tool.as_str()).collect();
+        note = format!("\n\n({first} earlier steps omitted: {})", tools.join(", "));
+    }
+    let mut messages = Vec::with_capacity(2 + 2 * (turns.len() - first));
+    messages.push(ChatMessage::system(system));
+    messages.push(ChatMessage::user(format!("{task}{note}")));
+    let last = turns.len().saturating_sub(1);
+    for (i, (assistant, user)) in turns.into_iter().enumerate().skip(first) {
+        messages.push(ChatMessage::assistant(assistant));
+        let over = (fixed + note.len() / 3 + kept).saturating_sub(budget_tokens);
+        if i == last && over > 0 {
+            // Even alone the last turn is too long: cut its observation.
+            let keep_bytes = user.len().saturating_sub(over * 3).max(200);
+            let cut = truncate_with_note(&user, keep_bytes, user.len()).unwrap_or(user);
+            messages.push(ChatMessage::user(cut));
+        } else {
+            messages.push(ChatMessage::user(user));
+        }
+    }
+    messages
+}
+
+/// A step's reply, read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reply {
+    /// Run a tool.
+    Action {
+        thought: String,
+        tool: String,
+        args: Value,
+    },
+    /// The answer.
+    Final { thought: String, text: String },
+    /// Unusable; `problem` says why, for the model.
+    Invalid { output: String, problem: String },
+}
+
+/// Reads a step's output. The grammar makes it valid JSON of the right
+/// shape unless generation was cut short, so anything else is reported
+/// back to the model rather than trusted.
+pub(crate) fn parse_reply(text: &str, finish: FinishReason) -> Reply {
+    let invalid = |problem: String| {
+        let problem = if finish == FinishReason::Length {
+            format!(
+                "{problem}; it was cut off at the step's token limit, so keep the thought short"
+            )
+        } else {
+            problem
+        };
+        Reply::Invalid {
+            output: utf8_prefix(text, INVALID_OUTPUT_MAX_BYTES).to_string(),
+            problem,
+        }
+    };
+    let value: Value = match serde_json::from_str(text.trim()) {
+        Ok(v) => v,
+        Err(e) => return invalid(format!("your reply is not valid JSON ({e})")),
+    };
+    let Some(object) = value.as_object() else {
+        return invalid("your reply is not a JSON object".to_string());
+    };
+    let thought = object
+        .get("thought")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(text) = object.get("final") {
+        return match text.as_str() {
+            Some(text) => Reply::Final {
+                thought,
+                text: text.to_string(),
+            },
+            None => invalid("`final` must be a string".to_string()),
+        };
+    }
+    let Some(action) = object.get("action").and_then(Value::as_object) else {
+        return invalid("your reply has neither an `action` object nor a `final` answer".into());
+    };
+    let Some(tool) = action.get("tool").and_then(Value::as_str) else {
+        return invalid("the action has no `tool` name".to_string());
+    };
+    Reply::Action {
+        thought,
+        tool: tool.to_string(),
+        args: action.get("args").cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// The observation shown for an unusable reply.
+pub(crate) fn invalid_observation(problem: &str) -> String {
+    format!(
+        "Your reply could not be used: {problem}. Reply with exactly one JSON object: \
+         {{\"thought\": \"...\", \"action\": {{\"tool\": \"...\", \"args\": {{...}}}}}} \
+         or {{\"thought\": \"...\", \"final\": \"...\"}}."
+    )
+}
+
+/// For the code specialist: the last step that changed files, if no
+/// `shell` or `python_run` call has succeeded since.
+pub(crate) fn untested_change<'a>(
+    history: &'a [StepRecord],
+    tools: &ToolRegistry,
+) -> Option<&'a StepRecord> {
+    let mut untested = None;
+    for step in history.iter().filter(|s| !s.is_error()) {
+        let writes = FILE_CHANGING_TOOLS.contains(&step.tool.as_str())
+            || tools
+                .get(&step.tool)
+                .is_some_and(|t| t.risk() == RiskLevel::Write);
+        if writes {
+            untested = Some(step);
+        } else if RUN_TOOLS.contains(&step.tool.as_str()) {
+            untested = None;
+        }
+    }
+    untested
+}
+
+/// The observation refusing a code final answer given before the tests ran.
+pub(crate) fn run_tests_first(changed: &StepRecord) -> String {
+    format!(
+        "Not accepted: run your tests first. Step {} ({}) changed files and no `shell` or \
+         `python_run` call has succeeded since. Run the tests, make sure they pass, then give \
+         your final answer.",
+        changed.step, changed.tool
+    )
+}
+
+/// A step's observation text as the model sees it: at most `max_bytes`.
+pub(crate) fn cut_observation(text: String, max_bytes: usize) -> String {
+    truncate_with_note(&text, max_bytes, text.len()).unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(n: u32, tool: &str, observation: &str) -> StepRecord {
+        let mut s = StepRecord::started(n, "t".into(), tool.into(), json!({}), 1);
+        s.observation = Some((observation.into(), false));
+        s
+    }
+
+    #[test]
+    fn old_turns_are_dropped_first_and_named_in_a_note() {
+        let history: Vec<StepRecord> = (1..=6)
+            .map(|n| {
+                step(
+                    n,
+                    if n % 2 == 0 { "shell" } else { "read_file" },
+                    &"x".repeat(3000),
+                )
+            })
+            .collect();
+        let messages = assemble("system", "task", &history, 2500);
+        assert!(messages[1]
+            .content
+            .contains("earlier steps omitted: read_file, shell"));
+        let last = messages.last().expect("a last message");
+        assert!(last.content.starts_with("Observation of step 6 (shell)"));
+        assert!(messages.len() < 2 + 12);
+    }
+
+    #[test]
+    fn nothing_is_dropped_when_it_fits() {
+        let history = vec![step(1, "shell", "ok")];
+        let messages = assemble("system", "task", &history, 10_000);
+        assert_eq!(messages.len(), 4);
+        assert!(!messages[1].content.contains("omitted"));
+    }
+
+    #[test]
+    fn a_reply_cut_short_is_reported_as_such() {
+        let reply = parse_reply("{\"thought\": \"abc", FinishReason::Length);
+        let Reply::Invalid { problem, .. } = reply else {
+            panic!("expected an invalid reply, got {reply:?}");
+        };
+        assert!(problem.contains("cut off"));
+    }
+}

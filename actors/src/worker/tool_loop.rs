@@ -1,0 +1,467 @@
+//! One job, from recovery to outcome: ask the model for a step, run it,
+//! journal it, until a final answer is accepted or a budget runs out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use troupe_inference::backend::{Constraint, GenerateError, GenerateRequest, GenerationResult};
+use troupe_inference::chat::ChatMessage;
+use troupe_store::TaskEvent;
+use troupe_tools::Workspace;
+
+use super::prompt::{self, Reply, FINAL, INVALID_OUTPUT};
+use super::recovery::{self, step_label, StepRecord};
+use super::step::{blocking, ActionEnd, StepCx};
+use super::{StepPoint, SubtaskJob, SubtaskOutcome, WorkerEnv};
+use crate::model_host::HostError;
+use crate::runtime::{AgentError, Control, TroupeEvent};
+
+/// How often a paused task's running generation checks for a cancel (the
+/// control can only say that it is no longer `Run`, not when it changes
+/// again).
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// Tries of a step whose prompt turned out longer than estimated, each with
+/// a smaller prompt budget.
+const CONTEXT_TRIES: usize = 3;
+
+/// Runs `job` to its outcome. Errors of troupe itself (the store, the
+/// workspace, the model host) end the attempt as failed, with the error as
+/// the reason.
+pub(crate) async fn run(env: &WorkerEnv, job: SubtaskJob) -> SubtaskOutcome {
+    let mut run = Run {
+        env,
+        job: &job,
+        tokens: 0,
+        attempt_tokens: 0,
+        history: Vec::new(),
+    };
+    match run.go().await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracing::warn!(task = %job.task_id, subtask = %job.subtask.id, %error, "subtask attempt failed");
+            SubtaskOutcome::Failed {
+                reason: error.to_string(),
+                tokens: run.tokens,
+                steps: run.steps_done(),
+            }
+        }
+    }
+}
+
+/// A job's run.
+struct Run<'a> {
+    env: &'a WorkerEnv,
+    job: &'a SubtaskJob,
+    /// Tokens used in this run.
+    tokens: u64,
+    /// Tokens used by the attempt, journaled steps of earlier runs included.
+    attempt_tokens: u64,
+    /// The attempt's committed steps.
+    history: Vec<StepRecord>,
+}
+
+/// What a reply leads to.
+enum Next {
+    Done(SubtaskOutcome),
+    Step(Box<(StepRecord, Option<ActionEnd>)>),
+}
+
+/// What a model call came to.
+enum Generated {
+    Done(GenerationResult),
+    Cancelled,
+}
+
+impl Run<'_> {
+    fn steps_done(&self) -> u32 {
+        u32::try_from(self.history.len()).unwrap_or(u32::MAX)
+    }
+
+    fn token_budget(&self) -> u64 {
+        self.job
+            .max_tokens
+            .unwrap_or(self.env.specialist.max_tokens)
+    }
+
+    fn outcome_for(&self, control: Control) -> SubtaskOutcome {
+        match control {
+            Control::Cancel => SubtaskOutcome::Cancelled {
+                tokens: self.tokens,
+            },
+            _ => SubtaskOutcome::Paused {
+                tokens: self.tokens,
+            },
+        }
+    }
+
+    fn failed(&self, reason: String) -> SubtaskOutcome {
+        SubtaskOutcome::Failed {
+            reason,
+            tokens: self.tokens,
+            steps: self.steps_done(),
+        }
+    }
+
+    /// What to do at a step boundary: `Some` to stop here.
+    fn boundary(&self, step: u32) -> Option<SubtaskOutcome> {
+        match self.job.control.get() {
+            Control::Run => {}
+            stop => return Some(self.outcome_for(stop)),
+        }
+        if let Some(hook) = &self.env.faults {
+            hook(&StepPoint {
+                task_id: self.job.task_id.clone(),
+                subtask: self.job.subtask.id.clone(),
+                attempt: self.job.attempt,
+                step,
+            });
+        }
+        None
+    }
+
+    async fn go(&mut self) -> Result<SubtaskOutcome, AgentError> {
+        let (env, job) = (self.env, self.job);
+        let ws = {
+            let (data_dir, task_id) = (env.data_dir.clone(), job.task_id.clone());
+            tokio::task::spawn_blocking(move || Workspace::open(&data_dir, &task_id))
+                .await
+                .map_err(|_| AgentError::Stopped("async runtime"))??
+        };
+        let cx = StepCx {
+            env,
+            job,
+            ws: Arc::new(ws),
+        };
+        let redo = self.recover(&cx).await?;
+        if let Some(pending) = redo {
+            let step = pending.step;
+            if let Some(stop) = self.boundary(step) {
+                return Ok(stop);
+            }
+            let end = self.redo(&cx, &pending).await?;
+            if let Some(outcome) = self.settle(&cx, pending, end).await? {
+                return Ok(outcome);
+            }
+        }
+        let context = match env.host.model_info(&job.model).await {
+            Ok(info) => info.context_length,
+            Err(error) => return Ok(self.failed(error.to_string())),
+        };
+        let schema = prompt::step_schema(&env.tools);
+        let system = prompt::system_message(&env.specialist.kind, &env.tools);
+        let task = prompt::task_message(job);
+        loop {
+            let step = self.steps_done() + 1;
+            if let Some(stop) = self.boundary(step) {
+                return Ok(stop);
+            }
+            let max_steps = env.specialist.max_steps;
+            if step > max_steps {
+                return Ok(self.failed(format!("the step budget ({max_steps}) ran out")));
+            }
+            let budget = self.token_budget();
+            if self.attempt_tokens >= budget {
+                return Ok(self.failed(format!("the token budget ({budget}) ran out")));
+            }
+            let left = budget - self.attempt_tokens;
+            let step_max = u64::from(env.specialist.step_max_tokens).min(left);
+            // A context smaller than a step's completion still leaves half
+            // of it for the prompt.
+            let step_max = step_max.min(u64::from(context / 2)).max(1);
+            let step_max = u32::try_from(step_max).unwrap_or(u32::MAX);
+            let prompt_budget = context.saturating_sub(step_max) as usize;
+            let result = match self
+                .generate(&system, &task, &schema, step_max, prompt_budget)
+                .await
+            {
+                Ok(Generated::Done(result)) => result,
+                Ok(Generated::Cancelled) => return Ok(self.outcome_for(Control::Cancel)),
+                Err(error) => return Ok(self.failed(error.to_string())),
+            };
+            let used =
+                u64::from(result.usage.prompt_tokens) + u64::from(result.usage.completion_tokens);
+            self.tokens += used;
+            self.attempt_tokens += used;
+            let reply = prompt::parse_reply(&result.text, result.finish);
+            let (record, end) = match self.take(step, reply, used) {
+                Next::Done(outcome) => return Ok(outcome),
+                Next::Step(step) => *step,
+            };
+            self.progress(&format!("{} step {step}: {}", job.subtask.id, record.tool));
+            cx.started(step, &record.thought, &record.tool, &record.args, used)
+                .await?;
+            let end = match end {
+                Some(end) => end,
+                None => cx.run_tool(&record.tool, record.args.clone(), None).await?,
+            };
+            if let Some(outcome) = self.settle(&cx, record, end).await? {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// What a reply leads to: the answer, or a step to run (with its end
+    /// already known when it runs no tool).
+    fn take(&self, step: u32, reply: Reply, used: u64) -> Next {
+        let (env, job) = (self.env, self.job);
+        match reply {
+            Reply::Final { thought, text } => {
+                let refusal = (env.specialist.kind == "code")
+                    .then(|| prompt::untested_change(&self.history, &env.tools))
+                    .flatten()
+                    .map(prompt::run_tests_first);
+                let Some(refusal) = refusal else {
+                    self.progress(&format!("{} step {step}: final answer", job.subtask.id));
+                    return Next::Done(SubtaskOutcome::Succeeded {
+                        result: text,
+                        tokens: self.tokens,
+                        steps: step,
+                    });
+                };
+                let args = json!({ "final": text });
+                let record = StepRecord::started(step, thought, FINAL.into(), args, used);
+                Next::Step(Box::new((record, pseudo_end(refusal))))
+            }
+            Reply::Invalid { output, problem } => {
+                let args = json!({ "output": output });
+                let record =
+                    StepRecord::started(step, String::new(), INVALID_OUTPUT.into(), args, used);
+                Next::Step(Box::new((
+                    record,
+                    pseudo_end(prompt::invalid_observation(&problem)),
+                )))
+            }
+            Reply::Action {
+                thought,
+                tool,
+                args,
+            } => Next::Step(Box::new((
+                StepRecord::started(step, thought, tool, args, used),
+                None,
+            ))),
+        }
+    }
+
+    /// Journals and commits a step that ran; `Some` when the run stops here
+    /// (paused or cancelled while the step waited for the person).
+    async fn settle(
+        &mut self,
+        cx: &StepCx<'_>,
+        mut record: StepRecord,
+        end: ActionEnd,
+    ) -> Result<Option<SubtaskOutcome>, AgentError> {
+        let (observation, tool_ms) = match end {
+            ActionEnd::Observed {
+                observation,
+                tool_ms,
+            } => (observation, tool_ms),
+            ActionEnd::Paused => return Ok(Some(self.outcome_for(Control::Pause))),
+            ActionEnd::Cancelled => return Ok(Some(self.outcome_for(Control::Cancel))),
+        };
+        let text =
+            prompt::cut_observation(observation.text, self.env.specialist.observation_max_bytes);
+        let checkpoint = cx
+            .commit(
+                record.step,
+                &record.tool,
+                &text,
+                observation.is_error,
+                tool_ms,
+            )
+            .await?;
+        record.observation = Some((text, observation.is_error));
+        record.checkpoint = Some(checkpoint);
+        self.history.push(record);
+        Ok(None)
+    }
+
+    /// Reads the attempt's earlier steps from the journal. A step that was
+    /// started but not committed is either found committed in the workspace
+    /// (then journaled as committed) or returned to be redone.
+    async fn recover(&mut self, cx: &StepCx<'_>) -> Result<Option<StepRecord>, AgentError> {
+        let job = self.job;
+        let entries = self.env.journal.store().journal(&job.task_id, 0).await?;
+        let log = recovery::read(&entries, &job.subtask.id, job.attempt);
+        self.attempt_tokens = log.committed.iter().map(|s| s.tokens).sum();
+        self.history = log.committed;
+        let Some(mut pending) = log.pending else {
+            return Ok(None);
+        };
+        self.attempt_tokens += pending.tokens;
+        let label = step_label(&job.subtask.id, job.attempt, pending.step, &pending.tool);
+        let checkpoints = blocking(&cx.ws, |ws| ws.checkpoints()).await?;
+        let made = checkpoints.iter().rev().find(|c| c.step == label);
+        if let (Some(made), Some(_)) = (made, &pending.observation) {
+            // The worker died between its checkpoint and journaling it.
+            cx.committed(pending.step, &label, &made.id.0).await?;
+            pending.checkpoint = Some(made.id.0.clone());
+            self.history.push(pending);
+            return Ok(None);
+        }
+        // Whatever the interrupted step did to the files is undone by going
+        // back to the workspace's latest checkpoint: it holds every
+        // committed step of this attempt, and also those other subtasks of
+        // the task committed since, which an older checkpoint would lose.
+        let Some(latest) = checkpoints.last() else {
+            return Ok(Some(pending));
+        };
+        let id = latest.id.clone();
+        let detail = format!(
+            "{label} had not finished when its worker stopped; the workspace is back at \
+             checkpoint {} ({}) and the step's recorded action runs again{}",
+            short(&id.0),
+            latest.step,
+            match pending.approved {
+                Some(true) => ", with the person's approval given before",
+                Some(false) => ", with the person's refusal given before",
+                None => "",
+            }
+        );
+        blocking(&cx.ws, move |ws| ws.restore(&id)).await?;
+        self.env
+            .journal
+            .record(&job.task_id, TaskEvent::Recovered { detail })
+            .await?;
+        Ok(Some(pending))
+    }
+
+    /// Runs an interrupted step's recorded action again, without asking the
+    /// model.
+    async fn redo(
+        &mut self,
+        cx: &StepCx<'_>,
+        pending: &StepRecord,
+    ) -> Result<ActionEnd, AgentError> {
+        match pending.tool.as_str() {
+            INVALID_OUTPUT => {
+                let output = pending
+                    .args
+                    .get("output")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let problem = match prompt::parse_reply(
+                    output,
+                    troupe_inference::backend::FinishReason::Stop,
+                ) {
+                    Reply::Invalid { problem, .. } => problem,
+                    _ => "it could not be read".to_string(),
+                };
+                Ok(ActionEnd::Observed {
+                    observation: troupe_tools::Observation::error(prompt::invalid_observation(
+                        &problem,
+                    )),
+                    tool_ms: 0,
+                })
+            }
+            FINAL => {
+                let text = match prompt::untested_change(&self.history, &self.env.tools) {
+                    Some(changed) => prompt::run_tests_first(changed),
+                    None => "Not accepted: check the subtask is done, then give your final answer again.".to_string(),
+                };
+                Ok(ActionEnd::Observed {
+                    observation: troupe_tools::Observation::error(text),
+                    tool_ms: 0,
+                })
+            }
+            tool => {
+                cx.run_tool(tool, pending.args.clone(), pending.approved)
+                    .await
+            }
+        }
+    }
+
+    /// Asks the model for the next step, pruning the history to the
+    /// context, and watching for a cancel meanwhile (a pause lets the step
+    /// finish).
+    async fn generate(
+        &mut self,
+        system: &str,
+        task: &str,
+        schema: &Value,
+        max_tokens: u32,
+        prompt_budget: usize,
+    ) -> Result<Generated, HostError> {
+        let job = self.job;
+        let mut budget = prompt_budget;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let messages = prompt::assemble(system, task, &self.history, budget);
+            match self.generate_once(messages, schema, max_tokens).await {
+                Err(HostError::Generate(
+                    GenerateError::PromptTooLong { .. } | GenerateError::MaxTokensTooLarge { .. },
+                )) if tries < CONTEXT_TRIES => {
+                    // The estimate fell short of the real token count.
+                    budget = budget * 2 / 3;
+                    tracing::debug!(task = %job.task_id, subtask = %job.subtask.id, budget, "prompt too long; pruning harder");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn generate_once(
+        &mut self,
+        messages: Vec<ChatMessage>,
+        schema: &Value,
+        max_tokens: u32,
+    ) -> Result<Generated, HostError> {
+        let job = self.job;
+        let request = GenerateRequest {
+            max_tokens,
+            constraint: Some(Constraint::JsonSchema(schema.clone())),
+            session: Some(format!(
+                "{}/{}/{}",
+                job.task_id, job.subtask.id, job.attempt
+            )),
+            ..GenerateRequest::chat(messages)
+        };
+        let host = &self.env.host;
+        let generation = async {
+            let stream = host.generate(&job.model, request, None).await?;
+            stream.into_result().await.map_err(HostError::Generate)
+        };
+        tokio::pin!(generation);
+        let mut control = job.control.clone();
+        tokio::select! {
+            result = &mut generation => return result.map(Generated::Done),
+            stop = control.stopped() => if stop == Control::Cancel {
+                // Dropping the stream cancels the request.
+                return Ok(Generated::Cancelled);
+            }
+        }
+        // Paused: the step finishes, unless the task is cancelled meanwhile.
+        loop {
+            tokio::select! {
+                result = &mut generation => return result.map(Generated::Done),
+                () = tokio::time::sleep(CANCEL_POLL) => if job.control.get() == Control::Cancel {
+                    return Ok(Generated::Cancelled);
+                }
+            }
+        }
+    }
+
+    fn progress(&self, text: &str) {
+        self.env.journal.bus().publish(TroupeEvent::Progress {
+            task_id: self.job.task_id.clone(),
+            subtask: Some(self.job.subtask.id.clone()),
+            text: text.to_string(),
+            tokens: self.attempt_tokens,
+        });
+    }
+}
+
+/// The end of a step that runs no tool: its observation is an error the
+/// model should react to.
+fn pseudo_end(text: String) -> Option<ActionEnd> {
+    Some(ActionEnd::Observed {
+        observation: troupe_tools::Observation::error(text),
+        tool_ms: 0,
+    })
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}

@@ -1,0 +1,361 @@
+//! Boot: everything a running troupe is, assembled in dependency order.
+//!
+//! The store first (a second process on the same data dir stops here with
+//! "already in use"), then the ModelHost with the UX model pinned, the
+//! tools and the specialists' worker pools (ractor factories, which
+//! replace their own dead workers), then the Learner, Director and UX as
+//! linked children of the [`RootSupervisor`]. The Director resumes every
+//! unfinished task as it starts, and again after any restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorRef};
+use tokio::task::JoinHandle;
+use troupe_actors::director::{Director, DirectorArgs, DirectorHandle, DirectorMsg};
+use troupe_actors::learner::{Learner, LearnerArgs, LearnerHandle, LearnerMsg};
+use troupe_actors::model_host::{
+    self, default_budget_bytes, HostError, ModelHostConfig, ModelHostHandle,
+};
+use troupe_actors::runtime::{ActorSlot, AgentError, Approvals, EventBus, TaskJournal};
+use troupe_actors::ux::{Ux, UxArgs, UxHandle, UxMsg};
+use troupe_actors::worker::{FaultHook, WorkerEnv, WorkerPool};
+use troupe_config::{BackendChoice, Config};
+use troupe_inference::backend::Backend;
+use troupe_inference::llama::LlamaEngine;
+use troupe_inference::scripted::{ScriptError, ScriptedBackend};
+use troupe_store::{Store, StoreError};
+use troupe_tools::{builtin_registry, BuildError, Builtins};
+
+use crate::supervisor::{
+    ChildSpec, RootSupervisor, SupervisorArgs, SupervisorHandle, SupervisorMsg,
+};
+
+/// How to boot.
+#[derive(Clone, Default)]
+pub struct BootOptions {
+    /// An engine to use instead of the configured one (tests, embedding).
+    pub backend: Option<Arc<dyn Backend>>,
+    /// The ModelHost's budget; none: `[serve] memory_budget`, else a share
+    /// of the machine's memory.
+    pub budget_bytes: Option<u64>,
+    /// Resume unfinished tasks (the default for every front door).
+    pub no_recover: bool,
+    /// Called before each worker step (fault injection in tests).
+    pub faults: Option<FaultHook>,
+}
+
+/// Why troupe could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootError {
+    /// The store could not be opened (another process has it, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ModelHost could not start (a pinned model failed, ...).
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The scripted backend's script could not be read.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    /// The tools could not be set up.
+    #[error(transparent)]
+    Tools(#[from] BuildError),
+    /// An actor could not start.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The supervisor could not start.
+    #[error("the supervisor could not start: {0}")]
+    Supervisor(String),
+}
+
+/// A running troupe.
+pub struct Tree {
+    /// The models.
+    pub host: ModelHostHandle,
+    /// The store.
+    pub store: Store,
+    /// The store and the bus.
+    pub journal: TaskJournal,
+    /// Calls waiting for a person.
+    pub approvals: Approvals,
+    /// Tasks.
+    pub director: DirectorHandle,
+    /// The conversation.
+    pub ux: UxHandle,
+    /// Model choice and outcomes.
+    pub learner: LearnerHandle,
+    /// The root supervisor.
+    pub supervisor: SupervisorHandle,
+    /// Ends when the supervisor stops (escalation or shutdown).
+    pub supervisor_done: JoinHandle<()>,
+    host_done: JoinHandle<()>,
+    pools: Vec<WorkerPool>,
+}
+
+impl Tree {
+    /// Stops the actors, the pools and the ModelHost (freeing the models).
+    /// Unfinished tasks stay in the store and resume at the next boot.
+    pub async fn shutdown(self) {
+        self.supervisor.stop();
+        let _ = self.supervisor_done.await;
+        for pool in &self.pools {
+            pool.stop();
+        }
+        self.host.shutdown().await;
+        let _ = self.host_done.await;
+    }
+}
+
+/// The engine the configuration names.
+///
+/// # Errors
+/// [`BootError::Script`] for a scripted backend whose script is unreadable.
+pub fn backend_for(config: &Config) -> Result<Arc<dyn Backend>, BootError> {
+    Ok(match &config.inference.backend {
+        BackendChoice::Scripted(path) => Arc::new(ScriptedBackend::from_file(path)?),
+        _ => Arc::new(LlamaEngine::new()),
+    })
+}
+
+/// Starts troupe on `config.data_dir`.
+///
+/// # Errors
+/// [`BootError`]: the store is in use or unreadable, a pinned model fails
+/// to load, the tools or an actor cannot start.
+pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError> {
+    let data_dir = config.data_dir.clone();
+    let store = {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| BootError::Supervisor(e.to_string()))??
+    };
+    let backend = match opts.backend.clone() {
+        Some(b) => b,
+        None => backend_for(config)?,
+    };
+    let budget = opts
+        .budget_bytes
+        .or(config.serve.memory_budget)
+        .unwrap_or_else(default_budget_bytes);
+    let mut pinned = config.serve.pin.clone();
+    if let Some(ux) = &config.agents.ux_model {
+        if !pinned.contains(ux) {
+            pinned.push(ux.clone());
+        }
+    }
+    let mut host_config = ModelHostConfig::from_config(config, budget, pinned);
+    host_config.default_keep_alive = config.serve.keep_alive;
+    let (host, host_done) = model_host::spawn(host_config, backend).await?;
+    match assemble(config, opts, store, host.clone(), data_dir).await {
+        Ok((parts, pools, supervisor, supervisor_done)) => Ok(Tree {
+            host,
+            store: parts.journal.store().clone(),
+            journal: parts.journal,
+            approvals: parts.approvals,
+            director: parts.director,
+            ux: parts.ux,
+            learner: parts.learner,
+            supervisor,
+            supervisor_done,
+            host_done,
+            pools,
+        }),
+        Err(error) => {
+            host.shutdown().await;
+            let _ = host_done.await;
+            Err(error)
+        }
+    }
+}
+
+struct Parts {
+    journal: TaskJournal,
+    approvals: Approvals,
+    director: DirectorHandle,
+    ux: UxHandle,
+    learner: LearnerHandle,
+}
+
+async fn assemble(
+    config: &Config,
+    opts: BootOptions,
+    store: Store,
+    host: ModelHostHandle,
+    data_dir: PathBuf,
+) -> Result<(Parts, Vec<WorkerPool>, SupervisorHandle, JoinHandle<()>), BootError> {
+    let bus = EventBus::new();
+    let journal = TaskJournal::new(store.clone(), bus);
+    let approvals = Approvals::default();
+    let tools = Arc::new(builtin_registry(Builtins {
+        tools: &config.tools,
+        approval: &config.approval,
+        user: None,
+    })?);
+    let mut pools = Vec::new();
+    for (i, specialist) in config.agents.specialists.iter().enumerate() {
+        let env = WorkerEnv {
+            specialist: specialist.clone(),
+            host: host.clone(),
+            journal: journal.clone(),
+            tools: Arc::clone(&tools),
+            approvals: approvals.clone(),
+            data_dir: data_dir.clone(),
+            faults: opts.faults.clone(),
+        };
+        let name = format!("{}-workers-{i}-{:08x}", specialist.kind, rand_suffix());
+        pools.push(WorkerPool::spawn(env, Some(name)).await?);
+    }
+
+    // Every child is first started unlinked under a placeholder so that the
+    // slots exist before any child's arguments need a handle to another.
+    let learner_slot: Arc<std::sync::OnceLock<ActorSlot<LearnerMsg>>> = Arc::default();
+    let director_slot: Arc<std::sync::OnceLock<ActorSlot<DirectorMsg>>> = Arc::default();
+    let ux_slot: Arc<std::sync::OnceLock<ActorSlot<UxMsg>>> = Arc::default();
+
+    let learner_start = {
+        let slot = Arc::clone(&learner_slot);
+        let args = (store.clone(), config.agents.clone(), host.clone());
+        ChildSpec {
+            name: "learner",
+            start: Arc::new(move |sup| {
+                let slot = Arc::clone(&slot);
+                let (store, agents, host) = args.clone();
+                Box::pin(async move {
+                    let (actor, _) = Actor::spawn_linked(
+                        None,
+                        Learner,
+                        LearnerArgs {
+                            store,
+                            agents,
+                            host,
+                        },
+                        sup,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    put(&slot, actor.clone());
+                    Ok(actor.get_cell())
+                })
+            }),
+        }
+    };
+    let director_start = {
+        let slot = Arc::clone(&director_slot);
+        let learner = Arc::clone(&learner_slot);
+        let agents = config.agents.clone();
+        let (host, journal, pools, data_dir) = (
+            host.clone(),
+            journal.clone(),
+            pools.clone(),
+            data_dir.clone(),
+        );
+        let recover = !opts.no_recover;
+        ChildSpec {
+            name: "director",
+            start: Arc::new(move |sup| {
+                let slot = Arc::clone(&slot);
+                let args = DirectorArgs {
+                    agents: agents.clone(),
+                    data_dir: data_dir.clone(),
+                    host: host.clone(),
+                    journal: journal.clone(),
+                    learner: LearnerHandle::new(
+                        learner.get().cloned().expect("the learner starts first"),
+                    ),
+                    pools: pools.clone(),
+                    recover,
+                };
+                Box::pin(async move {
+                    let (actor, _) = Actor::spawn_linked(None, Director, args, sup)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    put(&slot, actor.clone());
+                    Ok(actor.get_cell())
+                })
+            }),
+        }
+    };
+    let ux_start = {
+        let slot = Arc::clone(&ux_slot);
+        let learner = Arc::clone(&learner_slot);
+        let director = Arc::clone(&director_slot);
+        let agents = config.agents.clone();
+        let (host, journal, approvals) = (host.clone(), journal.clone(), approvals.clone());
+        ChildSpec {
+            name: "ux",
+            start: Arc::new(move |sup| {
+                let slot = Arc::clone(&slot);
+                let args = UxArgs {
+                    model: agents.ux_model.clone(),
+                    max_tokens: agents.ux_max_tokens,
+                    progress_interval: agents.progress_interval,
+                    host: host.clone(),
+                    director: DirectorHandle::new(
+                        director.get().cloned().expect("the director starts first"),
+                    ),
+                    journal: journal.clone(),
+                    approvals: approvals.clone(),
+                    learner: LearnerHandle::new(
+                        learner.get().cloned().expect("the learner starts first"),
+                    ),
+                };
+                Box::pin(async move {
+                    let (actor, _) = Actor::spawn_linked(None, Ux, args, sup)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    put(&slot, actor.clone());
+                    Ok(actor.get_cell())
+                })
+            }),
+        }
+    };
+    let (supervisor, supervisor_done): (ActorRef<SupervisorMsg>, JoinHandle<()>) = Actor::spawn(
+        None,
+        RootSupervisor,
+        SupervisorArgs {
+            children: vec![learner_start, director_start, ux_start],
+            policy: config.supervision,
+        },
+    )
+    .await
+    .map_err(|e| BootError::Supervisor(e.to_string()))?;
+    let get = |what: &'static str| BootError::Supervisor(format!("the {what} did not start"));
+    let parts = Parts {
+        journal,
+        approvals,
+        director: DirectorHandle::new(
+            director_slot
+                .get()
+                .cloned()
+                .ok_or_else(|| get("director"))?,
+        ),
+        ux: UxHandle::new(ux_slot.get().cloned().ok_or_else(|| get("UX"))?),
+        learner: LearnerHandle::new(learner_slot.get().cloned().ok_or_else(|| get("learner"))?),
+    };
+    Ok((
+        parts,
+        pools,
+        SupervisorHandle::new(supervisor),
+        supervisor_done,
+    ))
+}
+
+/// Puts a (re)started actor in its slot, creating the slot the first time.
+fn put<M: ractor::Message>(slot: &std::sync::OnceLock<ActorSlot<M>>, actor: ActorRef<M>) {
+    match slot.get() {
+        Some(s) => s.set(actor),
+        None => {
+            let _ = slot.set(ActorSlot::new(actor));
+        }
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
