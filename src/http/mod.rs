@@ -1,6 +1,7 @@
-//! The headless model host over HTTP (`troupe serve`): OpenAI-compatible
-//! routes, Ollama's listing routes, health and Prometheus metrics, all in
-//! front of one [`ModelHostHandle`].
+//! `troupe serve` over HTTP: OpenAI-compatible routes, Ollama's listing
+//! routes, health and Prometheus metrics in front of one
+//! [`ModelHostHandle`], and, when the state holds a [`RunningTroupe`], the
+//! agent API (tasks, their event streams, approvals, chat, agents).
 //!
 //! # Layout
 //! - `openai`: the OpenAI wire types.
@@ -10,12 +11,16 @@
 //! - `generation`: one request on the host, whole or as server-sent events.
 //! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`.
 //! - `metrics`: `GET /metrics` and the counters behind it.
+//! - `tasks`: the agent API and [`RunningTroupe`]; `tasks_sse`: one task's
+//!   journal as server-sent events.
 //! - `auth`: the bearer-key middleware; `error`: OpenAI-style error bodies.
 //!
 //! Routes: `GET /health` (never needs the key), `GET /metrics`,
 //! `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
 //! `POST /v1/completions`, `POST /v1/embeddings`, `GET /api/tags`,
-//! `GET /api/ps`.
+//! `GET /api/ps`; with a troupe also `/api/tasks...`, `/api/agents`,
+//! `/api/chat` and `/api/approvals...` (listed in `tasks`). Every route but
+//! `/health` sits behind the same key and body limit.
 
 mod auth;
 mod chat;
@@ -27,6 +32,8 @@ mod metrics;
 mod models;
 mod ollama;
 mod openai;
+mod tasks;
+mod tasks_sse;
 mod tools;
 
 use std::future::Future;
@@ -45,6 +52,7 @@ use troupe_actors::model_host::ModelHostHandle;
 
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use tasks::{RunningTroupe, DEFAULT_CONVERSATION};
 
 /// Largest request body accepted unless configured otherwise: 4 MiB, room
 /// for a prompt filling a 128K-token context several times over.
@@ -61,6 +69,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The troupe behind the agent API; without one only the model host's
+    /// routes are served.
+    pub troupe: Option<RunningTroupe>,
 }
 
 impl AppState {
@@ -72,6 +83,16 @@ impl AppState {
             api_key: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             metrics: Arc::new(Metrics::new()),
+            troupe: None,
+        }
+    }
+
+    /// State for a whole troupe: its ModelHost behind the model routes and
+    /// the troupe behind the agent API.
+    pub fn with_troupe(troupe: RunningTroupe) -> Self {
+        Self {
+            troupe: Some(troupe.clone()),
+            ..Self::new(troupe.model_host().clone())
         }
     }
 }
@@ -80,8 +101,9 @@ impl AppState {
 /// limit and request counting.
 pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let agents = state.troupe.is_some();
     let state = Arc::new(state);
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/models", get(models::list))
@@ -90,7 +112,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/api/tags", get(ollama::tags))
-        .route("/api/ps", get(ollama::ps))
+        .route("/api/ps", get(ollama::ps));
+    let routes = if agents {
+        routes.merge(tasks::routes())
+    } else {
+        routes
+    };
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -109,6 +137,11 @@ pub fn router(state: AppState) -> Router {
 ///
 /// The host's load and unload events feed `/metrics` while it runs.
 ///
+/// With a troupe in `state`, `shutdown` resolving also stops it
+/// ([`RunningTroupe::stop`]): its event streams end, so that the graceful
+/// shutdown does not wait on them, the models unload, and unfinished tasks
+/// resume at the next start.
+///
 /// # Errors
 /// An I/O error of the listener.
 pub async fn serve(
@@ -118,8 +151,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let follower = tokio::spawn(Arc::clone(&state.metrics).follow_host(state.host.events()));
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, auth = state.api_key.is_some(), "serving the model host over HTTP");
+        tracing::info!(%addr, auth = state.api_key.is_some(), agents = state.troupe.is_some(), "serving over HTTP");
     }
+    let troupe = state.troupe.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(troupe) = troupe {
+            tracing::info!("stopping the troupe");
+            troupe.stop().await;
+        }
+    };
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
