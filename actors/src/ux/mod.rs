@@ -6,19 +6,27 @@
 //! Its mailbox only routes: anything that waits (a model reply, a store
 //! read, a submission) runs in a spawned task that answers the caller's
 //! reply port itself, so the UX never waits on a task or a model.
+//!
+//! # Layout
+//! - `mod.rs`: the actor, its messages, progress reports and [`UxHandle`].
+//! - `commands`: commands, telling work from chat without a model, status.
+//! - `chat`: replies from the UX model.
+
+mod chat;
+mod commands;
+
+pub use commands::looks_like_work;
+use commands::{command, parse_command, resolve_task, short, status_text, Command, HELP};
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use troupe_inference::backend::{Constraint, GenerateRequest};
-use troupe_inference::chat::ChatMessage;
-use troupe_store::{now_ms, OutcomeRecord, TaskEvent, TaskId, TaskState};
+use troupe_store::{TaskEvent, TaskId, TaskState};
 
 use crate::director::{DirectorHandle, TaskSpec};
-use crate::learner::{LearnerHandle, Role};
+use crate::learner::LearnerHandle;
 use crate::model_host::ModelHostHandle;
 use crate::runtime::{Approvals, Control, Decision, TaskJournal, TroupeEvent};
 
@@ -159,114 +167,6 @@ impl Actor for Ux {
 }
 
 /// A parsed command.
-#[derive(Debug, PartialEq)]
-enum Command {
-    Help,
-    Status,
-    Steer(Control, String),
-    Decide(bool, String, Option<String>),
-    Work(String),
-    Chat(String),
-}
-
-fn parse_command(text: &str) -> Option<Command> {
-    let t = text.trim();
-    let t = t.strip_prefix('/').unwrap_or(t);
-    let (word, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
-    let rest = rest.trim();
-    let arg = || rest.split_whitespace().next().unwrap_or("").to_string();
-    let reason = || {
-        rest.split_once(char::is_whitespace)
-            .map(|(_, r)| r.trim().to_string())
-            .filter(|r| !r.is_empty())
-    };
-    // `cancel the plan` is a sentence, `cancel t-1a2b` a command.
-    let looks_like_id = !rest.is_empty() && !rest.contains(char::is_whitespace);
-    Some(match word.to_ascii_lowercase().as_str() {
-        "help" | "?" if rest.is_empty() => Command::Help,
-        "status" | "tasks" if rest.is_empty() => Command::Status,
-        "pause" if looks_like_id => Command::Steer(Control::Pause, arg()),
-        "resume" if looks_like_id => Command::Steer(Control::Run, arg()),
-        "cancel" if looks_like_id => Command::Steer(Control::Cancel, arg()),
-        "approve" if !rest.is_empty() => Command::Decide(true, arg(), reason()),
-        "deny" if !rest.is_empty() => Command::Decide(false, arg(), reason()),
-        "run" | "task" | "do" if text.trim_start().starts_with('/') && !rest.is_empty() => {
-            Command::Work(rest.to_string())
-        }
-        "chat" if text.trim_start().starts_with('/') && !rest.is_empty() => {
-            Command::Chat(rest.to_string())
-        }
-        _ => return None,
-    })
-}
-
-/// Verbs that open a request for work, when no model decides.
-const WORK_VERBS: &[&str] = &[
-    "write",
-    "build",
-    "create",
-    "make",
-    "implement",
-    "research",
-    "find",
-    "fix",
-    "analyze",
-    "analyse",
-    "summarize",
-    "summarise",
-    "generate",
-    "refactor",
-    "test",
-    "add",
-    "compute",
-    "calculate",
-    "draft",
-    "translate",
-    "convert",
-    "compare",
-    "plan",
-    "design",
-    "set",
-    "install",
-    "download",
-    "collect",
-    "investigate",
-    "produce",
-    "port",
-    "update",
-    "debug",
-    "document",
-];
-
-/// Whether `text` asks for work, by its first verb (after "please", "can
-/// you" and the like).
-pub fn looks_like_work(text: &str) -> bool {
-    let lower = text.trim().to_lowercase();
-    let mut rest = lower.as_str();
-    for prefix in [
-        "please",
-        "can you",
-        "could you",
-        "would you",
-        "i need you to",
-        "i want you to",
-        "kindly",
-    ] {
-        if let Some(r) = rest.strip_prefix(prefix) {
-            rest = r.trim_start_matches([',', ' ']);
-        }
-    }
-    let first = rest
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("");
-    WORK_VERBS.contains(&first)
-}
-
-const HELP: &str = "Tell me a job in plain words and I plan and run it with the team \
-(e.g. \"write a Python fibonacci function with tests\"). Commands: status, pause ID, \
-resume ID, cancel ID, approve ID, deny ID [reason], /run JOB, /chat TEXT.";
-
 fn say(
     me: &ActorRef<UxMsg>,
     state: &mut UxState,
@@ -317,7 +217,7 @@ fn say(
             }
             Some(Command::Work(job)) => work(&director, &conversation, job, None).await,
             Some(Command::Chat(t)) => {
-                chat(
+                chat::chat(
                     &host,
                     &learner,
                     model.as_deref(),
@@ -331,7 +231,7 @@ fn say(
             }
             None => {
                 if model.is_some() {
-                    chat(
+                    chat::chat(
                         &host,
                         &learner,
                         model.as_deref(),
@@ -370,14 +270,6 @@ fn say(
     });
 }
 
-fn command(text: String) -> UxReply {
-    UxReply {
-        intent: Intent::Command,
-        text,
-        task_id: None,
-    }
-}
-
 async fn work(
     director: &DirectorHandle,
     conversation: &str,
@@ -407,170 +299,6 @@ async fn work(
             text: format!("I could not start that: {e}"),
             task_id: None,
         },
-    }
-}
-
-#[derive(Deserialize)]
-struct ModelAnswer {
-    intent: String,
-    reply: String,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn chat(
-    host: &ModelHostHandle,
-    learner: &LearnerHandle,
-    model: Option<&str>,
-    max_tokens: u32,
-    journal: &TaskJournal,
-    conversation: &str,
-    text: &str,
-    chat_only: bool,
-) -> UxReply {
-    let Some(model) = model else {
-        return UxReply {
-            intent: Intent::Chat,
-            text: format!("Hello! {HELP}"),
-            task_id: None,
-        };
-    };
-    let mut messages = vec![ChatMessage::system(
-        "You are the front desk of troupe, a team of AI agents that does multi-step jobs. \
-         Decide whether the person's last message asks for a job to be done (intent \"work\") \
-         or is conversation (intent \"chat\"), and reply in one or two friendly sentences. \
-         Answer with JSON only.",
-    )];
-    if let Ok(history) = journal.store().conversation(conversation).await {
-        // The last message is the one being answered; it is already there.
-        for m in history.iter().rev().take(9).rev() {
-            messages.push(match m.role.as_str() {
-                "assistant" => ChatMessage::assistant(m.content.clone()),
-                _ => ChatMessage::user(m.content.clone()),
-            });
-        }
-    }
-    if messages.len() == 1 {
-        messages.push(ChatMessage::user(text.to_string()));
-    }
-    let mut req = GenerateRequest::chat(messages);
-    req.max_tokens = max_tokens;
-    req.session = Some(format!("ux/{conversation}"));
-    req.constraint = Some(Constraint::JsonSchema(json!({
-        "type": "object",
-        "properties": {
-            "intent": { "enum": ["chat", "work"] },
-            "reply": { "type": "string", "maxLength": 600 }
-        },
-        "required": ["intent", "reply"],
-        "additionalProperties": false
-    })));
-    let started = std::time::Instant::now();
-    let result = match host.generate(model, req, None).await {
-        Ok(stream) => stream.into_result().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    let parsed = result
-        .as_ref()
-        .ok()
-        .and_then(|r| serde_json::from_str::<ModelAnswer>(r.text.trim()).ok());
-    let usage = result.as_ref().map(|r| r.usage).unwrap_or_default();
-    learner.record(OutcomeRecord {
-        task_id: None,
-        subtask: None,
-        role: Role::Ux.as_str().to_string(),
-        model: model.to_string(),
-        kind: "ux".to_string(),
-        complexity: 0,
-        prompt_tokens: u64::from(usage.prompt_tokens),
-        completion_tokens: u64::from(usage.completion_tokens),
-        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        success: parsed.is_some(),
-        time_ms: now_ms(),
-    });
-    match parsed {
-        Some(a) => UxReply {
-            intent: if a.intent == "work" && !chat_only {
-                Intent::Work
-            } else {
-                Intent::Chat
-            },
-            text: a.reply,
-            task_id: None,
-        },
-        // The model failed: fall back to the rule so the person still gets
-        // an answer at once.
-        None => {
-            let why = match result {
-                Err(e) => e,
-                Ok(r) => format!("its reply was not the expected JSON: {:?}", r.text),
-            };
-            tracing::warn!(model, %why, "the UX model failed; answering from the template");
-            UxReply {
-                intent: if !chat_only && looks_like_work(text) {
-                    Intent::Work
-                } else {
-                    Intent::Chat
-                },
-                text: format!("(my model is unavailable: {why}) {HELP}"),
-                task_id: None,
-            }
-        }
-    }
-}
-
-async fn resolve_task(journal: &TaskJournal, id: &str) -> Result<TaskId, String> {
-    let tasks = journal.store().tasks().await.map_err(|e| e.to_string())?;
-    let matches: Vec<&str> = tasks
-        .iter()
-        .map(|t| t.id.as_str())
-        .filter(|t| t.starts_with(id))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok((*one).to_string()),
-        [] => Err(format!("there is no task `{id}`")),
-        _ => Err(format!(
-            "`{id}` matches {} tasks; give more of the id",
-            matches.len()
-        )),
-    }
-}
-
-async fn status_text(journal: &TaskJournal) -> String {
-    let tasks = match journal.store().tasks().await {
-        Ok(t) => t,
-        Err(e) => return e.to_string(),
-    };
-    if tasks.is_empty() {
-        return "No tasks yet.".to_string();
-    }
-    let mut out = String::new();
-    for t in tasks.iter().rev().take(10) {
-        let subs = journal.store().subtasks(&t.id).await.unwrap_or_default();
-        let done = subs
-            .iter()
-            .filter(|s| s.state == troupe_store::SubtaskState::Succeeded)
-            .count();
-        let live = subs
-            .iter()
-            .filter(|s| s.state != troupe_store::SubtaskState::Cancelled)
-            .count();
-        out.push_str(&format!(
-            "{} {:<9} {done}/{live} subtasks  {}\n",
-            t.id,
-            t.state.as_str(),
-            short(&t.request, 60)
-        ));
-    }
-    out.trim_end().to_string()
-}
-
-fn short(text: &str, max: usize) -> String {
-    let one_line = text.replace('\n', " ");
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(max).collect();
-        format!("{cut}…")
     }
 }
 
@@ -702,44 +430,5 @@ impl UxHandle {
             Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
             _ => Err(crate::runtime::AgentError::Stopped("UX")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_parsed() {
-        assert_eq!(parse_command("status"), Some(Command::Status));
-        assert_eq!(
-            parse_command("/pause t-abc"),
-            Some(Command::Steer(Control::Pause, "t-abc".into()))
-        );
-        assert_eq!(
-            parse_command("deny 1234 too risky"),
-            Some(Command::Decide(
-                false,
-                "1234".into(),
-                Some("too risky".into())
-            ))
-        );
-        assert_eq!(
-            parse_command("/run write a poem"),
-            Some(Command::Work("write a poem".into()))
-        );
-        assert_eq!(parse_command("cancel the whole plan please"), None);
-        assert_eq!(parse_command("how are you?"), None);
-    }
-
-    #[test]
-    fn work_is_told_from_chat() {
-        assert!(looks_like_work(
-            "Write a Python fibonacci function with tests"
-        ));
-        assert!(looks_like_work("please, research the best HNSW crates"));
-        assert!(looks_like_work("Can you fix the failing build?"));
-        assert!(!looks_like_work("hello there"));
-        assert!(!looks_like_work("what can you do?"));
     }
 }

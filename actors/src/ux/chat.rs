@@ -1,0 +1,122 @@
+//! Replies from the UX model: one JSON-schema-constrained generation that
+//! both answers and says whether the message asks for work.
+
+use serde::Deserialize;
+use serde_json::json;
+use troupe_inference::backend::{Constraint, GenerateRequest};
+use troupe_inference::chat::ChatMessage;
+use troupe_store::{now_ms, OutcomeRecord};
+
+use super::commands::{looks_like_work, HELP};
+use super::{Intent, UxReply};
+use crate::learner::{LearnerHandle, Role};
+use crate::model_host::ModelHostHandle;
+use crate::runtime::TaskJournal;
+
+#[derive(Deserialize)]
+struct ModelAnswer {
+    intent: String,
+    reply: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn chat(
+    host: &ModelHostHandle,
+    learner: &LearnerHandle,
+    model: Option<&str>,
+    max_tokens: u32,
+    journal: &TaskJournal,
+    conversation: &str,
+    text: &str,
+    chat_only: bool,
+) -> UxReply {
+    let Some(model) = model else {
+        return UxReply {
+            intent: Intent::Chat,
+            text: format!("Hello! {HELP}"),
+            task_id: None,
+        };
+    };
+    let mut messages = vec![ChatMessage::system(
+        "You are the front desk of troupe, a team of AI agents that does multi-step jobs. \
+         Decide whether the person's last message asks for a job to be done (intent \"work\") \
+         or is conversation (intent \"chat\"), and reply in one or two friendly sentences. \
+         Answer with JSON only.",
+    )];
+    if let Ok(history) = journal.store().conversation(conversation).await {
+        // The last message is the one being answered; it is already there.
+        for m in history.iter().rev().take(9).rev() {
+            messages.push(match m.role.as_str() {
+                "assistant" => ChatMessage::assistant(m.content.clone()),
+                _ => ChatMessage::user(m.content.clone()),
+            });
+        }
+    }
+    if messages.len() == 1 {
+        messages.push(ChatMessage::user(text.to_string()));
+    }
+    let mut req = GenerateRequest::chat(messages);
+    req.max_tokens = max_tokens;
+    req.session = Some(format!("ux/{conversation}"));
+    req.constraint = Some(Constraint::JsonSchema(json!({
+        "type": "object",
+        "properties": {
+            "intent": { "enum": ["chat", "work"] },
+            "reply": { "type": "string", "maxLength": 600 }
+        },
+        "required": ["intent", "reply"],
+        "additionalProperties": false
+    })));
+    let started = std::time::Instant::now();
+    let result = match host.generate(model, req, None).await {
+        Ok(stream) => stream.into_result().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let parsed = result
+        .as_ref()
+        .ok()
+        .and_then(|r| serde_json::from_str::<ModelAnswer>(r.text.trim()).ok());
+    let usage = result.as_ref().map(|r| r.usage).unwrap_or_default();
+    learner.record(OutcomeRecord {
+        task_id: None,
+        subtask: None,
+        role: Role::Ux.as_str().to_string(),
+        model: model.to_string(),
+        kind: "ux".to_string(),
+        complexity: 0,
+        prompt_tokens: u64::from(usage.prompt_tokens),
+        completion_tokens: u64::from(usage.completion_tokens),
+        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        success: parsed.is_some(),
+        time_ms: now_ms(),
+    });
+    match parsed {
+        Some(a) => UxReply {
+            intent: if a.intent == "work" && !chat_only {
+                Intent::Work
+            } else {
+                Intent::Chat
+            },
+            text: a.reply,
+            task_id: None,
+        },
+        // The model failed: fall back to the rule so the person still gets
+        // an answer at once.
+        None => {
+            let why = match result {
+                Err(e) => e,
+                Ok(r) => format!("its reply was not the expected JSON: {:?}", r.text),
+            };
+            tracing::warn!(model, %why, "the UX model failed; answering from the template");
+            UxReply {
+                intent: if !chat_only && looks_like_work(text) {
+                    Intent::Work
+                } else {
+                    Intent::Chat
+                },
+                text: format!("(my model is unavailable: {why}) {HELP}"),
+                task_id: None,
+            }
+        }
+    }
+}
