@@ -2,10 +2,14 @@
 //! the library crates return typed errors, this layer adds context.
 
 mod bench;
+mod chat;
 mod generate;
+mod live;
 mod models;
 mod progress;
+mod run;
 mod serve;
+mod tasks;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -38,6 +42,12 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Serve models over an OpenAI-compatible HTTP API (headless model host).
     Serve(serve::ServeArgs),
+    /// Do a job with the agents: plan it, run it, print the answer.
+    Run(run::RunArgs),
+    /// Talk with troupe in the terminal; the jobs you ask for are started.
+    Chat(chat::ChatArgs),
+    /// List, inspect, resume and cancel tasks.
+    Tasks(tasks::TasksArgs),
 }
 
 /// Runs one command line.
@@ -58,6 +68,9 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args, &config).await,
         Command::Bench(cmd) => bench::run(cmd, &config).await,
         Command::Serve(args) => serve::run(args, &config).await,
+        Command::Run(args) => run::run(args, config).await,
+        Command::Chat(args) => chat::run(args, config).await,
+        Command::Tasks(args) => tasks::run(args, config).await,
     }
 }
 

@@ -1,22 +1,21 @@
-//! `troupe serve`: the headless model host. Starts a ModelHost over the
-//! llama.cpp engine and serves it over HTTP (OpenAI-compatible routes, see
-//! `troupe::http`) until Ctrl-C or SIGTERM.
+//! `troupe serve`: the whole troupe as a server. Boots the actors, the
+//! store and the ModelHost (`troupe::Troupe`) and serves them over HTTP
+//! (OpenAI-compatible routes and the agent API, see `troupe::http`) until
+//! Ctrl-C or SIGTERM; then it stops the troupe, so models unload and
+//! unfinished tasks resume at the next start.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
-use troupe::actors::model_host::{
-    self, default_budget_bytes, format_bytes, parse_size, ModelHostConfig,
-};
-use troupe::http::AppState;
+use troupe::actors::model_host::{default_budget_bytes, format_bytes, parse_size};
+use troupe::http::{AppState, RunningTroupe};
+use troupe::supervision::BootOptions;
+use troupe::Troupe;
 use troupe_config::Config;
-use troupe_inference::backend::Backend;
-use troupe_inference::llama::LlamaEngine;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -53,6 +52,9 @@ pub struct ServeArgs {
     /// CPU threads per model (default: configured, else one per physical core).
     #[arg(short, long)]
     threads: Option<u32>,
+    /// Where the store and the task workspaces live (default: `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
@@ -69,65 +71,77 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
         usize::try_from(max_body).context("the body cap does not fit this machine's memory")?;
     let addr = args.addr.unwrap_or(serve.addr);
     let api_key = args.api_key.clone().or_else(|| serve.api_key.clone());
-    let mut pin = serve.pin.clone();
-    pin.extend(args.pin.iter().cloned());
-    let mut host_config = ModelHostConfig::from_config(config, budget, pin.clone());
-    host_config.default_keep_alive = serve.keep_alive;
-    host_config
-        .catalog
-        .model_dirs
-        .extend(args.models_dir.iter().cloned());
-    if let Some(ctx) = args.ctx {
-        host_config.load.context_length = ctx;
-    }
-    if let Some(slots) = args.slots {
-        host_config.load.parallel_slots = slots;
-    }
-    if let Some(threads) = args.threads {
-        host_config.load.threads = Some(threads);
-    }
-    if let Some(secs) = args.keep_alive {
-        host_config.default_keep_alive = Duration::from_secs(secs);
-    }
+    let config = with_flags(config, &args);
     if !addr.ip().is_loopback() && api_key.is_none() {
-        tracing::warn!(addr = %addr, "listening beyond loopback without an API key: anyone who can reach this address can use the models");
+        tracing::warn!(addr = %addr, "listening beyond loopback without an API key: anyone who can reach this address can use the models and start tasks");
     }
 
-    let backend: Arc<dyn Backend> = Arc::new(LlamaEngine::new());
-    let (host, host_task) = model_host::spawn(host_config, backend)
+    let pinned = config.serve.pin.len();
+    let data_dir = config.data_dir.clone();
+    let options = BootOptions {
+        budget_bytes: Some(budget),
+        ..BootOptions::default()
+    };
+    let troupe = Troupe::start_with(config, options)
         .await
-        .context("cannot start the model host")?;
+        .context("cannot start troupe")?;
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(error) => {
-            host.shutdown().await;
+            troupe.shutdown().await;
             return Err(error).with_context(|| format!("cannot listen on {addr}"));
         }
     };
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let running = RunningTroupe::new(troupe);
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            running.stop().await;
+            return Err(error).context("cannot read the listening address");
+        }
+    };
     eprintln!(
-        "troupe serve: http://{addr} (memory budget {}, {} pinned)",
+        "troupe serve: http://{addr} (memory budget {}, {pinned} pinned, data in {})",
         format_bytes(budget),
-        pin.len()
+        data_dir.display()
     );
 
-    let mut state = AppState::new(host.clone());
+    let mut state = AppState::with_troupe(running.clone());
     state.api_key = api_key;
     state.max_body_bytes = max_body_bytes;
-    let stopping = host.clone();
-    let shutdown = async move {
-        stop_signal().await;
-        tracing::info!("stopping: unloading models");
-        // Unloading ends running generations, so that open streams close and
-        // the server's graceful shutdown does not wait on them.
-        stopping.shutdown().await;
-    };
-    let served = troupe::http::serve(listener, state, shutdown).await;
-    host.shutdown().await;
-    let _ = host_task.await;
+    // `serve` stops the troupe when the signal comes: event streams end,
+    // models unload (ending running generations), so the graceful shutdown
+    // does not wait on open streams.
+    let served = troupe::http::serve(listener, state, stop_signal()).await;
+    running.stop().await;
     served.context("the HTTP server failed")
+}
+
+/// `config` with the command line's overrides applied.
+fn with_flags(config: &Config, args: &ServeArgs) -> Config {
+    let mut config = config.clone();
+    for name in &args.pin {
+        if !config.serve.pin.contains(name) {
+            config.serve.pin.push(name.clone());
+        }
+    }
+    config.models.dirs.extend(args.models_dir.iter().cloned());
+    if let Some(secs) = args.keep_alive {
+        config.serve.keep_alive = Duration::from_secs(secs);
+    }
+    if let Some(ctx) = args.ctx {
+        config.inference.context_length = ctx;
+    }
+    if let Some(slots) = args.slots {
+        config.inference.parallel_slots = slots;
+    }
+    if let Some(threads) = args.threads {
+        config.inference.threads = Some(threads);
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    config
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
