@@ -9,7 +9,8 @@ Subcommands:
                                  200; print "PID SECONDS" (from the spawn);
                                  the server keeps running: the caller stops it
   run    --url URL --model NAME  K concurrent streaming /v1/completions, R rounds; JSON out
-  compare A.json B.json ...      markdown table of troupe / llama-server ratios
+  compare A.json B.json ...      markdown table of troupe / llama-server: medians
+                                 over the bench's rounds and per-round ratios
 
 `run`: each round starts K requests at once (a barrier), each streaming
 `max_tokens` tokens with `ignore_eos`, greedy. The prompt is a fixed text
@@ -24,6 +25,16 @@ Figures per round:
 Completion tokens come from the final chunk's `usage` (stream_options
 include_usage); both servers send it. One warm-up round is not counted
 (troupe loads the model on its first request).
+
+`compare`: benches/serve-vs-llama-server.sh starts each server once per
+bench round, taking turns, and `run --round N` records N. Per stream count
+it reports each server's median over bench rounds (a round's figure: its
+generated t/s averaged over the client's rounds, and its TTFT p50), the
+ratio of the medians, and the troupe / llama-server ratio within each bench
+round (median and range): the pairs are close in time, so a drift of the
+machine's speed cancels out of them. The target is judged on the median
+per-round ratio (the ratio of medians when no round has both servers).
+Reports without a round number count as rounds 1, 2, ... in the order given.
 """
 
 import argparse
@@ -192,6 +203,7 @@ def run(args):
     ttfts = [t for r in rounds for t in r["ttft_ms"]]
     report = {
         "label": args.label,
+        "round": args.round,
         "url": args.url,
         "model": args.model,
         "concurrency": args.concurrency,
@@ -209,43 +221,100 @@ def run(args):
     return 0
 
 
+def spread(values):
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "samples": values,
+    }
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+# (name in the table, key in the JSON, a round's figure from its report)
+SERVE_METRICS = (
+    ("generated t/s (all streams, wall)", "agg_tps", lambda r: r["agg_tps"]["avg"]),
+    ("TTFT p50 ms (lower is better)", "ttft_ms_p50", lambda r: r["ttft_ms_p50"]),
+)
+
+
 def compare(args):
-    reports = []
+    # (label, streams) -> {bench round: report}
+    by = {}
     for path in args.files:
         with open(path) as f:
-            reports.append(json.load(f))
-    by = {(r["label"], r["concurrency"]): r for r in reports}
-    levels = sorted({r["concurrency"] for r in reports})
+            report = json.load(f)
+        rounds = by.setdefault((report["label"], report["concurrency"]), {})
+        n = report.get("round") or len(rounds) + 1
+        if n in rounds:
+            raise RuntimeError(f"{path}: a second report of {report['label']}, "
+                               f"{report['concurrency']} streams, round {n}")
+        rounds[n] = report
+    levels = sorted({k for _, k in by})
     lines = [
-        "| streams | metric | llama-server | troupe serve | ratio | target | result |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| streams | metric | llama-server | troupe serve | ratio of medians "
+        "| per-round ratio: median | min–max | target | result |",
+        "|---:|---|---:|---:|---:|---:|---|---:|---|",
     ]
+    rows = []
+    detail = []
     for k in levels:
-        ls, tr = by.get((args.peer, k)), by.get((args.ours, k))
-        if not ls or not tr:
+        theirs, ours = by.get((args.peer, k)), by.get((args.ours, k))
+        if not theirs or not ours:
             continue
-        a, b = ls["agg_tps"], tr["agg_tps"]
-        ratio = b["avg"] / a["avg"] if a["avg"] else float("nan")
-        result = "pass" if ratio >= args.target else "FAIL"
-        lines.append(
-            f"| {k} | generated t/s (all streams, wall) | {a['avg']:.2f} ± {a['stddev']:.2f} | "
-            f"{b['avg']:.2f} ± {b['stddev']:.2f} | {ratio:.3f} | {args.target:.2f} | {result} |"
-        )
-        lines.append(
-            f"| {k} | TTFT p50 ms | {ls['ttft_ms_p50']:.1f} | {tr['ttft_ms_p50']:.1f} | "
-            f"{tr['ttft_ms_p50'] / ls['ttft_ms_p50'] if ls['ttft_ms_p50'] else float('nan'):.3f} | | |"
-        )
+        both = sorted(set(theirs) & set(ours))
+        for name, key, figure in SERVE_METRICS:
+            a = spread([figure(theirs[n]) for n in sorted(theirs)])
+            b = spread([figure(ours[n]) for n in sorted(ours)])
+            of_medians = ratio(b["median"], a["median"])
+            per_round = spread([ratio(figure(ours[n]), figure(theirs[n])) for n in both]) if both else None
+            judged = per_round["median"] if per_round else of_medians
+            target = args.target if key == "agg_tps" else None
+            result = "" if target is None else ("pass" if judged >= target else "FAIL")
+            rows.append({"streams": k, "metric": key, "peer": a, "troupe": b,
+                         "ratio_of_medians": of_medians, "rounds": both, "round_ratio": per_round,
+                         "target": target, "result": result})
+            round_cells = (
+                f"{per_round['median']:.3f} | {per_round['min']:.3f}–{per_round['max']:.3f}"
+                if per_round else " | "
+            )
+            fmt = ".2f" if key == "agg_tps" else ".1f"
+            lines.append(
+                f"| {k} | {name} | {a['median']:{fmt}} | {b['median']:{fmt}} | {of_medians:.3f} | "
+                f"{round_cells} | {'' if target is None else f'{target:.2f}'} | {result} |"
+            )
+        for n in both:
+            a, b = theirs[n]["agg_tps"]["avg"], ours[n]["agg_tps"]["avg"]
+            detail.append(f"| {k} | {n} | {a:.2f} | {b:.2f} | {ratio(b, a):.3f} |")
+    if detail:
+        # The rounds one by one show a drift (all ratios moving together)
+        # or an odd round out.
+        lines += [
+            "",
+            "Generated t/s per round (odd rounds started llama-server first, even rounds troupe):",
+            "",
+            "| streams | round | llama-server | troupe serve | ratio |",
+            "|---:|---:|---:|---:|---:|",
+            *detail,
+        ]
+    scaling = {}
     if len(levels) > 1:
         low, high = levels[0], levels[-1]
+        lines.append("")
         for label in (args.peer, args.ours):
             lo, hi = by.get((label, low)), by.get((label, high))
-            if lo and hi and lo["agg_tps"]["avg"]:
-                lines.append("")
-                lines.append(
-                    f"{label}: {high} streams / {low} stream = "
-                    f"{hi['agg_tps']['avg'] / lo['agg_tps']['avg']:.2f}×"
-                )
+            if lo and hi:
+                x = ratio(statistics.median(r["agg_tps"]["avg"] for r in hi.values()),
+                          statistics.median(r["agg_tps"]["avg"] for r in lo.values()))
+                scaling[label] = x
+                lines.append(f"{label}: median t/s at {high} streams / {low} stream = {x:.2f}×")
     print("\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "stream_scaling": scaling}, f, indent=2)
     return 0
 
 
@@ -270,11 +339,13 @@ def main():
     r.add_argument("--warmup", type=int, default=1)
     r.add_argument("--max-tokens", type=int, default=128)
     r.add_argument("--out")
+    r.add_argument("--round", type=int, help="the bench round this run belongs to (for compare)")
     c = sub.add_parser("compare")
     c.add_argument("files", nargs="+")
     c.add_argument("--peer", default="llama-server")
     c.add_argument("--ours", default="troupe")
     c.add_argument("--target", type=float, default=0.95)
+    c.add_argument("--json", help="also write the comparison as JSON to this file")
     args = p.parse_args()
     try:
         return {"wait": wait, "launch": launch, "run": run, "compare": compare}[args.cmd](args)
