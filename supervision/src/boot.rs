@@ -256,18 +256,25 @@ async fn assemble(
             name: "director",
             start: Arc::new(move |sup| {
                 let slot = Arc::clone(&slot);
-                let args = DirectorArgs {
-                    agents: agents.clone(),
-                    data_dir: data_dir.clone(),
-                    host: host.clone(),
-                    journal: journal.clone(),
-                    learner: LearnerHandle::new(
-                        learner.get().cloned().expect("the learner starts first"),
-                    ),
-                    pools: pools.clone(),
-                    recover,
-                };
+                let learner = learner.get().cloned();
+                let args = (
+                    agents.clone(),
+                    data_dir.clone(),
+                    host.clone(),
+                    journal.clone(),
+                    pools.clone(),
+                );
                 Box::pin(async move {
+                    let (agents, data_dir, host, journal, pools) = args;
+                    let args = DirectorArgs {
+                        agents,
+                        data_dir,
+                        host,
+                        journal,
+                        learner: LearnerHandle::new(learner.ok_or(ORDER)?),
+                        pools,
+                        recover,
+                    };
                     let (actor, _) = Actor::spawn_linked(None, Director, args, sup)
                         .await
                         .map_err(|e| e.to_string())?;
@@ -287,21 +294,25 @@ async fn assemble(
             name: "ux",
             start: Arc::new(move |sup| {
                 let slot = Arc::clone(&slot);
-                let args = UxArgs {
-                    model: agents.ux_model.clone(),
-                    max_tokens: agents.ux_max_tokens,
-                    progress_interval: agents.progress_interval,
-                    host: host.clone(),
-                    director: DirectorHandle::new(
-                        director.get().cloned().expect("the director starts first"),
-                    ),
-                    journal: journal.clone(),
-                    approvals: approvals.clone(),
-                    learner: LearnerHandle::new(
-                        learner.get().cloned().expect("the learner starts first"),
-                    ),
-                };
+                let (director, learner) = (director.get().cloned(), learner.get().cloned());
+                let args = (
+                    agents.clone(),
+                    host.clone(),
+                    journal.clone(),
+                    approvals.clone(),
+                );
                 Box::pin(async move {
+                    let (agents, host, journal, approvals) = args;
+                    let args = UxArgs {
+                        model: agents.ux_model.clone(),
+                        max_tokens: agents.ux_max_tokens,
+                        progress_interval: agents.progress_interval,
+                        host,
+                        director: DirectorHandle::new(director.ok_or(ORDER)?),
+                        journal,
+                        approvals,
+                        learner: LearnerHandle::new(learner.ok_or(ORDER)?),
+                    };
                     let (actor, _) = Actor::spawn_linked(None, Ux, args, sup)
                         .await
                         .map_err(|e| e.to_string())?;
@@ -341,6 +352,10 @@ async fn assemble(
         supervisor_done,
     ))
 }
+
+/// Children start in order (Learner, Director, UX); a later one needs the
+/// slots of the earlier ones.
+const ORDER: &str = "children must start in order: learner, director, ux";
 
 /// Puts a (re)started actor in its slot, creating the slot the first time.
 fn put<M: ractor::Message>(slot: &std::sync::OnceLock<ActorSlot<M>>, actor: ActorRef<M>) {

@@ -1,0 +1,151 @@
+//! The root supervisor: a failed child is restarted after its backoff and
+//! its slot refilled; past the policy's limit the supervisor escalates.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use troupe_actors::runtime::ActorSlot;
+use troupe_config::SupervisionConfig;
+use troupe_supervision::supervisor::{ChildSpec, SupervisorArgs};
+use troupe_supervision::{RootSupervisor, SupervisorHandle};
+
+/// Panics on `true`, answers on `false`.
+struct Fragile;
+
+impl Actor for Fragile {
+    type Msg = (bool, Option<ractor::RpcReplyPort<u32>>);
+    type State = u32;
+    type Arguments = u32;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        generation: u32,
+    ) -> Result<u32, ActorProcessingErr> {
+        Ok(generation)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        (panic, reply): Self::Msg,
+        generation: &mut u32,
+    ) -> Result<(), ActorProcessingErr> {
+        if panic {
+            panic!("told to");
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(*generation);
+        }
+        Ok(())
+    }
+}
+
+fn policy(max: u32) -> SupervisionConfig {
+    let mut p = SupervisionConfig::default();
+    p.max_restarts = max;
+    p.backoff = Duration::from_millis(10);
+    p.backoff_max = Duration::from_millis(40);
+    p
+}
+
+async fn start(
+    max: u32,
+) -> (
+    ActorSlot<(bool, Option<ractor::RpcReplyPort<u32>>)>,
+    SupervisorHandle,
+    tokio::task::JoinHandle<()>,
+) {
+    let slot: Arc<std::sync::OnceLock<ActorSlot<_>>> = Arc::default();
+    let starts = Arc::new(AtomicU32::new(0));
+    let child_slot = Arc::clone(&slot);
+    let spec = ChildSpec {
+        name: "fragile",
+        start: Arc::new(move |sup| {
+            let slot = Arc::clone(&child_slot);
+            let generation = starts.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                let (actor, _) = Actor::spawn_linked(None, Fragile, generation, sup)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match slot.get() {
+                    Some(s) => s.set(actor.clone()),
+                    None => {
+                        let _ = slot.set(ActorSlot::new(actor.clone()));
+                    }
+                }
+                Ok(actor.get_cell())
+            })
+        }),
+    };
+    let (sup, done) = Actor::spawn(
+        None,
+        RootSupervisor,
+        SupervisorArgs {
+            children: vec![spec],
+            policy: policy(max),
+        },
+    )
+    .await
+    .unwrap();
+    (
+        slot.get().unwrap().clone(),
+        SupervisorHandle::new(sup),
+        done,
+    )
+}
+
+async fn generation(slot: &ActorSlot<(bool, Option<ractor::RpcReplyPort<u32>>)>) -> Option<u32> {
+    match slot
+        .get()
+        .call(|r| (false, Some(r)), Some(Duration::from_secs(1)))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(g)) => Some(g),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_child_is_restarted_and_its_handle_keeps_working() {
+    let (slot, sup, _done) = start(3).await;
+    assert_eq!(generation(&slot).await, Some(0));
+    slot.get().cast((true, None)).unwrap();
+    // The restart comes after the backoff; the slot then holds the new one.
+    let mut seen = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        seen = generation(&slot).await;
+        if seen == Some(1) {
+            break;
+        }
+    }
+    assert_eq!(seen, Some(1));
+    let children = sup.children().await;
+    assert_eq!(
+        (children[0].name, children[0].alive, children[0].restarts),
+        ("fragile", true, 1)
+    );
+    sup.stop();
+}
+
+#[tokio::test]
+async fn too_many_failures_escalate_by_stopping_the_supervisor() {
+    let (slot, _sup, done) = start(2).await;
+    for expected in 0..3 {
+        // Wait for generation `expected`, then make it fail.
+        for _ in 0..100 {
+            if generation(&slot).await == Some(expected) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = slot.get().cast((true, None));
+    }
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .expect("the supervisor stops after the third failure")
+        .unwrap();
+}
