@@ -23,7 +23,7 @@ use troupe::inference::backend::LoadError;
 use troupe::inference::backend::{Backend, BoxFuture, LoadOptions, LoadedModel};
 use troupe::inference::llama::LlamaEngine;
 use troupe::inference::scripted::{Rule, Script, ScriptedBackend};
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+use troupe::models::synth::{write_synthetic_with_context, SynthQuant, SynthShape, SynthSpec};
 use troupe::store::TaskState;
 use troupe::supervision::BootOptions;
 use troupe::{TaskSpec, Troupe};
@@ -100,7 +100,8 @@ fn main() {
             quant: SynthQuant::Q8_0,
             seed,
         };
-        write_synthetic(&models.join(format!("{name}.gguf")), &spec).expect("synthetic model");
+        write_synthetic_with_context(&models.join(format!("{name}.gguf")), &spec, 8192)
+            .expect("synthetic model");
     }
     let plan = serde_json::json!({"subtasks": [{
         "id": "s1", "description": "Keep working on the notes.", "kind": "general",
@@ -147,26 +148,34 @@ fn main() {
         latencies(&troupe, 2, "warmup").await;
         let idle = latencies(&troupe, messages, "idle").await;
 
+        let mut events = troupe.subscribe();
         let mut ids = Vec::new();
         for i in 0..workers {
             ids.push(troupe.submit(TaskSpec::new(format!("write notes, part {i}"))).await.expect("submit"));
         }
         // Wait until every worker is generating (its first step started).
-        let mut events = troupe.subscribe();
         let mut generating = std::collections::HashSet::new();
         let deadline = Instant::now() + Duration::from_secs(300);
         while generating.len() < workers && Instant::now() < deadline {
-            if let Ok(Ok(troupe::actors::runtime::TroupeEvent::Progress { task_id, .. })) =
+            // A subtask started: its worker is processing the prompt and
+            // generating from here on, step after step.
+            if let Ok(Ok(troupe::actors::runtime::TroupeEvent::Journal(entry))) =
                 tokio::time::timeout(Duration::from_secs(5), events.recv()).await
             {
-                generating.insert(task_id);
+                if let troupe::store::TaskEvent::SubtaskStarted { .. } = entry.event {
+                    generating.insert(entry.task_id);
+                }
             }
         }
-        assert_eq!(
-            generating.len(),
-            workers,
-            "not every worker started generating; see the task errors above"
-        );
+        if generating.len() < workers {
+            for id in &ids {
+                let task = troupe.task(id).await.expect("store").expect("task");
+                eprintln!("{id}: {} {:?}", task.task.state, task.task.error);
+            }
+            panic!("only {} of {workers} workers started", generating.len());
+        }
+        // Let their prompts be processed, so the measurement sees generation.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let busy = latencies(&troupe, messages, "busy").await;
         for id in &ids {
             let _ = troupe.cancel(id).await;

@@ -255,7 +255,23 @@ pub enum SynthError {
 /// # Errors
 /// [`SynthError`] when the file cannot be written.
 pub fn write_synthetic(path: &Path, spec: &SynthSpec) -> Result<SynthReport, SynthError> {
-    let hp = spec.shape.hparams();
+    write_synthetic_with_context(path, spec, spec.shape.hparams().n_ctx_train)
+}
+
+/// [`write_synthetic`] with another training context length in the file
+/// (every shape writes 2048; agent prompts with a full tool list need more).
+///
+/// # Errors
+/// [`SynthError`] when the file cannot be written.
+pub fn write_synthetic_with_context(
+    path: &Path,
+    spec: &SynthSpec,
+    n_ctx_train: u64,
+) -> Result<SynthReport, SynthError> {
+    let hp = SynthHparams {
+        n_ctx_train,
+        ..spec.shape.hparams()
+    };
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
