@@ -240,6 +240,37 @@ impl GenerateRequest {
     }
 }
 
+/// Checks that a prompt of `prompt_tokens` leaves room for `max_tokens` in
+/// a slot of `context` tokens: the same refusal from every engine, before
+/// anything is decoded.
+///
+/// # Errors
+/// [`GenerateError::PromptTooLong`], [`GenerateError::ZeroMaxTokens`],
+/// [`GenerateError::MaxTokensTooLarge`].
+pub fn check_lengths(
+    context: u32,
+    prompt_tokens: u32,
+    max_tokens: u32,
+) -> Result<(), GenerateError> {
+    if prompt_tokens >= context {
+        return Err(GenerateError::PromptTooLong {
+            prompt_tokens,
+            context,
+        });
+    }
+    if max_tokens == 0 {
+        return Err(GenerateError::ZeroMaxTokens);
+    }
+    if max_tokens > context - prompt_tokens {
+        return Err(GenerateError::MaxTokensTooLarge {
+            max_tokens,
+            context,
+            prompt_tokens,
+        });
+    }
+    Ok(())
+}
+
 /// What a [`GenerationStream`] yields.
 #[derive(Debug)]
 pub enum GenerationEvent {

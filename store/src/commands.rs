@@ -27,6 +27,9 @@ pub(crate) enum Command {
     Write(Box<WriteOp>, Reply),
     /// Answered from a read transaction begun after the batch's commit.
     Read(ReadOp, Reply),
+    /// Finishes the batch, closes the database (releasing its file lock)
+    /// and answers; later commands get `StoreError::Closed`.
+    Close(Reply),
 }
 
 /// A change to the database.

@@ -257,6 +257,18 @@ impl Store {
         }
     }
 
+    /// Closes the database now, even while other clones of this handle
+    /// exist: every write acknowledged before is durable, the file lock is
+    /// released when this returns, and every later call (through any clone)
+    /// fails with [`StoreError::Closed`]. A shutdown uses it so that the
+    /// data directory is free at once, whatever tasks still hold a handle.
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] when it was already closed.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.send(Command::Close).await.map(drop)
+    }
+
     async fn send_write(&self, op: WriteOp) -> Result<Answer, StoreError> {
         self.send(|reply| Command::Write(Box::new(op), reply)).await
     }

@@ -61,6 +61,7 @@ struct Owner {
 
 impl Owner {
     fn run(self, commands: &Receiver<Command>) {
+        let mut closing = Vec::new();
         while let Ok(first) = commands.recv() {
             let mut writes = Vec::new();
             let mut reads = Vec::new();
@@ -69,12 +70,22 @@ impl Owner {
                 match command {
                     Command::Write(op, reply) => writes.push((op, reply)),
                     Command::Read(op, reply) => reads.push((op, reply)),
+                    Command::Close(reply) => closing.push(reply),
                 }
             }
             self.write(writes);
             self.read(reads);
+            if !closing.is_empty() {
+                break;
+            }
         }
-        debug!("every store handle is gone; closing the database");
+        debug!("closing the database");
+        // Dropping the database releases its file lock; only then is the
+        // close answered, so the caller may reopen the directory at once.
+        drop(self);
+        for reply in closing {
+            let _ = reply.send(Ok(Answer::Done));
+        }
     }
 
     fn write(&self, writes: Vec<(Box<WriteOp>, Reply)>) {

@@ -508,3 +508,24 @@ async fn a_corrupt_value_is_an_error_naming_the_table() {
     );
     assert_eq!(store.append("t-good", note("more")).await.unwrap().seq, 2);
 }
+
+#[tokio::test]
+async fn close_releases_the_directory_while_clones_live_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let clone = store.clone();
+    store
+        .put_task(task("t-kept", 1, TaskState::Running))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    // The clone is still alive, yet the directory is free and nothing
+    // acknowledged was lost.
+    let reopened = Store::open(dir.path()).unwrap();
+    assert!(reopened.task("t-kept").await.unwrap().is_some());
+    assert!(matches!(
+        clone.task("t-kept").await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(store.close().await, Err(StoreError::Closed)));
+}

@@ -104,6 +104,12 @@ impl Tree {
         }
         self.host.shutdown().await;
         let _ = self.host_done.await;
+        // Runs that were aborted and workers still stopping may hold store
+        // handles a moment longer; closing it releases the data directory
+        // now, so the next start (this process or another) gets it.
+        if let Err(error) = self.store.close().await {
+            tracing::debug!(%error, "the store was already closed");
+        }
     }
 }
 

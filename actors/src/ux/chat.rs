@@ -19,18 +19,27 @@ struct ModelAnswer {
     reply: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn chat(
-    host: &ModelHostHandle,
-    learner: &LearnerHandle,
-    model: Option<&str>,
-    max_tokens: u32,
-    journal: &TaskJournal,
-    conversation: &str,
-    text: &str,
-    chat_only: bool,
-) -> UxReply {
-    let Some(model) = model else {
+/// What a model reply needs.
+pub(super) struct Replier {
+    pub host: ModelHostHandle,
+    pub learner: LearnerHandle,
+    pub model: Option<String>,
+    pub max_tokens: u32,
+    pub journal: TaskJournal,
+}
+
+/// Answers `text` in `conversation` with the UX model; `chat_only` keeps
+/// the reply from being taken as work (`/chat`).
+pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only: bool) -> UxReply {
+    let Replier {
+        host,
+        learner,
+        model,
+        max_tokens,
+        journal,
+    } = r;
+    let max_tokens = *max_tokens;
+    let Some(model) = model.as_deref() else {
         return UxReply {
             intent: Intent::Chat,
             text: format!("Hello! {HELP}"),

@@ -178,10 +178,13 @@ fn say(
     let journal = state.args.journal.clone();
     let director = state.args.director.clone();
     let approvals = state.args.approvals.clone();
-    let host = state.args.host.clone();
-    let learner = state.args.learner.clone();
-    let model = state.args.model.clone();
-    let max_tokens = state.args.max_tokens;
+    let replier = chat::Replier {
+        host: state.args.host.clone(),
+        learner: state.args.learner.clone(),
+        model: state.args.model.clone(),
+        max_tokens: state.args.max_tokens,
+        journal: journal.clone(),
+    };
     // The answer is worked out off the mailbox; the tasks a conversation
     // starts are tracked here, when their events arrive.
     tokio::spawn(async move {
@@ -216,32 +219,10 @@ fn say(
                 })
             }
             Some(Command::Work(job)) => work(&director, &conversation, job, None).await,
-            Some(Command::Chat(t)) => {
-                chat::chat(
-                    &host,
-                    &learner,
-                    model.as_deref(),
-                    max_tokens,
-                    &journal,
-                    &conversation,
-                    &t,
-                    true,
-                )
-                .await
-            }
+            Some(Command::Chat(t)) => chat::chat(&replier, &conversation, &t, true).await,
             None => {
-                if model.is_some() {
-                    chat::chat(
-                        &host,
-                        &learner,
-                        model.as_deref(),
-                        max_tokens,
-                        &journal,
-                        &conversation,
-                        &text,
-                        false,
-                    )
-                    .await
+                if replier.model.is_some() {
+                    chat::chat(&replier, &conversation, &text, false).await
                 } else if looks_like_work(&text) {
                     work(&director, &conversation, text.clone(), None).await
                 } else {

@@ -109,25 +109,8 @@ impl LlamaModelHandle {
     }
 
     fn check_lengths(&self, prompt_tokens: usize, max_tokens: u32) -> Result<(), GenerateError> {
-        let context = self.info.context_length;
         let prompt_tokens = u32::try_from(prompt_tokens).unwrap_or(u32::MAX);
-        if prompt_tokens >= context {
-            return Err(GenerateError::PromptTooLong {
-                prompt_tokens,
-                context,
-            });
-        }
-        if max_tokens == 0 {
-            return Err(GenerateError::ZeroMaxTokens);
-        }
-        if max_tokens > context - prompt_tokens {
-            return Err(GenerateError::MaxTokensTooLarge {
-                max_tokens,
-                context,
-                prompt_tokens,
-            });
-        }
-        Ok(())
+        crate::backend::check_lengths(self.info.context_length, prompt_tokens, max_tokens)
     }
 
     /// Tokenizes and checks `inputs` on the caller's thread, then hands them

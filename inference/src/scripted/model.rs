@@ -111,24 +111,7 @@ impl ScriptedModel {
     }
 
     fn check_lengths(&self, prompt_tokens: u32, max_tokens: u32) -> Result<(), GenerateError> {
-        let context = self.info.context_length;
-        if prompt_tokens >= context {
-            return Err(GenerateError::PromptTooLong {
-                prompt_tokens,
-                context,
-            });
-        }
-        if max_tokens == 0 {
-            return Err(GenerateError::ZeroMaxTokens);
-        }
-        if max_tokens > context - prompt_tokens {
-            return Err(GenerateError::MaxTokensTooLarge {
-                max_tokens,
-                context,
-                prompt_tokens,
-            });
-        }
-        Ok(())
+        crate::backend::check_lengths(self.info.context_length, prompt_tokens, max_tokens)
     }
 
     fn record(&self, prompt: &Prompt, rule: Option<usize>) {
