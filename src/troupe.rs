@@ -232,12 +232,19 @@ impl Troupe {
 /// # Errors
 /// Store errors.
 pub async fn task_view(store: &Store, id: &str) -> Result<Option<TaskView>, AgentError> {
+    // The journal first, the task record last: the three reads are not one
+    // snapshot, and in this order a journal that holds `finished` always
+    // comes with a record that says so. (The other order could show a
+    // running task whose journal already ended, and a follower that skips
+    // what it has seen would wait for an end that already went by.)
+    let events = store.journal(id, 0).await?;
+    let subtasks = store.subtasks(id).await?;
     let Some(task) = store.task(id).await? else {
         return Ok(None);
     };
     Ok(Some(TaskView {
-        subtasks: store.subtasks(id).await?,
-        events: store.journal(id, 0).await?,
+        subtasks,
+        events,
         task,
     }))
 }

@@ -82,7 +82,30 @@ impl Env {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
         drop(stdin);
-        child.wait_with_output().unwrap()
+        // A hang fails this test with what the process printed, instead of
+        // holding the whole suite until CI's limit.
+        let pid = child.id();
+        let (done, finished) = std::sync::mpsc::channel();
+        let watchdog = std::thread::spawn(move || {
+            if finished
+                .recv_timeout(std::time::Duration::from_secs(180))
+                .is_err()
+            {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                return true;
+            }
+            false
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = done.send(());
+        if watchdog.join().unwrap() {
+            panic!(
+                "troupe {args:?} did not end within 180 s and was killed\nstdout:\n{}\nstderr:\n{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        out
     }
 
     /// The task's journal, from `tasks log --json`.
