@@ -1,25 +1,10 @@
 //! The `[agents]` and `[supervision]` sections and the backend choice.
 
-use std::path::PathBuf;
 use std::time::Duration;
-use troupe_config::{load, BackendChoice, ConfigError, LoadOptions};
+use troupe_config::{load, BackendChoice, ConfigError};
 
-fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-    let path = dir.path().join("troupe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn opts(file: Option<PathBuf>, env: &[(&str, &str)]) -> LoadOptions {
-    LoadOptions {
-        explicit: file,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        platform_default: false,
-    }
-}
+mod common;
+use common::{opts, write};
 
 fn invalid_key(err: ConfigError) -> String {
     match err {

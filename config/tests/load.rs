@@ -2,24 +2,10 @@
 //! sees for typos and bad values.
 
 use std::path::PathBuf;
-use troupe_config::{load, ConfigError, LoadOptions};
+use troupe_config::{load, ConfigError};
 
-fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-    let path = dir.path().join("troupe.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn opts(file: Option<PathBuf>, env: &[(&str, &str)]) -> LoadOptions {
-    LoadOptions {
-        explicit: file,
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        platform_default: false,
-    }
-}
+mod common;
+use common::{opts, write};
 
 #[test]
 fn empty_configuration_gives_defaults() {

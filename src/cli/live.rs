@@ -9,7 +9,6 @@ mod screen;
 use std::collections::{HashSet, VecDeque};
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use tokio::sync::{broadcast, mpsc};
@@ -292,12 +291,8 @@ async fn decide(
     approved: bool,
     reason: Option<String>,
 ) {
-    for _ in 0..200 {
-        if troupe.decide(id, approved, reason.clone()).is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // The worker registers a call before announcing it, so an id from an
+    // event or from the pending list can be decided at once.
     if let Err(error) = troupe.decide(id, approved, reason) {
         screen.line(&format!("could not answer the approval: {error}"));
     }

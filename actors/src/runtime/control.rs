@@ -71,6 +71,19 @@ impl ControlWatch {
         now
     }
 
+    /// Waits until it says [`Control::Cancel`]; forever if it never does
+    /// (an orphaned watch is never cancelled, only paused).
+    pub async fn cancelled(&mut self) {
+        loop {
+            if *self.rx.borrow_and_update() == Control::Cancel {
+                return;
+            }
+            if self.rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Waits until it says something other than [`Control::Run`].
     pub async fn stopped(&mut self) -> Control {
         loop {

@@ -2,7 +2,6 @@
 //! journal it, until a final answer is accepted or a budget runs out.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use troupe_inference::backend::{Constraint, GenerateError, GenerateRequest, GenerationResult};
@@ -16,11 +15,6 @@ use super::step::{blocking, ActionEnd, StepCx};
 use super::{StepPoint, SubtaskJob, SubtaskOutcome, WorkerEnv};
 use crate::model_host::HostError;
 use crate::runtime::{AgentError, Control, TroupeEvent};
-
-/// How often a paused task's running generation checks for a cancel (the
-/// control can only say that it is no longer `Run`, not when it changes
-/// again).
-const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// Tries of a step whose prompt turned out longer than estimated, each with
 /// a smaller prompt budget.
@@ -433,13 +427,9 @@ impl Run<'_> {
             }
         }
         // Paused: the step finishes, unless the task is cancelled meanwhile.
-        loop {
-            tokio::select! {
-                result = &mut generation => return result.map(Generated::Done),
-                () = tokio::time::sleep(CANCEL_POLL) => if job.control.get() == Control::Cancel {
-                    return Ok(Generated::Cancelled);
-                }
-            }
+        tokio::select! {
+            result = &mut generation => result.map(Generated::Done),
+            () = control.cancelled() => Ok(Generated::Cancelled),
         }
     }
 
