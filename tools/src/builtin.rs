@@ -39,6 +39,9 @@ pub struct Builtins<'a> {
     pub approval: &'a ApprovalConfig,
     /// Where `ask_user` questions go; without one there is no `ask_user`.
     pub user: Option<Arc<dyn UserChannel>>,
+    /// Long-term memory; without it there are no `memory_search` and
+    /// `memory_store`.
+    pub memory: Option<Arc<troupe_memory::Memory>>,
 }
 
 /// Every built-in tool the configuration enables, in the order they are
@@ -93,6 +96,9 @@ pub fn builtin_registry(b: Builtins<'_>) -> Result<ToolRegistry, BuildError> {
         b.tools.output_max_bytes,
     );
     for tool in builtin_tools(b.tools, b.user)? {
+        registry.register(tool)?;
+    }
+    for tool in b.memory.iter().flat_map(crate::memory::MemoryTool::both) {
         registry.register(tool)?;
     }
     registry.unknown_overrides();

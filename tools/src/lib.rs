@@ -15,7 +15,7 @@
 //! - [`process`]: running a program in its own process group with rlimits,
 //!   a scrubbed environment, capped output and a timeout.
 //! - The built-in tools: [`files`] and [`files_search`], [`shell`], [`git`],
-//!   [`python`], [`http`], [`search`], [`ask_user`]. [`builtin`] registers
+//!   [`python`], [`http`], [`search`], [`ask_user`], [`memory`]. [`builtin`] registers
 //!   them from the configuration.
 
 pub mod approval;
@@ -26,6 +26,7 @@ pub mod files;
 pub mod files_search;
 pub mod git;
 pub mod http;
+pub mod memory;
 pub mod observation;
 pub mod process;
 pub mod python;

@@ -46,12 +46,24 @@ impl fmt::Display for RiskLevel {
 pub struct ToolContext {
     /// The task's workspace; every path a tool touches is inside it.
     pub workspace: Arc<Workspace>,
+    /// The agent calling (a Worker's specialist name), for tools that keep
+    /// something per agent (the memory tools' own namespace).
+    pub agent: Option<String>,
 }
 
 impl ToolContext {
     /// A context for calls in `workspace`.
     pub fn new(workspace: Arc<Workspace>) -> ToolContext {
-        ToolContext { workspace }
+        ToolContext {
+            workspace,
+            agent: None,
+        }
+    }
+
+    /// The same context, for calls made by `agent`.
+    pub fn with_agent(mut self, agent: impl Into<String>) -> ToolContext {
+        self.agent = Some(agent.into());
+        self
     }
 }
 
