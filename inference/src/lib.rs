@@ -11,12 +11,15 @@
 //!   documented fallback when a model has none.
 //! - [`schema`]: JSON Schema → GBNF grammar, refusing what it cannot enforce.
 //! - [`device`]: which GPU features this build has.
+//! - [`embedder`]: sentence embeddings in process (candle BERT + tokenizers),
+//!   all-MiniLM-L6-v2 by default, from the hub cache or a directory.
 //! - [`scripted`]: a deterministic backend that replays scripted outputs,
 //!   for orchestration tests and demos.
 
 pub mod backend;
 pub mod chat;
 pub mod device;
+pub mod embedder;
 pub mod llama;
 pub mod sampling;
 pub mod schema;

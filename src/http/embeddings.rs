@@ -7,14 +7,27 @@
 //! `dimensions` is accepted only when it equals the model's width, since
 //! truncating a mean-pooled vector is not what clients asking for fewer
 //! dimensions expect (Matryoshka-trained models are).
+//!
+//! The configured sentence embedder (`[memory] embedder`,
+//! all-MiniLM-L6-v2 by default) is served here too, under its repository id
+//! or the last part of it (`all-MiniLM-L6-v2`): such requests skip the
+//! ModelHost and run [`SentenceEmbedder`] on a blocking thread, loaded once
+//! at its first request and kept ([`SentenceEmbedderSlot`]). Its vectors
+//! are unit length when the model normalises (MiniLM does), and inputs past
+//! its `max_seq_length` tokens are truncated, as sentence-transformers does.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use troupe_config::memory::MemoryConfig;
 use troupe_inference::backend::Embeddings;
+use troupe_inference::embedder::{EmbedError, EmbedderSource, SentenceEmbedder, DEFAULT_EMBEDDER};
 
 use super::error::ApiError;
 use super::{AppState, JsonBody};
@@ -107,6 +120,9 @@ pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingList>, ApiError> {
+    if state.sentence_embedder.answers_to(&body.model) {
+        return sentence_embeddings(&state.sentence_embedder, body).await;
+    }
     let inputs = match body.input {
         EmbeddingInput::Text(text) => vec![text],
         EmbeddingInput::Texts(texts) => texts,
@@ -137,6 +153,147 @@ pub async fn embeddings(
         }
     }
     let embeddings = state.host.embed(&body.model, inputs).await?;
+    Ok(Json(answer(embeddings, body.model, body.encoding_format)))
+}
+
+/// The sentence embedder of `troupe serve`: which name it answers to,
+/// where it is, and the model once loaded.
+#[derive(Debug)]
+pub struct SentenceEmbedderSlot {
+    name: String,
+    source: EmbedderSource,
+    loaded: OnceCell<Arc<SentenceEmbedder>>,
+}
+
+impl Default for SentenceEmbedderSlot {
+    /// [`DEFAULT_EMBEDDER`] from hf-hub's default cache (`$HF_HUB_CACHE`,
+    /// `$HF_HOME/hub`, `~/.cache/huggingface/hub`).
+    fn default() -> Self {
+        Self::new(DEFAULT_EMBEDDER, EmbedderSource::hub(DEFAULT_EMBEDDER))
+    }
+}
+
+impl SentenceEmbedderSlot {
+    /// A slot answering to `name` (a repository id) that loads from
+    /// `source` at its first request.
+    pub fn new(name: impl Into<String>, source: EmbedderSource) -> Self {
+        Self {
+            name: name.into(),
+            source,
+            loaded: OnceCell::new(),
+        }
+    }
+
+    /// The `[memory]` section's embedder: `embedder_path` when set, else
+    /// `embedder` in the hub cache at `hf_cache` (`[models] hf_cache`).
+    pub fn from_config(memory: &MemoryConfig, hf_cache: &Path) -> Self {
+        let source = troupe_actors::memory::embedder_source(memory, hf_cache);
+        Self::new(memory.embedder.clone(), source)
+    }
+
+    /// The slot holding `embedder`, already loaded: the troupe's memory
+    /// embedder, so `/v1/embeddings` and memory share one model.
+    pub fn with_loaded(self, embedder: Arc<SentenceEmbedder>) -> Self {
+        let _ = self.loaded.set(embedder);
+        self
+    }
+
+    /// The repository id it answers to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether a request for `model` is for this embedder: its repository
+    /// id, or the part after the owner (`all-MiniLM-L6-v2`).
+    pub fn answers_to(&self, model: &str) -> bool {
+        let short = self.name.rsplit('/').next().unwrap_or(&self.name);
+        model == self.name || model == short
+    }
+
+    /// The embedder, loaded on a blocking thread at the first call. A
+    /// failed load is not kept: the next request tries again (the files
+    /// may have been installed meanwhile).
+    pub async fn get(&self) -> Result<Arc<SentenceEmbedder>, ApiError> {
+        self.loaded
+            .get_or_try_init(|| async {
+                let source = self.source.clone();
+                let loaded = tokio::task::spawn_blocking(move || SentenceEmbedder::load(&source))
+                    .await
+                    .map_err(|e| ApiError::internal(format!("loading the embedder failed: {e}")))?;
+                match loaded {
+                    Ok(embedder) => {
+                        tracing::info!(model = %self.name, dim = embedder.dim(), "sentence embedder loaded");
+                        Ok(Arc::new(embedder))
+                    }
+                    Err(error) => Err(load_error(&self.name, &error)),
+                }
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// A configured embedder whose files are not there is a 404 like any
+/// unknown model; files that are there but wrong are the server's fault.
+fn load_error(name: &str, error: &EmbedError) -> ApiError {
+    let message = format!("cannot load the sentence embedder {name}: {error}");
+    match error {
+        EmbedError::NotADirectory { .. }
+        | EmbedError::NotCached { .. }
+        | EmbedError::MissingFile { .. } => ApiError {
+            status: StatusCode::NOT_FOUND,
+            message,
+            kind: "invalid_request_error",
+            param: Some("model"),
+            code: Some("model_not_found"),
+        },
+        _ => ApiError::internal(message),
+    }
+}
+
+/// `POST /v1/embeddings` for the sentence embedder.
+async fn sentence_embeddings(
+    slot: &SentenceEmbedderSlot,
+    body: EmbeddingRequest,
+) -> Result<Json<EmbeddingList>, ApiError> {
+    let inputs = match body.input {
+        EmbeddingInput::Text(text) => vec![text],
+        EmbeddingInput::Texts(texts) => texts,
+        EmbeddingInput::Tokens(_) | EmbeddingInput::TokenLists(_) => {
+            return Err(ApiError::unsupported(
+                "input",
+                "token-id input to the sentence embedder (send the text)",
+            ));
+        }
+    };
+    if inputs.is_empty() {
+        return Err(ApiError::invalid(Some("input"), "input is an empty list"));
+    }
+    let embedder = slot.get().await?;
+    if let Some(dimensions) = body.dimensions {
+        let dim = embedder.dim();
+        if usize::try_from(dimensions).ok() != Some(dim) {
+            return Err(ApiError::invalid(
+                Some("dimensions"),
+                format!(
+                    "dimensions is {dimensions} but model {} gives {dim}-dimensional \
+                     embeddings; omit dimensions or send {dim}",
+                    body.model
+                ),
+            )
+            .with_code("unsupported_parameter"));
+        }
+    }
+    let embeddings = tokio::task::spawn_blocking(move || {
+        let texts: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        embedder.embed_counting_tokens(&texts)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the embedder failed: {e}")))?
+    .map_err(|e| match e {
+        EmbedError::Tokenize { .. } => ApiError::invalid(Some("input"), e.to_string()),
+        other => ApiError::internal(other.to_string()),
+    })?;
     Ok(Json(answer(embeddings, body.model, body.encoding_format)))
 }
 
@@ -177,6 +334,15 @@ fn encode(vector: Vec<f32>, format: EncodingFormat) -> EmbeddingVector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_slot_answers_to_the_repo_id_and_its_short_name() {
+        let slot = SentenceEmbedderSlot::default();
+        assert!(slot.answers_to("sentence-transformers/all-MiniLM-L6-v2"));
+        assert!(slot.answers_to("all-MiniLM-L6-v2"));
+        assert!(!slot.answers_to("all-minilm"));
+        assert!(!slot.answers_to("qwen2.5-0.5b"));
+    }
 
     #[test]
     fn base64_holds_the_little_endian_f32_bytes() {
