@@ -8,12 +8,14 @@
 //!   batching, against llama-batched-bench.
 //! - `swap`: model switching through the ModelHost: a request to a resident
 //!   model, a first load, a reload after eviction.
+//! - `learner`: the Learner's policy on a seeded simulated workload.
 //!
 //! Shared here: [`Stat`] (mean and spread of repetitions) and [`TokenRng`]
 //! (random prompt ids, different per repetition so no KV cache is reused).
 
 mod batched;
 mod inference;
+mod learner;
 mod swap;
 
 use anyhow::Context;
@@ -30,6 +32,8 @@ pub enum BenchCommand {
     Batched(batched::BatchedArgs),
     /// Model switching: resident request, first load, reload after eviction.
     Swap(swap::SwapArgs),
+    /// The Learner on a seeded simulated workload: success, cost, regret, budgets.
+    Learner(learner::LearnerArgs),
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
@@ -37,6 +41,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::Inference(args) => inference::run(args, config).await,
         BenchCommand::Batched(args) => batched::run(args, config).await,
         BenchCommand::Swap(args) => swap::run(args, config).await,
+        BenchCommand::Learner(args) => learner::run(args, config).await,
     }
 }
 

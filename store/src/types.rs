@@ -344,8 +344,10 @@ pub struct JournalEntry {
 }
 
 /// What one model call (a plan, a worker step, a UX reply, a final answer)
-/// or one subtask came to; the Learner learns from these.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// or one subtask came to; the Learner learns from these. Role `load`
+/// records a model load instead: `latency_ms` is the load time and
+/// `memory_bytes` what the model held.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     /// The task, if any (UX chat has none).
     #[serde(default)]
@@ -372,6 +374,31 @@ pub struct OutcomeRecord {
     pub success: bool,
     /// When it was recorded.
     pub time_ms: u64,
+    /// Whether the model's thinking mode was on; `None` for models without
+    /// one (and records older than the field).
+    #[serde(default)]
+    pub thinking: Option<bool>,
+    /// The token budget it was given (`max_tokens`); `None`: none recorded.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Whether it stopped because it used up that budget.
+    #[serde(default)]
+    pub hit_budget: bool,
+    /// Estimated tokens of the request it started from (the subtask's text
+    /// for a subtask, the prompt otherwise); budgets scale with it.
+    #[serde(default)]
+    pub request_tokens: u64,
+    /// Memory the model held while it ran, in bytes (0: unknown or remote).
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// What it cost, in the unit of `[learner]` prices: memory held ×
+    /// seconds for a local model, price × tokens for a remote one.
+    #[serde(default)]
+    pub cost: f64,
+    /// `local`, or `remote` for a priced model reached over the network;
+    /// empty in records older than the field.
+    #[serde(default)]
+    pub provider: String,
 }
 
 /// One message of a conversation with the UX.

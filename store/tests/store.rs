@@ -56,6 +56,7 @@ fn outcome(model: &str, success: bool) -> OutcomeRecord {
         latency_ms: 1500,
         success,
         time_ms: 7,
+        ..Default::default()
     }
 }
 

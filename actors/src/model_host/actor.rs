@@ -65,6 +65,9 @@ pub(crate) enum HostMsg {
     Rescanned { catalog: Catalog, then: Rescan },
     /// Unload everything and stop.
     Shutdown { reply: RpcReplyPort<()> },
+    /// Learned reload costs (mean load time) by model name, for the
+    /// eviction order.
+    ReloadCosts(std::collections::HashMap<String, std::time::Duration>),
     /// A load spawned by the host finished.
     LoadFinished(LoadOutcome),
     /// An unload spawned by the host finished.
@@ -123,6 +126,7 @@ impl Actor for ModelHost {
             unloading: Default::default(),
             estimates: Default::default(),
             measured: Default::default(),
+            reload_costs: Default::default(),
             pinned: args.pinned,
             next_id: 0,
             shutdown: None,
@@ -144,6 +148,7 @@ impl Actor for ModelHost {
             HostMsg::Catalog { reply } => rescan(&myself, state, Rescan::List(reply)),
             HostMsg::Rescanned { catalog, then } => on_rescanned(&myself, state, catalog, then),
             HostMsg::Shutdown { reply } => lifecycle::on_shutdown(&myself, state, reply),
+            HostMsg::ReloadCosts(costs) => state.reload_costs = costs,
             HostMsg::LoadFinished(outcome) => lifecycle::on_load_finished(&myself, state, outcome),
             HostMsg::UnloadFinished { id } => lifecycle::on_unload_finished(&myself, state, id),
             HostMsg::RequestEnded {

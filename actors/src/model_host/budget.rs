@@ -1,9 +1,13 @@
 //! The memory budget: how big it is by default, how a user writes it, and
 //! which idle models to evict when a load needs room.
 //!
-//! Eviction order is a pure function so it can be tested without models:
-//! cheapest to reload first (reload cost is the load time measured the last
-//! time the model was loaded), then least recently used.
+//! Eviction order is a pure function so it can be tested without models.
+//! Evicting a model costs its reload if it is wanted again; a model idle
+//! for long is less likely to be. So candidates go in order of expected
+//! reload cost per byte freed: reload time (the Learner's mean load time,
+//! else this process's latest) ÷ (1 + minutes idle) ÷ bytes. Among models
+//! of one size and reload time the least recently used goes first; a big
+//! model that is quick to reload goes before a small slow one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -92,9 +96,10 @@ pub(crate) struct EvictionCandidate<K> {
     pub(crate) last_used: Instant,
 }
 
-/// The models to evict to free at least `needed` bytes: cheapest to reload
-/// first, then least recently used. `None` when all of them together free
-/// too little (the load has to wait for busy models to become idle).
+/// The models to evict to free at least `needed` bytes: lowest expected
+/// reload cost per byte first (see the module docs), then least recently
+/// used. `None` when all of them together free too little (the load has to
+/// wait for busy models to become idle).
 pub(crate) fn choose_evictions<K>(
     mut candidates: Vec<EvictionCandidate<K>>,
     needed: u64,
@@ -102,9 +107,14 @@ pub(crate) fn choose_evictions<K>(
     if needed == 0 {
         return Some(Vec::new());
     }
+    let now = Instant::now();
+    let score = |c: &EvictionCandidate<K>| {
+        let idle_min = now.saturating_duration_since(c.last_used).as_secs_f64() / 60.0;
+        c.reload_cost.as_secs_f64() / (1.0 + idle_min) / c.bytes.max(1) as f64
+    };
     candidates.sort_by(|a, b| {
-        a.reload_cost
-            .cmp(&b.reload_cost)
+        score(a)
+            .total_cmp(&score(b))
             .then_with(|| a.last_used.cmp(&b.last_used))
     });
     let mut freed = 0u64;
@@ -149,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn eviction_takes_cheapest_reload_then_least_recently_used() {
+    fn eviction_takes_cheapest_reload_per_byte_then_least_recently_used() {
         let candidates = vec![
             candidate("slow", 100, 900, 50),
             candidate("fast-recent", 100, 10, 1),
@@ -165,5 +175,20 @@ mod tests {
         );
         assert_eq!(choose_evictions(candidates.clone(), 0), Some(vec![]));
         assert_eq!(choose_evictions(candidates, 301), None);
+    }
+
+    #[test]
+    fn a_big_model_quick_to_reload_goes_before_a_small_slow_one() {
+        let candidates = vec![
+            candidate("small-slow", 100, 2000, 5),
+            candidate("big-quick", 10_000, 2000, 5),
+        ];
+        assert_eq!(choose_evictions(candidates, 50), Some(vec!["big-quick"]));
+        // A long idle model goes before a recent one of the same cost.
+        let candidates = vec![
+            candidate("recent", 100, 1000, 0),
+            candidate("idle-hour", 100, 1500, 3600),
+        ];
+        assert_eq!(choose_evictions(candidates, 50), Some(vec!["idle-hour"]));
     }
 }

@@ -285,6 +285,14 @@ impl ModelHostHandle {
             .await
     }
 
+    /// Tells the host how long each model takes to load, on average over
+    /// the loads the Learner has seen (by catalog name); eviction prefers
+    /// models that are cheap to load again. Models not named keep the time
+    /// of their latest load in this process.
+    pub fn set_reload_costs(&self, costs: std::collections::HashMap<String, Duration>) {
+        let _ = self.actor.cast(HostMsg::ReloadCosts(costs));
+    }
+
     /// Every event the host publishes from now on.
     pub fn events(&self) -> broadcast::Receiver<HostEvent> {
         self.events.subscribe()

@@ -157,6 +157,9 @@ pub(crate) struct State {
     /// Estimates already computed, by file (the options never change).
     pub(crate) estimates: HashMap<PathBuf, u64>,
     pub(crate) measured: HashMap<PathBuf, Measured>,
+    /// Mean load times the Learner has seen, by model name; they outlive
+    /// this process's own measurements, which count only the latest load.
+    pub(crate) reload_costs: HashMap<String, Duration>,
     /// Files never evicted.
     pub(crate) pinned: Vec<PathBuf>,
     pub(crate) next_id: u64,
@@ -250,9 +253,14 @@ impl State {
                     key: path.clone(),
                     bytes: r.memory.total(),
                     reload_cost: self
-                        .measured
-                        .get(path)
-                        .map_or(Duration::ZERO, |m| m.load_time),
+                        .reload_costs
+                        .get(&m.entry.name)
+                        .copied()
+                        .unwrap_or_else(|| {
+                            self.measured
+                                .get(path)
+                                .map_or(Duration::ZERO, |m| m.load_time)
+                        }),
                     last_used: r.last_used,
                 }),
                 _ => None,

@@ -3,13 +3,13 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use troupe_inference::backend::{Constraint, GenerateRequest};
+use troupe_inference::backend::{Constraint, FinishReason, GenerateRequest};
 use troupe_inference::chat::ChatMessage;
 use troupe_store::{now_ms, OutcomeRecord};
 
 use super::commands::{looks_like_work, HELP};
 use super::{Intent, UxReply};
-use crate::learner::{LearnerHandle, Role};
+use crate::learner::{estimate_tokens, LearnerHandle, RecommendRequest, Role};
 use crate::model_host::ModelHostHandle;
 use crate::runtime::TaskJournal;
 
@@ -39,13 +39,25 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
         journal,
     } = r;
     let max_tokens = *max_tokens;
-    let Some(model) = model.as_deref() else {
+    let Some(configured) = model.as_deref() else {
         return UxReply {
             intent: Intent::Chat,
             text: format!("Hello! {HELP}"),
             task_id: None,
         };
     };
+    // The Learner may prefer another loaded model; it never picks one that
+    // would have to be loaded first. Without it, the configured one.
+    let model = learner
+        .recommend(RecommendRequest {
+            role_model: Some(configured.to_string()),
+            request_tokens: estimate_tokens(text),
+            ..RecommendRequest::new(Role::Ux, "ux", 0)
+        })
+        .await
+        .map(|r| r.model)
+        .unwrap_or_else(|_| configured.to_string());
+    let model = model.as_str();
     let mut messages = vec![ChatMessage::system(
         "You are the front desk of troupe, a team of AI agents that does multi-step jobs. \
          Decide whether the person's last message asks for a job to be done (intent \"work\") \
@@ -98,6 +110,12 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
         latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         success: parsed.is_some(),
         time_ms: now_ms(),
+        max_tokens: Some(u64::from(max_tokens)),
+        hit_budget: result
+            .as_ref()
+            .is_ok_and(|r| r.finish == FinishReason::Length),
+        request_tokens: u64::from(usage.prompt_tokens),
+        ..Default::default()
     });
     match parsed {
         Some(a) => UxReply {

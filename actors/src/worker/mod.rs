@@ -133,6 +133,9 @@ pub enum SubtaskOutcome {
         tokens: u64,
         /// Steps of the attempt that were taken.
         steps: u32,
+        /// Whether it stopped because the token budget ran out (the
+        /// Learner retries such a run with a larger budget).
+        hit_budget: bool,
     },
     /// Stopped at a step boundary because the task was paused; the same
     /// attempt continues from the journal when it is handed out again.

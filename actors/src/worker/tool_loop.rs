@@ -39,6 +39,7 @@ pub(crate) async fn run(env: &WorkerEnv, job: SubtaskJob) -> SubtaskOutcome {
                 reason: error.to_string(),
                 tokens: run.tokens,
                 steps: run.steps_done(),
+                hit_budget: false,
             }
         }
     }
@@ -95,6 +96,7 @@ impl Run<'_> {
             reason,
             tokens: self.tokens,
             steps: self.steps_done(),
+            hit_budget: false,
         }
     }
 
@@ -157,7 +159,12 @@ impl Run<'_> {
             }
             let budget = self.token_budget();
             if self.attempt_tokens >= budget {
-                return Ok(self.failed(format!("the token budget ({budget}) ran out")));
+                return Ok(SubtaskOutcome::Failed {
+                    reason: format!("the token budget ({budget}) ran out"),
+                    tokens: self.tokens,
+                    steps: self.steps_done(),
+                    hit_budget: true,
+                });
             }
             let left = budget - self.attempt_tokens;
             let step_max = u64::from(env.specialist.step_max_tokens).min(left);
