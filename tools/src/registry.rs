@@ -33,9 +33,22 @@ pub enum RegistryError {
     BadSchema(String),
 }
 
+/// Tools that are not all known when the registry is built, or that come
+/// and go while it is in use (an MCP server's tools while it restarts).
+/// Asked afresh at every listing and call.
+pub trait ToolSource: Send + Sync {
+    /// The tools callable now; prompts and the action schema list these.
+    fn available(&self) -> Vec<Arc<dyn Tool>>;
+    /// A tool by name: `None` when the source has no such tool, `Err` with
+    /// the reason (shown to the model) when it has one that cannot be
+    /// called now.
+    fn lookup(&self, name: &str) -> Option<Result<Arc<dyn Tool>, String>>;
+}
+
 /// The tools a worker may call.
 pub struct ToolRegistry {
     tools: Vec<Arc<dyn Tool>>,
+    sources: Vec<Arc<dyn ToolSource>>,
     by_name: HashMap<String, usize>,
     policy: ApprovalPolicy,
     output_max_bytes: usize,
@@ -59,6 +72,7 @@ impl ToolRegistry {
     pub fn new(policy: ApprovalPolicy, output_max_bytes: usize) -> ToolRegistry {
         ToolRegistry {
             tools: Vec::new(),
+            sources: Vec::new(),
             by_name: HashMap::new(),
             policy,
             output_max_bytes,
@@ -78,6 +92,32 @@ impl ToolRegistry {
         self.by_name.insert(name, self.tools.len());
         self.tools.push(tool);
         Ok(())
+    }
+
+    /// Adds a source of tools that may change after this (see [`ToolSource`]).
+    /// A source's tool named like a registered one is ignored.
+    pub fn add_source(&mut self, source: Arc<dyn ToolSource>) {
+        self.sources.push(source);
+    }
+
+    /// Every tool callable now: the registered ones, then the sources'.
+    pub fn available_tools(&self) -> Vec<Arc<dyn Tool>> {
+        let mut all = self.tools.clone();
+        for source in &self.sources {
+            for tool in source.available() {
+                if !self.by_name.contains_key(tool.name()) {
+                    all.push(tool);
+                }
+            }
+        }
+        all
+    }
+
+    fn lookup(&self, name: &str) -> Option<Result<Arc<dyn Tool>, String>> {
+        if let Some(tool) = self.get(name) {
+            return Some(Ok(Arc::clone(tool)));
+        }
+        self.sources.iter().find_map(|s| s.lookup(name))
     }
 
     /// Logs a warning for each per-tool approval override that names no
@@ -105,7 +145,8 @@ impl ToolRegistry {
         self.tools.iter().map(|t| t.name()).collect()
     }
 
-    /// The registered tools, in registration order.
+    /// The registered tools, in registration order (not the sources'; see
+    /// [`ToolRegistry::available_tools`]).
     pub fn tools(&self) -> &[Arc<dyn Tool>] {
         &self.tools
     }
@@ -118,7 +159,7 @@ impl ToolRegistry {
     /// The tool list for a prompt: name, risk, description and arguments.
     pub fn render_for_prompt(&self) -> String {
         let mut out = String::new();
-        for tool in &self.tools {
+        for tool in &self.available_tools() {
             let _ = writeln!(
                 out,
                 "- {} [{}]: {}",
@@ -167,7 +208,7 @@ impl ToolRegistry {
     /// registered tool (an `anyOf`, one branch per tool).
     pub fn action_schema(&self) -> Value {
         let branches: Vec<Value> = self
-            .tools
+            .available_tools()
             .iter()
             .map(|t| {
                 json!({
@@ -192,12 +233,24 @@ impl ToolRegistry {
         name: &str,
         args: Value,
     ) -> Result<ToolOutcome, ToolError> {
-        let Some(tool) = self.get(name) else {
-            let known = self.names().join(", ");
-            return Ok(ToolOutcome::Done(Observation::error(format!(
-                "there is no tool named `{name}`; the tools are: {known}"
-            ))));
+        let tool = match self.lookup(name) {
+            Some(Ok(tool)) => tool,
+            Some(Err(reason)) => {
+                return Ok(ToolOutcome::Done(Observation::error_with(
+                    reason,
+                    json!({ "unavailable": true, "tool": name }),
+                )))
+            }
+            None => {
+                let known: Vec<Arc<dyn Tool>> = self.available_tools();
+                let known: Vec<&str> = known.iter().map(|t| t.name()).collect();
+                return Ok(ToolOutcome::Done(Observation::error(format!(
+                    "there is no tool named `{name}`; the tools are: {}",
+                    known.join(", ")
+                ))));
+            }
         };
+        let tool = &tool;
         let args = if args.is_null() { json!({}) } else { args };
         if let Err(e) = schema::validate(&tool.schema(), &args) {
             return Ok(ToolOutcome::Done(Observation::error_with(
@@ -243,8 +296,17 @@ impl ToolRegistry {
         if issued != *request {
             return Err(unknown());
         }
-        let tool = self.get(&issued.tool).ok_or_else(unknown)?;
-        self.run(tool, ctx, issued.args).await
+        let tool = match self.lookup(&issued.tool) {
+            Some(Ok(tool)) => tool,
+            Some(Err(reason)) => {
+                return Ok(Observation::error_with(
+                    reason,
+                    json!({ "unavailable": true, "tool": issued.tool }),
+                ))
+            }
+            None => return Err(unknown()),
+        };
+        self.run(&tool, ctx, issued.args).await
     }
 
     /// The observation for a call the person turned down.

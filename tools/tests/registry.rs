@@ -260,6 +260,7 @@ fn the_builtin_set_follows_the_configuration() {
         tools: &tools,
         approval: &approval,
         user: None,
+        memory: None,
     })
     .unwrap();
     let names = r.names();
@@ -295,6 +296,7 @@ fn the_builtin_set_follows_the_configuration() {
         tools: &tools,
         approval: &approval,
         user: Some(Arc::new(channel)),
+        memory: None,
     })
     .unwrap();
     let names = r.names();
