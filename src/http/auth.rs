@@ -1,5 +1,8 @@
 //! Bearer-token authentication: with an API key configured, every route but
-//! `/health` needs `Authorization: Bearer <key>`.
+//! `/health`, the dashboard's login page and its static assets needs
+//! `Authorization: Bearer <key>`, or the dashboard's session cookie holding
+//! the same key (set by `POST /login`). A browser asking for a page without
+//! either is sent to the login page; every other request gets 401.
 //!
 //! The comparison takes the same time wherever the first differing byte is,
 //! so the key cannot be guessed byte by byte from response times.
@@ -8,9 +11,11 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{header, Method};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
+use super::dashboard;
 use super::error::ApiError;
 use super::AppState;
 
@@ -23,7 +28,13 @@ pub async fn require_api_key(
     let Some(key) = state.api_key.as_deref() else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/health" {
+    let path = request.uri().path();
+    if path == "/health" || dashboard::is_public(path) {
+        return next.run(request).await;
+    }
+    if dashboard::session_key(request.headers())
+        .is_some_and(|given| constant_time_eq(&given, key.as_bytes()))
+    {
         return next.run(request).await;
     }
     let given = request
@@ -41,6 +52,10 @@ pub async fn require_api_key(
         }
         Some(_) => ApiError::unauthorized("incorrect API key"),
     };
+    if wants_page(&request) {
+        let next = percent_encode(request.uri().path());
+        return Redirect::to(&format!("/login?next={next}")).into_response();
+    }
     let mut response = error.into_response();
     response.headers_mut().insert(
         WWW_AUTHENTICATE,
@@ -49,8 +64,33 @@ pub async fn require_api_key(
     response
 }
 
+/// Whether a browser is navigating to a page (rather than a script calling
+/// the API): it is then better served by the login page than by a 401.
+fn wants_page(request: &Request) -> bool {
+    request.method() == Method::GET
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// `text` with everything but unreserved characters and `/` percent-encoded,
+/// to travel as a query value.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Whether `a == b`, in a time that depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -61,7 +101,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, percent_encode};
+
+    #[test]
+    fn encodes_the_page_to_return_to() {
+        assert_eq!(percent_encode("/tasks/t-1"), "/tasks/t-1");
+        assert_eq!(percent_encode("/a b&c"), "/a%20b%26c");
+    }
 
     #[test]
     fn compares_bytes() {
