@@ -18,9 +18,12 @@
 //! - [`Troupe`]: the whole system as one handle (`src/troupe.rs`).
 //! - [`http`]: the headless model host over HTTP (`troupe serve`):
 //!   OpenAI-compatible routes, Ollama's listings, health and metrics.
+//! - [`mcp`]: troupe as an MCP server (`troupe mcp serve`, `/mcp` under
+//!   `troupe serve`).
 //! - `src/main.rs` + `src/cli/`: the `troupe` binary, one file per subcommand.
 
 pub mod http;
+pub mod mcp;
 mod troupe;
 
 pub use crate::troupe::{task_view, TaskSpec, TaskView, Troupe};
@@ -31,4 +34,5 @@ pub use troupe_tools as tools;
 pub use troupe_actors as actors;
 pub use troupe_config as config;
 pub use troupe_inference as inference;
+pub use troupe_memory as memory;
 pub use troupe_models as models;

@@ -206,9 +206,29 @@ impl Troupe {
         &self.tree.host
     }
 
+    /// The workers' tools (built-in and from MCP servers) under the
+    /// configured approval policy.
+    pub fn tools(&self) -> &std::sync::Arc<troupe_tools::ToolRegistry> {
+        &self.tree.tools
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.tree.store
+    }
+
+    /// Long-term memory and its sentence embedder; `None` when `[memory]`
+    /// is disabled or the embedder is not installed.
+    pub fn memory(&self) -> Option<&troupe_actors::memory::AgentMemory> {
+        self.tree.memory.as_ref()
+    }
+
+    /// The Learner's statistics: per task kind, complexity band and model.
+    ///
+    /// # Errors
+    /// [`AgentError::Stopped`] when the Learner is not running.
+    pub async fn learner_stats(&self) -> Result<Vec<troupe_actors::learner::StatsRow>, AgentError> {
+        self.tree.learner.stats().await
     }
 
     /// The supervisor's children and their restarts.

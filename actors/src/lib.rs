@@ -7,8 +7,9 @@
 //!   [`model_host::ModelHostHandle`] is the public way in.
 //! - [`runtime`]: what the agent actors share: the event bus, the task
 //!   journal (store + bus), pause/resume/cancel controls, approvals.
-//! - [`learner`]: records outcomes and recommends models (first form: from
-//!   configuration rules).
+//! - [`learner`]: records outcomes and learns from them which model to use
+//!   (a bandit starting from the configuration rules) and how many tokens
+//!   to give it; also the seeded simulation `troupe bench learner` runs.
 //! - [`director`]: plans tasks, runs their subtasks on the worker pools,
 //!   retries, re-plans and answers.
 //! - [`worker`]: the specialists' tool loop, as ractor factory pools.
@@ -17,6 +18,7 @@
 
 pub mod director;
 pub mod learner;
+pub mod memory;
 pub mod model_host;
 pub mod runtime;
 pub mod ux;

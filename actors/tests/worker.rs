@@ -164,6 +164,7 @@ async fn rig(options: Options, rules: Vec<Rule>) -> Rig {
         tools: &ToolsConfig::default(),
         approval: &approval,
         user: None,
+        memory: None,
     })
     .expect("tools");
     if let Some(tool) = options.extra_tool {

@@ -2,11 +2,16 @@
 //! environment variables, validated once into a resolved [`Config`].
 //!
 //! # Layout
+//! - [`mcp`]: the `[mcp]` section: MCP servers whose tools join the registry.
+//! - [`memory`]: the `[memory]` section: long-term memory and its sentence
+//!   embedder (also behind `/v1/embeddings`).
 //! - [`raw`]: the serde types exactly as they are on disk. Every struct denies
 //!   unknown keys, so a typo is an error that names the key and the file rather
 //!   than a setting silently ignored.
 //! - [`agents`]: the `[agents]` and `[supervision]` sections: each actor's
 //!   model, the specialists, the Learner's first rules, restart policy.
+//! - [`learner`]: the `[learner]` section: exploration, cost penalty,
+//!   token-budget quantile, remote models' prices.
 //! - [`load`]: finding the file (`--config`, `$TROUPE_CONFIG`, then the
 //!   platform config dir), layering environment overrides on it, and turning a
 //!   deserialisation failure into an error that names the key.
@@ -24,7 +29,10 @@
 //! (numbers, booleans, arrays) and fall back to plain strings.
 
 pub mod agents;
+pub mod learner;
 pub mod load;
+pub mod mcp;
+pub mod memory;
 pub mod raw;
 pub mod resolved;
 pub mod serve;
@@ -32,7 +40,9 @@ pub mod size;
 pub mod tools;
 
 pub use agents::{AgentsConfig, ModelRule, SpecialistConfig, SupervisionConfig, TASK_KINDS};
+pub use learner::{LearnerConfig, RemotePrice};
 pub use load::{load, ConfigError, ConfigSource, LoadOptions};
+pub use memory::MemoryConfig;
 pub use resolved::{BackendChoice, Config, InferenceConfig, ModelsConfig};
 pub use serve::ServeConfig;
 pub use tools::{ApprovalConfig, Policy, ToolsConfig};

@@ -33,6 +33,15 @@ pub struct RawConfig {
     /// The supervisors' restart policy.
     #[serde(default)]
     pub supervision: crate::agents::RawSupervision,
+    /// How the Learner picks models and token budgets.
+    #[serde(default)]
+    pub learner: crate::learner::RawLearner,
+    /// MCP servers whose tools join the registry.
+    #[serde(default)]
+    pub mcp: crate::mcp::RawMcp,
+    /// Long-term memory and its sentence embedder.
+    #[serde(default)]
+    pub memory: crate::memory::RawMemory,
 }
 
 /// `[models]`

@@ -36,6 +36,12 @@ pub struct Config {
     pub agents: crate::agents::AgentsConfig,
     /// The supervisors' restart policy.
     pub supervision: crate::agents::SupervisionConfig,
+    /// How the Learner picks models and token budgets.
+    pub learner: crate::learner::LearnerConfig,
+    /// MCP servers whose tools join the registry.
+    pub mcp: crate::mcp::McpConfig,
+    /// Long-term memory and its sentence embedder.
+    pub memory: crate::memory::MemoryConfig,
     /// Where this configuration came from.
     pub source: ConfigSource,
 }
@@ -114,6 +120,9 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
     let approval = crate::tools::resolve_approval(raw.approval, &source)?;
     let agents = crate::agents::resolve_agents(raw.agents, &source)?;
     let supervision = crate::agents::resolve_supervision(raw.supervision, &source)?;
+    let learner = crate::learner::resolve_learner(raw.learner, &source)?;
+    let mcp = crate::mcp::resolve_mcp(raw.mcp, &base, &source)?;
+    let memory = crate::memory::resolve_memory(raw.memory, &base, &source)?;
     Ok(Config {
         data_dir,
         log,
@@ -124,6 +133,9 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
         approval,
         agents,
         supervision,
+        learner,
+        mcp,
+        memory,
         source,
     })
 }

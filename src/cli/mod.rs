@@ -4,7 +4,9 @@
 mod bench;
 mod chat;
 mod generate;
+mod learner;
 mod live;
+mod mcp;
 mod models;
 mod progress;
 mod run;
@@ -48,6 +50,11 @@ enum Command {
     Chat(chat::ChatArgs),
     /// List, inspect, resume and cancel tasks.
     Tasks(tasks::TasksArgs),
+    /// troupe as an MCP server (`troupe mcp serve`, on stdio).
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
+    /// What the Learner has learned (`troupe learner stats`).
+    Learner(learner::LearnerArgs),
 }
 
 /// Runs one command line.
@@ -71,6 +78,8 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args, config).await,
         Command::Chat(args) => chat::run(args, config).await,
         Command::Tasks(args) => tasks::run(args, config).await,
+        Command::Mcp(cmd) => mcp::run(cmd, config).await,
+        Command::Learner(args) => learner::run(args, config).await,
     }
 }
 

@@ -6,13 +6,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
 use troupe::actors::model_host::{default_budget_bytes, format_bytes, parse_size};
-use troupe::http::{AppState, RunningTroupe};
+use troupe::http::{AppState, RunningTroupe, SentenceEmbedderSlot};
 use troupe::supervision::BootOptions;
 use troupe::Troupe;
 use troupe_config::Config;
@@ -78,6 +79,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
 
     let pinned = config.serve.pin.len();
     let data_dir = config.data_dir.clone();
+    let (memory, hf_cache) = (config.memory.clone(), config.models.hf_cache.clone());
     let options = BootOptions {
         budget_bytes: Some(budget),
         ..BootOptions::default()
@@ -92,6 +94,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
             return Err(error).with_context(|| format!("cannot listen on {addr}"));
         }
     };
+    let memory_embedder = troupe.memory().map(|m| Arc::clone(&m.embedder));
     let running = RunningTroupe::new(troupe);
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
@@ -109,6 +112,11 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let mut state = AppState::with_troupe(running.clone());
     state.api_key = api_key;
     state.max_body_bytes = max_body_bytes;
+    let mut slot = SentenceEmbedderSlot::from_config(&memory, &hf_cache);
+    if let Some(embedder) = memory_embedder {
+        slot = slot.with_loaded(embedder);
+    }
+    state.sentence_embedder = Arc::new(slot);
     // `serve` stops the troupe when the signal comes: event streams end,
     // models unload (ending running generations), so the graceful shutdown
     // does not wait on open streams.

@@ -13,7 +13,9 @@
 //! - `metrics`: `GET /metrics` and the counters behind it.
 //! - `tasks`: the agent API and [`RunningTroupe`]; `tasks_sse`: one task's
 //!   journal as server-sent events.
+//! - `mcp`: `/mcp`, troupe's MCP server over streamable HTTP.
 //! - `auth`: the bearer-key middleware; `error`: OpenAI-style error bodies.
+//! - `dashboard`: the web app at `/` (pages, assets, their JSON and SSE).
 //!
 //! Routes: `GET /health` (never needs the key), `GET /metrics`,
 //! `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
@@ -25,9 +27,11 @@
 mod auth;
 mod chat;
 mod completions;
+mod dashboard;
 mod embeddings;
 mod error;
 mod generation;
+mod mcp;
 mod metrics;
 mod models;
 mod ollama;
@@ -50,6 +54,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use troupe_actors::model_host::ModelHostHandle;
 
+pub use embeddings::SentenceEmbedderSlot;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use tasks::{RunningTroupe, DEFAULT_CONVERSATION};
@@ -72,6 +77,9 @@ pub struct AppState {
     /// The troupe behind the agent API; without one only the model host's
     /// routes are served.
     pub troupe: Option<RunningTroupe>,
+    /// The sentence embedder `/v1/embeddings` serves besides the host's
+    /// models, loaded at its first request.
+    pub sentence_embedder: Arc<SentenceEmbedderSlot>,
 }
 
 impl AppState {
@@ -84,6 +92,7 @@ impl AppState {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             metrics: Arc::new(Metrics::new()),
             troupe: None,
+            sentence_embedder: Arc::new(SentenceEmbedderSlot::default()),
         }
     }
 
@@ -112,11 +121,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/api/tags", get(ollama::tags))
-        .route("/api/ps", get(ollama::ps));
+        .route("/api/ps", get(ollama::ps))
+        .merge(dashboard::routes(&state));
     let routes = if agents {
         routes.merge(tasks::routes())
     } else {
         routes
+    };
+    // troupe's MCP server over streamable HTTP (see `mcp`).
+    let routes = match &state.troupe {
+        Some(running) => routes.nest_service(
+            "/mcp",
+            mcp::service(running.clone(), state.api_key.is_some()),
+        ),
+        None => routes,
     };
     routes
         .fallback(not_found)

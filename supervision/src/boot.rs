@@ -14,6 +14,7 @@ use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 use troupe_actors::director::{Director, DirectorArgs, DirectorHandle, DirectorMsg};
 use troupe_actors::learner::{Learner, LearnerArgs, LearnerHandle, LearnerMsg};
+use troupe_actors::memory::AgentMemory;
 use troupe_actors::model_host::{
     self, default_budget_bytes, HostError, ModelHostConfig, ModelHostHandle,
 };
@@ -24,8 +25,9 @@ use troupe_config::{BackendChoice, Config};
 use troupe_inference::backend::Backend;
 use troupe_inference::llama::LlamaEngine;
 use troupe_inference::scripted::{ScriptError, ScriptedBackend};
+use troupe_memory::Memory;
 use troupe_store::{Store, StoreError};
-use troupe_tools::{builtin_registry, BuildError, Builtins};
+use troupe_tools::{builtin_registry, BuildError, Builtins, ToolRegistry};
 
 use crate::supervisor::{
     ChildSpec, RootSupervisor, SupervisorArgs, SupervisorHandle, SupervisorMsg,
@@ -64,6 +66,9 @@ pub enum BootError {
     /// An actor could not start.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// Long-term memory could not be opened.
+    #[error(transparent)]
+    Memory(#[from] troupe_actors::memory::MemoryOpenError),
     /// The supervisor could not start.
     #[error("the supervisor could not start: {0}")]
     Supervisor(String),
@@ -79,12 +84,17 @@ pub struct Tree {
     pub journal: TaskJournal,
     /// Calls waiting for a person.
     pub approvals: Approvals,
+    /// The workers' tools (built-in and MCP), with the approval policy.
+    pub tools: Arc<ToolRegistry>,
     /// Tasks.
     pub director: DirectorHandle,
     /// The conversation.
     pub ux: UxHandle,
     /// Model choice and outcomes.
     pub learner: LearnerHandle,
+    /// Long-term memory and its sentence embedder (`None`: disabled, or the
+    /// embedder is not installed).
+    pub memory: Option<AgentMemory>,
     /// The root supervisor.
     pub supervisor: SupervisorHandle,
     /// Ends when the supervisor stops (escalation or shutdown).
@@ -151,18 +161,23 @@ pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError>
             pinned.push(ux.clone());
         }
     }
+    let memory =
+        troupe_actors::memory::open(&config.memory, &config.models.hf_cache, &data_dir).await?;
     let mut host_config = ModelHostConfig::from_config(config, budget, pinned);
     host_config.default_keep_alive = config.serve.keep_alive;
     let (host, host_done) = model_host::spawn(host_config, backend).await?;
-    match assemble(config, opts, store, host.clone(), data_dir).await {
+    let shared = memory.as_ref().map(|m| Arc::clone(&m.memory));
+    match assemble(config, opts, store, host.clone(), data_dir, shared).await {
         Ok((parts, pools, supervisor, supervisor_done)) => Ok(Tree {
             host,
             store: parts.journal.store().clone(),
             journal: parts.journal,
             approvals: parts.approvals,
+            tools: parts.tools,
             director: parts.director,
             ux: parts.ux,
             learner: parts.learner,
+            memory,
             supervisor,
             supervisor_done,
             host_done,
@@ -179,6 +194,7 @@ pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError>
 struct Parts {
     journal: TaskJournal,
     approvals: Approvals,
+    tools: Arc<ToolRegistry>,
     director: DirectorHandle,
     ux: UxHandle,
     learner: LearnerHandle,
@@ -190,15 +206,20 @@ async fn assemble(
     store: Store,
     host: ModelHostHandle,
     data_dir: PathBuf,
+    memory: Option<Arc<Memory>>,
 ) -> Result<(Parts, Vec<WorkerPool>, SupervisorHandle, JoinHandle<()>), BootError> {
     let bus = EventBus::new();
     let journal = TaskJournal::new(store.clone(), bus);
     let approvals = Approvals::default();
-    let tools = Arc::new(builtin_registry(Builtins {
+    let mut registry = builtin_registry(Builtins {
         tools: &config.tools,
         approval: &config.approval,
         user: None,
-    })?);
+        memory: memory.clone(),
+    })?;
+    // The MCP servers' tools join the registry; the servers stop with it.
+    troupe_mcp::attach(&config.mcp, &mut registry).await;
+    let tools = Arc::new(registry);
     let mut pools = Vec::new();
     for (i, specialist) in config.agents.specialists.iter().enumerate() {
         let env = WorkerEnv {
@@ -222,12 +243,17 @@ async fn assemble(
 
     let learner_start = {
         let slot = Arc::clone(&learner_slot);
-        let args = (store.clone(), config.agents.clone(), host.clone());
+        let args = (
+            store.clone(),
+            config.agents.clone(),
+            host.clone(),
+            config.learner.clone(),
+        );
         ChildSpec {
             name: "learner",
             start: Arc::new(move |sup| {
                 let slot = Arc::clone(&slot);
-                let (store, agents, host) = args.clone();
+                let (store, agents, host, learner) = args.clone();
                 Box::pin(async move {
                     let (actor, _) = Actor::spawn_linked(
                         None,
@@ -236,6 +262,7 @@ async fn assemble(
                             store,
                             agents,
                             host,
+                            learner,
                         },
                         sup,
                     )
@@ -250,6 +277,7 @@ async fn assemble(
     let director_start = {
         let slot = Arc::clone(&director_slot);
         let learner = Arc::clone(&learner_slot);
+        let memory = memory.clone();
         let agents = config.agents.clone();
         let (host, journal, pools, data_dir) = (
             host.clone(),
@@ -269,9 +297,10 @@ async fn assemble(
                     host.clone(),
                     journal.clone(),
                     pools.clone(),
+                    memory.clone(),
                 );
                 Box::pin(async move {
-                    let (agents, data_dir, host, journal, pools) = args;
+                    let (agents, data_dir, host, journal, pools, memory) = args;
                     let args = DirectorArgs {
                         agents,
                         data_dir,
@@ -280,6 +309,7 @@ async fn assemble(
                         learner: LearnerHandle::new(learner.ok_or(ORDER)?),
                         pools,
                         recover,
+                        memory,
                     };
                     let (actor, _) = Actor::spawn_linked(None, Director, args, sup)
                         .await
@@ -296,6 +326,7 @@ async fn assemble(
         let director = Arc::clone(&director_slot);
         let agents = config.agents.clone();
         let (host, journal, approvals) = (host.clone(), journal.clone(), approvals.clone());
+        let memory = memory.clone();
         ChildSpec {
             name: "ux",
             start: Arc::new(move |sup| {
@@ -306,9 +337,10 @@ async fn assemble(
                     host.clone(),
                     journal.clone(),
                     approvals.clone(),
+                    memory.clone(),
                 );
                 Box::pin(async move {
-                    let (agents, host, journal, approvals) = args;
+                    let (agents, host, journal, approvals, memory) = args;
                     let args = UxArgs {
                         model: agents.ux_model.clone(),
                         max_tokens: agents.ux_max_tokens,
@@ -318,6 +350,7 @@ async fn assemble(
                         journal,
                         approvals,
                         learner: LearnerHandle::new(learner.ok_or(ORDER)?),
+                        memory,
                     };
                     let (actor, _) = Actor::spawn_linked(None, Ux, args, sup)
                         .await
@@ -342,6 +375,7 @@ async fn assemble(
     let parts = Parts {
         journal,
         approvals,
+        tools,
         director: DirectorHandle::new(
             director_slot
                 .get()

@@ -15,15 +15,15 @@ use std::time::Instant;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Semaphore;
 use troupe_config::AgentsConfig;
-use troupe_inference::backend::{Constraint, GenerateRequest};
+use troupe_inference::backend::{Constraint, FinishReason, GenerateRequest};
 use troupe_inference::chat::ChatMessage;
 use troupe_store::{
     now_ms, OutcomeRecord, SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState,
 };
 use troupe_tools::Workspace;
 
-use super::plan;
-use crate::learner::{LearnerHandle, RecommendRequest, Role};
+use super::{plan, recall};
+use crate::learner::{estimate_tokens, LearnerHandle, RecommendRequest, Role};
 use crate::model_host::ModelHostHandle;
 use crate::runtime::{AgentError, Control, ControlWatch, TaskJournal};
 use crate::worker::{SubtaskJob, SubtaskOutcome, WorkerPool};
@@ -42,6 +42,8 @@ pub(crate) struct RunEnv {
     pub learner: LearnerHandle,
     pub pools: Vec<WorkerPool>,
     pub slots: Arc<Semaphore>,
+    /// Past tasks to plan from, and where finished ones go.
+    pub memory: Option<Arc<troupe_memory::Memory>>,
 }
 
 /// How a task's run ended.
@@ -57,6 +59,16 @@ struct Run {
     env: Arc<RunEnv>,
     task: TaskRecord,
     control: ControlWatch,
+    budgets: Budgets,
+}
+
+/// The token budgets the Learner gave this run's subtask attempts.
+#[derive(Default)]
+struct Budgets {
+    /// Subtask → the budget of its current attempt.
+    given: HashMap<String, u64>,
+    /// Subtask → the model whose learned budget ran out in its last attempt.
+    ran_out: HashMap<String, String>,
 }
 
 /// Runs `task_id` until it finishes or is paused.
@@ -70,7 +82,12 @@ pub(crate) async fn run_task(
         .task(&task_id)
         .await?
         .ok_or_else(|| AgentError::UnknownTask(task_id.clone()))?;
-    let mut run = Run { env, task, control };
+    let mut run = Run {
+        env,
+        task,
+        control,
+        budgets: Budgets::default(),
+    };
     let result = run.drive().await;
     match result {
         Ok(end) => Ok(end),
@@ -202,7 +219,7 @@ impl Run {
                 model: sub.model.clone().unwrap_or_default(),
                 dependencies: deps,
                 control: self.control.clone(),
-                max_tokens: None,
+                max_tokens: self.budgets.given.get(&sub.id).copied(),
             };
             let slots = Arc::clone(&self.env.slots);
             running.push(async move {
@@ -220,14 +237,17 @@ impl Run {
 
     /// Picks the model of a new attempt and journals its start.
     async fn start_attempt(&mut self, sub: &mut SubtaskRecord) -> Result<(), AgentError> {
-        let specialist_model = self
+        let specialist = self
             .env
             .agents
             .specialists
             .iter()
-            .find(|s| s.covers(&sub.kind, sub.complexity))
-            .and_then(|s| s.model.clone());
-        let stronger_than = if sub.attempts > 0 {
+            .find(|s| s.covers(&sub.kind, sub.complexity));
+        let specialist_model = specialist.and_then(|s| s.model.clone());
+        // A learned budget that ran out is retried with the same model and
+        // the full budget; any other failure one step up the ladder.
+        let raise_budget_of = self.budgets.ran_out.remove(&sub.id);
+        let stronger_than = if sub.attempts > 0 && raise_budget_of.is_none() {
             sub.model.clone()
         } else {
             None
@@ -239,11 +259,23 @@ impl Run {
                 role: Role::Subtask,
                 kind: sub.kind.clone(),
                 complexity: sub.complexity,
-                task_model: self.task.model.clone().filter(|_| stronger_than.is_none()),
+                task_model: self
+                    .task
+                    .model
+                    .clone()
+                    .filter(|_| stronger_than.is_none() && raise_budget_of.is_none()),
                 role_model: specialist_model,
                 stronger_than,
+                max_tokens: specialist.map_or(0, |s| s.max_tokens),
+                request_tokens: estimate_tokens(&sub.description)
+                    + estimate_tokens(&sub.acceptance),
+                raise_budget_of,
             })
             .await?;
+        match rec.max_tokens {
+            Some(budget) => self.budgets.given.insert(sub.id.clone(), budget),
+            None => self.budgets.given.remove(&sub.id),
+        };
         sub.attempts += 1;
         sub.state = SubtaskState::Running;
         sub.model = Some(rec.model.clone());
@@ -285,6 +317,7 @@ impl Run {
         lost: &mut HashMap<String, u32>,
     ) -> Result<(), AgentError> {
         let store = self.env.journal.store().clone();
+        let mut hit = false;
         let (success, summary, tokens) = match outcome {
             Err(error) => {
                 // The worker died mid-subtask; its factory has replaced it.
@@ -317,10 +350,29 @@ impl Run {
                 return Ok(());
             }
             Ok(SubtaskOutcome::Succeeded { result, tokens, .. }) => (true, result, tokens),
-            Ok(SubtaskOutcome::Failed { reason, tokens, .. }) => (false, reason, tokens),
+            Ok(SubtaskOutcome::Failed {
+                reason,
+                tokens,
+                hit_budget,
+                ..
+            }) => {
+                hit = hit_budget;
+                (false, reason, tokens)
+            }
         };
         sub.tokens += tokens;
         let model = sub.model.clone().unwrap_or_default();
+        let given = self.budgets.given.get(&sub.id).copied();
+        let max = self
+            .env
+            .agents
+            .specialists
+            .iter()
+            .find(|s| s.covers(&sub.kind, sub.complexity))
+            .map(|s| s.max_tokens);
+        if hit && matches!((given, max), (Some(g), Some(m)) if g < m) {
+            self.budgets.ran_out.insert(sub.id.clone(), model.clone());
+        }
         self.env.learner.record(OutcomeRecord {
             task_id: Some(self.task.id.clone()),
             subtask: Some(sub.id.clone()),
@@ -333,6 +385,10 @@ impl Run {
             latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             success,
             time_ms: now_ms(),
+            max_tokens: given.or(max),
+            hit_budget: hit,
+            request_tokens: estimate_tokens(&sub.description) + estimate_tokens(&sub.acceptance),
+            ..Default::default()
         });
         if success {
             sub.state = SubtaskState::Succeeded;
@@ -394,27 +450,40 @@ impl Run {
             .env
             .learner
             .recommend(RecommendRequest {
-                role: Role::Plan,
-                kind: "plan".to_string(),
-                complexity: 0,
                 task_model: self.task.model.clone(),
                 role_model: self.env.agents.director_model.clone(),
-                stronger_than: None,
+                max_tokens: u64::from(self.env.agents.director_max_tokens),
+                request_tokens: estimate_tokens(&self.task.request),
+                ..RecommendRequest::new(Role::Plan, "plan", 0)
             })
             .await?;
         let first_free = plan::next_free_id(existing);
-        let mut messages = plan::plan_prompt(&self.task.request, history);
+        let past = match &self.env.memory {
+            Some(memory) => recall::similar_tasks(memory, &self.task.request).await,
+            None => Vec::new(),
+        };
+        let mut messages = plan::plan_prompt(&self.task.request, history, &past);
         let mut last_error = String::new();
         // One retry with the error shown: a plan cut short by max_tokens or
         // one that fails the checks gets a second chance.
-        for _ in 0..2 {
+        for round in 0..2 {
             let started = Instant::now();
             let mut req = GenerateRequest::chat(messages.clone());
             req.constraint = Some(Constraint::JsonSchema(plan::plan_schema()));
+            // The retry gets the configured maximum: the learned budget may
+            // be what cut the first plan short.
             req.max_tokens = self.env.agents.director_max_tokens;
+            if round == 0 {
+                if let Some(budget) = rec.max_tokens {
+                    req.max_tokens = u32::try_from(budget)
+                        .unwrap_or(u32::MAX)
+                        .min(req.max_tokens);
+                }
+            }
+            let given = req.max_tokens;
             let result = self.generate(&rec.model, req).await;
-            let (text, usage) = match result {
-                Ok(r) => (r.text, r.usage),
+            let (text, usage, finish) = match result {
+                Ok(r) => (r.text, r.usage, r.finish),
                 Err(e) => {
                     let reason = format!("planning with {} failed: {e}", rec.model);
                     self.finish(TaskState::Failed, &reason).await?;
@@ -434,6 +503,10 @@ impl Run {
                 latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 success: parsed.is_ok(),
                 time_ms: now_ms(),
+                max_tokens: Some(u64::from(given)),
+                hit_budget: parsed.is_err() && finish == FinishReason::Length,
+                request_tokens: u64::from(usage.prompt_tokens),
+                ..Default::default()
             });
             match parsed {
                 Ok(planned) => {
@@ -511,19 +584,24 @@ impl Run {
             .env
             .learner
             .recommend(RecommendRequest {
-                role: Role::Answer,
-                kind: "answer".to_string(),
-                complexity: 0,
                 task_model: self.task.model.clone(),
                 role_model: self.env.agents.director_model.clone(),
-                stronger_than: None,
+                // No learned budget: an answer cut short has no retry.
+                request_tokens: estimate_tokens(&self.task.request),
+                ..RecommendRequest::new(Role::Answer, "answer", 0)
             })
             .await?;
         let started = Instant::now();
         let mut req = GenerateRequest::chat(plan::answer_prompt(&self.task.request, done));
         req.max_tokens = self.env.agents.director_max_tokens;
-        let (answer, success, usage) = match self.generate(&rec.model, req).await {
-            Ok(r) => (r.text.trim().to_string(), true, r.usage),
+        let given = req.max_tokens;
+        let (answer, success, usage, cut) = match self.generate(&rec.model, req).await {
+            Ok(r) => (
+                r.text.trim().to_string(),
+                true,
+                r.usage,
+                r.finish == FinishReason::Length,
+            ),
             Err(e) => {
                 // The work is done and committed; the person still gets the
                 // results, with the reason the summary is missing.
@@ -538,7 +616,7 @@ impl Run {
                         s.result.as_deref().unwrap_or("")
                     ));
                 }
-                (text, false, Default::default())
+                (text, false, Default::default(), false)
             }
         };
         self.env.learner.record(OutcomeRecord {
@@ -553,6 +631,10 @@ impl Run {
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             success,
             time_ms: now_ms(),
+            max_tokens: Some(u64::from(given)),
+            hit_budget: cut,
+            request_tokens: u64::from(usage.prompt_tokens),
+            ..Default::default()
         });
         self.task.answer = Some(answer.clone());
         self.finish(TaskState::Succeeded, &answer).await
@@ -607,6 +689,12 @@ impl Run {
         }
         if state == TaskState::Succeeded {
             let _ = self.checkpoint("task finished").await;
+        }
+        // Remembered before the end is announced, so a job submitted as
+        // soon as this one finishes can already recall it.
+        if let Some(memory) = &self.env.memory {
+            let subtasks = self.env.journal.store().subtasks(&self.task.id).await?;
+            recall::remember_task(memory, &self.task, state, &subtasks, summary).await;
         }
         self.set_state(
             state,

@@ -14,6 +14,7 @@
 
 mod drive;
 pub mod plan;
+mod recall;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -84,6 +85,9 @@ pub struct DirectorArgs {
     pub pools: Vec<WorkerPool>,
     /// Whether to resume unfinished tasks on start.
     pub recover: bool,
+    /// Long-term memory: similar past tasks for planning; finished tasks
+    /// and their lessons are remembered. `None` runs without it.
+    pub memory: Option<Arc<troupe_memory::Memory>>,
 }
 
 /// A run in progress: its control, and its task, aborted when the Director
@@ -128,6 +132,7 @@ impl Actor for Director {
             learner: args.learner,
             pools: args.pools,
             slots,
+            memory: args.memory,
         });
         let mut state = DirectorState {
             env,

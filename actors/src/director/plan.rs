@@ -45,9 +45,13 @@ pub fn plan_schema() -> Value {
 /// The marker the planning prompt starts with (scripts match on it).
 pub const PLAN_MARKER: &str = "Plan the job below";
 
+/// What introduces the past tasks recalled from memory in a planning prompt.
+pub const PAST_MARKER: &str = "Similar past tasks, from memory";
+
 /// The messages that ask for a plan. `history` says what an earlier plan
-/// did and why it failed, for a re-plan.
-pub fn plan_prompt(request: &str, history: Option<&str>) -> Vec<ChatMessage> {
+/// did and why it failed, for a re-plan; `past` holds similar past tasks
+/// and lessons recalled from memory, best first.
+pub fn plan_prompt(request: &str, history: Option<&str>, past: &[String]) -> Vec<ChatMessage> {
     let system = "You are the Director of troupe, a team of agents. You break a job into a \
         few subtasks, each done by one specialist: `general` (writing, reasoning), `code` \
         (writing and testing programs in a workspace with files, a shell, git and Python), or \
@@ -56,6 +60,17 @@ pub fn plan_prompt(request: &str, history: Option<&str>) -> Vec<ChatMessage> {
         (hardest), the ids it depends on, and one acceptance line saying how to tell it is \
         done. Prefer few subtasks; independent ones run in parallel. Answer with JSON only.";
     let mut user = format!("{PLAN_MARKER}.\n\nJob: {request}\n");
+    if !past.is_empty() {
+        user.push_str(&format!(
+            "\n{PAST_MARKER} (reuse what worked, avoid what failed):\n"
+        ));
+        for memory in past {
+            user.push_str("---\n");
+            user.push_str(memory.trim());
+            user.push('\n');
+        }
+        user.push_str("---\n");
+    }
     if let Some(h) = history {
         user.push_str("\nAn earlier plan did not work out. What happened:\n");
         user.push_str(h);

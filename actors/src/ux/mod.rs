@@ -14,6 +14,7 @@
 
 mod chat;
 mod commands;
+mod remember;
 
 pub use commands::looks_like_work;
 use commands::{command, parse_command, resolve_task, short, status_text, Command, HELP};
@@ -90,6 +91,8 @@ pub struct UxArgs {
     pub approvals: Approvals,
     /// Outcomes of its replies.
     pub learner: LearnerHandle,
+    /// Where conversation summaries go; `None` runs without memory.
+    pub memory: Option<std::sync::Arc<troupe_memory::Memory>>,
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +181,7 @@ fn say(
     let journal = state.args.journal.clone();
     let director = state.args.director.clone();
     let approvals = state.args.approvals.clone();
+    let memory = state.args.memory.clone();
     let replier = chat::Replier {
         host: state.args.host.clone(),
         learner: state.args.learner.clone(),
@@ -244,10 +248,15 @@ fn say(
         if let Some(id) = &answer.task_id {
             let _ = me.cast(UxMsg::Track(id.clone(), conversation.clone()));
         }
-        let _ = store
+        let said = store
             .append_message(&conversation, "assistant", &answer.text)
             .await;
         let _ = reply.send(answer);
+        if let (Some(memory), Ok(last)) = (&memory, said) {
+            if let Ok(messages) = store.conversation(&conversation).await {
+                remember::maybe_summarise(memory, &last, &messages).await;
+            }
+        }
     });
 }
 

@@ -75,7 +75,8 @@ impl StepCx<'_> {
         args: Value,
         earlier: Option<bool>,
     ) -> Result<ActionEnd, AgentError> {
-        let ctx = ToolContext::new(Arc::clone(&self.ws));
+        // The memory tools store into the specialist's own namespace.
+        let ctx = ToolContext::new(Arc::clone(&self.ws)).with_agent(&self.env.specialist.kind);
         let started = Instant::now();
         let call = {
             let tools = Arc::clone(&self.env.tools);
