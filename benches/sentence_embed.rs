@@ -4,7 +4,7 @@
 //! Face cache that `scripts/fetch-minilm.sh` fills.
 //!
 //! ```sh
-//! TROUPE_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)" \
+//! MINILM_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)" \
 //!   cargo bench --bench sentence_embed -- [SECONDS_PER_CASE]
 //! ```
 //!
@@ -24,7 +24,7 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(10);
-    let cache = std::env::var_os("TROUPE_TEST_HF_CACHE")
+    let cache = std::env::var_os("MINILM_TEST_HF_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hf-cache"));
     let started = Instant::now();

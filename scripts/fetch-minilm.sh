@@ -18,11 +18,11 @@
 # files' hashes, so the same files always give the same snapshot.
 #
 # Usage: scripts/fetch-minilm.sh [CACHE_DIR]
-#   CACHE_DIR defaults to $TROUPE_TEST_HF_CACHE, else target/hf-cache.
+#   CACHE_DIR defaults to $MINILM_TEST_HF_CACHE, else target/hf-cache.
 # Idempotent and quiet: a second run only checks the files and prints the path.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cache="${1:-${TROUPE_TEST_HF_CACHE:-$root/target/hf-cache}}"
+cache="${1:-${MINILM_TEST_HF_CACHE:-$root/target/hf-cache}}"
 mkdir -p "$cache"
 cache="$(cd "$cache" && pwd)"
 

@@ -10,8 +10,8 @@ python3 -c "import openai" 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check openai==3.52.0
 # all-MiniLM-L6-v2 as a Hugging Face cache entry, for the sentence embedder's
 # tests (inference/tests/sentence_embedder.rs, tests/embeddings_sentence.rs).
-TROUPE_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)"
-export TROUPE_TEST_HF_CACHE
+MINILM_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)"
+export MINILM_TEST_HF_CACHE
 # Real MCP servers and the official MCP client (npm) for the MCP tests.
 bash scripts/fetch-mcp-servers.sh
 cargo test --workspace --locked "$@"

@@ -18,7 +18,7 @@ const REFERENCE: &str = include_str!("../inference/tests/data/minilm-reference.j
 /// The cache `scripts/fetch-minilm.sh` fills; fails (never skips) when the
 /// model is not there.
 fn hf_cache() -> PathBuf {
-    let cache = std::env::var_os("TROUPE_TEST_HF_CACHE")
+    let cache = std::env::var_os("MINILM_TEST_HF_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hf-cache"));
     assert!(
@@ -27,7 +27,7 @@ fn hf_cache() -> PathBuf {
             .is_file(),
         "all-MiniLM-L6-v2 is not in the Hugging Face cache at {}: run \
          `bash scripts/fetch-minilm.sh` (scripts/test.sh does) and set \
-         TROUPE_TEST_HF_CACHE to the directory it prints",
+         MINILM_TEST_HF_CACHE to the directory it prints",
         cache.display()
     );
     cache

@@ -1,6 +1,6 @@
 //! Long-term memory in the agent runtime, with the real sentence embedder
 //! (all-MiniLM-L6-v2 from a Hugging Face cache that `scripts/fetch-minilm.sh`
-//! lays out; `scripts/test.sh` exports `TROUPE_TEST_HF_CACHE`): a finished
+//! lays out; `scripts/test.sh` exports `MINILM_TEST_HF_CACHE`): a finished
 //! task is remembered with its plan, outcome and lessons; after a restart the
 //! Director recalls it when planning a similar job; Workers have the memory
 //! tools; long conversations are summarised into memory.
@@ -17,10 +17,10 @@ use troupe::{TaskSpec, Troupe};
 const FIB_JOB: &str = "write a Python fibonacci function with tests";
 
 fn hf_cache() -> PathBuf {
-    match std::env::var_os("TROUPE_TEST_HF_CACHE") {
+    match std::env::var_os("MINILM_TEST_HF_CACHE") {
         Some(dir) => PathBuf::from(dir),
         None => panic!(
-            "TROUPE_TEST_HF_CACHE is not set: run `bash scripts/fetch-minilm.sh` and export \
+            "MINILM_TEST_HF_CACHE is not set: run `bash scripts/fetch-minilm.sh` and export \
              its output (scripts/test.sh does both)"
         ),
     }

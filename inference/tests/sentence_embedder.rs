@@ -11,11 +11,11 @@ use troupe_inference::embedder::{EmbedError, EmbedderSource, SentenceEmbedder, D
 
 const REFERENCE: &str = include_str!("data/minilm-reference.json");
 
-/// The cache `scripts/fetch-minilm.sh` fills: `$TROUPE_TEST_HF_CACHE`, else
+/// The cache `scripts/fetch-minilm.sh` fills: `$MINILM_TEST_HF_CACHE`, else
 /// its default, `target/hf-cache`. Fails (never skips) when the model is
 /// not there.
 fn hf_cache() -> PathBuf {
-    let cache = std::env::var_os("TROUPE_TEST_HF_CACHE")
+    let cache = std::env::var_os("MINILM_TEST_HF_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hf-cache"));
     let entry = cache.join("models--sentence-transformers--all-MiniLM-L6-v2");
@@ -23,7 +23,7 @@ fn hf_cache() -> PathBuf {
         entry.join("refs/main").is_file(),
         "all-MiniLM-L6-v2 is not in the Hugging Face cache at {}: run \
          `bash scripts/fetch-minilm.sh` (scripts/test.sh does) and set \
-         TROUPE_TEST_HF_CACHE to the directory it prints",
+         MINILM_TEST_HF_CACHE to the directory it prints",
         cache.display()
     );
     cache
