@@ -328,23 +328,15 @@ impl MemoryStore {
                 .map(|c| (e.slots[c.slot].id, c.similarity, c.score))
                 .collect()
         };
-        let txn = self
-            .inner
-            .db
-            .begin_read()
-            .map_err(dberr("begin a read transaction"))?;
-        let records = txn
-            .open_table(MEMORIES)
-            .map_err(dberr("open the memories"))?;
+        let records = self.read_records()?;
         let mut hits = Vec::with_capacity(found.len());
         for (id, similarity, score) in found {
             // Deleted since the search: leave it out.
-            let Some(bytes) = records.get(id).map_err(dberr("read a memory"))? else {
+            let Some(record) = read_record(&records, MemoryId(id))? else {
                 continue;
             };
-            let record = StoredRecord::decode(bytes.value()).map_err(|r| corrupt(Some(id), r))?;
             hits.push(Hit {
-                record: record.into_record(MemoryId(id)),
+                record,
                 similarity,
                 score,
             });
@@ -354,19 +346,17 @@ impl MemoryStore {
 
     /// One memory.
     pub fn get(&self, id: MemoryId) -> Result<Option<MemoryRecord>, MemoryError> {
+        read_record(&self.read_records()?, id)
+    }
+
+    /// The memories table, for reading.
+    fn read_records(&self) -> Result<redb::ReadOnlyTable<u64, &'static [u8]>, MemoryError> {
         let txn = self
             .inner
             .db
             .begin_read()
             .map_err(dberr("begin a read transaction"))?;
-        let records = txn
-            .open_table(MEMORIES)
-            .map_err(dberr("open the memories"))?;
-        let Some(bytes) = records.get(id.0).map_err(dberr("read a memory"))? else {
-            return Ok(None);
-        };
-        let record = StoredRecord::decode(bytes.value()).map_err(|r| corrupt(Some(id.0), r))?;
-        Ok(Some(record.into_record(id)))
+        txn.open_table(MEMORIES).map_err(dberr("open the memories"))
     }
 
     /// Records that `ids` were used now: their decay starts again and their
@@ -554,4 +544,16 @@ fn build_index(weak: Weak<Inner>) {
         seconds = started.elapsed().as_secs_f64(),
         "memory index built"
     );
+}
+
+/// Memory `id` from `records`, if it is there.
+fn read_record(
+    records: &impl redb::ReadableTable<u64, &'static [u8]>,
+    id: MemoryId,
+) -> Result<Option<MemoryRecord>, MemoryError> {
+    let Some(bytes) = records.get(id.0).map_err(dberr("read a memory"))? else {
+        return Ok(None);
+    };
+    let record = StoredRecord::decode(bytes.value()).map_err(|r| corrupt(Some(id.0), r))?;
+    Ok(Some(record.into_record(id)))
 }

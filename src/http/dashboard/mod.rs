@@ -56,14 +56,44 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 /// models page's timeline covers everything from the server's start.
 pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let timeline = timeline::HostTimeline::follow(&state.host);
+    let tasks = fixed_page(
+        "Tasks",
+        "tasks",
+        include_str!("assets/tasks.html"),
+        "tasks.js",
+    );
     Router::new()
-        .route("/", get(tasks_page))
-        .route("/tasks", get(tasks_page))
+        .route("/", get(tasks.clone()))
+        .route("/tasks", get(tasks))
         .route("/tasks/{id}", get(task_page))
         .route("/chat", get(chat_page))
-        .route("/approvals", get(approvals_page))
-        .route("/models", get(models_page))
-        .route("/learner", get(learner_page))
+        .route(
+            "/approvals",
+            get(fixed_page(
+                "Approvals",
+                "approvals",
+                include_str!("assets/approvals.html"),
+                "approvals.js",
+            )),
+        )
+        .route(
+            "/models",
+            get(fixed_page(
+                "Models",
+                "models",
+                include_str!("assets/models.html"),
+                "models.js",
+            )),
+        )
+        .route(
+            "/learner",
+            get(fixed_page(
+                "Learner",
+                "learner",
+                include_str!("assets/learner.html"),
+                "learner.js",
+            )),
+        )
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/assets/{name}", get(asset))
@@ -161,14 +191,24 @@ pub(super) fn html_response(status: StatusCode, html: String) -> Response {
     response
 }
 
-async fn tasks_page(State(state): State<Arc<AppState>>) -> Response {
-    Page {
-        title: "Tasks",
-        name: "tasks",
-        body: include_str!("assets/tasks.html").to_string(),
-        script: "tasks.js",
+/// A page whose shell has nothing to fill in: its script does the rest.
+fn fixed_page(
+    title: &'static str,
+    name: &'static str,
+    body: &'static str,
+    script: &'static str,
+) -> impl Fn(State<Arc<AppState>>) -> std::future::Ready<Response> + Clone {
+    move |State(state): State<Arc<AppState>>| {
+        std::future::ready(
+            Page {
+                title,
+                name,
+                body: body.to_string(),
+                script,
+            }
+            .render(&state),
+        )
     }
-    .render(&state)
 }
 
 async fn task_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
@@ -190,36 +230,6 @@ async fn chat_page(State(state): State<Arc<AppState>>) -> Response {
             &escape_html(super::DEFAULT_CONVERSATION),
         ),
         script: "chat.js",
-    }
-    .render(&state)
-}
-
-async fn approvals_page(State(state): State<Arc<AppState>>) -> Response {
-    Page {
-        title: "Approvals",
-        name: "approvals",
-        body: include_str!("assets/approvals.html").to_string(),
-        script: "approvals.js",
-    }
-    .render(&state)
-}
-
-async fn models_page(State(state): State<Arc<AppState>>) -> Response {
-    Page {
-        title: "Models",
-        name: "models",
-        body: include_str!("assets/models.html").to_string(),
-        script: "models.js",
-    }
-    .render(&state)
-}
-
-async fn learner_page(State(state): State<Arc<AppState>>) -> Response {
-    Page {
-        title: "Learner",
-        name: "learner",
-        body: include_str!("assets/learner.html").to_string(),
-        script: "learner.js",
     }
     .render(&state)
 }
