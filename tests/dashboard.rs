@@ -96,12 +96,7 @@ async fn a_person_runs_the_troupe_from_the_browser() {
     browser.click("#files button[data-path='src/fib.py']").await;
     browser.wait_text("#file-view", "def fib(n)").await;
     let checkpoint = "//ol[@id='checkpoints']//button[contains(., 's1') and contains(., 'step 1')]";
-    browser
-        .wait_for_xpath(checkpoint)
-        .await
-        .click()
-        .await
-        .expect("click");
+    browser.click_xpath(checkpoint).await;
     browser.wait_text("#diff", "+def fib(n):").await;
     browser.screenshot("task").await;
 

@@ -351,7 +351,35 @@ impl Browser {
 
     /// Clicks the element matching `css`.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.expect("click");
+        self.click_found(css, || self.wait_for(css)).await;
+    }
+
+    /// Clicks the element matching `xpath`.
+    pub async fn click_xpath(&self, xpath: &str) {
+        self.click_found(xpath, || self.wait_for_xpath(xpath)).await;
+    }
+
+    /// Clicks what `find` finds. Live pages re-render lists as events
+    /// arrive, so an element found a moment ago may have been replaced by
+    /// the time it is clicked: then it is found again.
+    async fn click_found<F, Fut>(&self, what: &str, find: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Element>,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match find().await.click().await {
+                Ok(_) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("click `{what}`: {error:?}"),
+            }
+        }
     }
 
     /// Types `text` into the field matching `css`.
