@@ -1,28 +1,11 @@
 //! The `[mcp]` section: servers read from the file, defaults, and the errors
 //! a person sees for bad entries.
 
-use std::path::PathBuf;
 use std::time::Duration;
 use troupe_config::mcp::{McpRisk, McpTransport};
-use troupe_config::{load, ConfigError, LoadOptions};
 
-fn load_text(text: &str) -> Result<troupe_config::Config, ConfigError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path: PathBuf = dir.path().join("troupe.toml");
-    std::fs::write(&path, text).unwrap();
-    load(&LoadOptions {
-        explicit: Some(path),
-        env: Vec::new(),
-        platform_default: false,
-    })
-}
-
-fn invalid_key(err: ConfigError) -> (String, String) {
-    match err {
-        ConfigError::InvalidValue { key, reason, .. } => (key, reason),
-        other => panic!("expected an invalid value, got {other}"),
-    }
-}
+mod common;
+use common::{invalid_key, load_text};
 
 #[test]
 fn no_section_means_no_servers() {

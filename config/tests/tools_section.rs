@@ -1,28 +1,12 @@
 //! The `[tools]` and `[approval]` sections: defaults, values read, and the
 //! errors a person sees for bad values.
 
-use std::path::PathBuf;
 use std::time::Duration;
 use troupe_config::tools::SearchProviderKind;
-use troupe_config::{load, ConfigError, LoadOptions, Policy};
+use troupe_config::{ConfigError, Policy};
 
-fn load_text(text: &str) -> Result<troupe_config::Config, ConfigError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path: PathBuf = dir.path().join("troupe.toml");
-    std::fs::write(&path, text).unwrap();
-    load(&LoadOptions {
-        explicit: Some(path),
-        env: Vec::new(),
-        platform_default: false,
-    })
-}
-
-fn invalid_key(err: ConfigError) -> (String, String) {
-    match err {
-        ConfigError::InvalidValue { key, reason, .. } => (key, reason),
-        other => panic!("expected an invalid value, got {other}"),
-    }
-}
+mod common;
+use common::{invalid_key, load_text};
 
 #[test]
 fn defaults_ask_before_executing_or_reaching_the_network() {

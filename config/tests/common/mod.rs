@@ -1,7 +1,9 @@
 //! What the configuration tests share: a file to load and load options.
+// Each test file uses only some of these.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
-use troupe_config::LoadOptions;
+use troupe_config::{load, Config, ConfigError, LoadOptions};
 
 /// Writes `text` as `troupe.toml` in `dir`.
 pub fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
@@ -20,5 +22,20 @@ pub fn opts(file: Option<PathBuf>, env: &[(&str, &str)]) -> LoadOptions {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         platform_default: false,
+    }
+}
+
+/// Loads `text` as the only configuration file.
+pub fn load_text(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, text);
+    load(&opts(Some(path), &[]))
+}
+
+/// The key and reason of an invalid-value error.
+pub fn invalid_key(err: ConfigError) -> (String, String) {
+    match err {
+        ConfigError::InvalidValue { key, reason, .. } => (key, reason),
+        other => panic!("expected an invalid value, got {other}"),
     }
 }
