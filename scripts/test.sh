@@ -14,4 +14,6 @@ MINILM_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)"
 export MINILM_TEST_HF_CACHE
 # Real MCP servers and the official MCP client (npm) for the MCP tests.
 bash scripts/fetch-mcp-servers.sh
+# One build from a clean clone: incremental state would only take disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked "$@"
