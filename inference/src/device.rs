@@ -58,6 +58,30 @@ pub fn require_gpu(name: &str) -> Result<(), DeviceError> {
     }
 }
 
+/// Sets up every GPU device llama.cpp found, once, before any model loads.
+///
+/// ggml-vulkan sets a device up lazily on its first use, without a lock:
+/// two models loading at once on their own threads can meet a half-built
+/// device and abort the process (`GGML_ASSERT(ggml_backend_supports_buft(..))`
+/// in ggml-backend.cpp; seen with lavapipe). Asking each device for its
+/// buffer type does that setup here, inside the backend's one-time
+/// initialisation, where no other thread can race it.
+pub(crate) fn init_gpu_devices() {
+    // SAFETY: plain queries of ggml's device registry, which lives for the
+    // whole process; every device pointer comes from the registry itself.
+    unsafe {
+        for index in 0..llama_cpp_sys_2::ggml_backend_dev_count() {
+            let device = llama_cpp_sys_2::ggml_backend_dev_get(index);
+            if !device.is_null()
+                && llama_cpp_sys_2::ggml_backend_dev_type(device)
+                    != llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU
+            {
+                llama_cpp_sys_2::ggml_backend_dev_buffer_type(device);
+            }
+        }
+    }
+}
+
 /// What to tell a user who asked for GPU offload in a build that cannot do it.
 pub(crate) fn missing_gpu_reason() -> String {
     match compiled_gpu_features() {

@@ -107,6 +107,7 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
     BACKEND
         .get_or_init(|| {
             memory::install_log_callback();
+            crate::device::init_gpu_devices();
             match LlamaBackend::init() {
                 Ok(backend) => Ok(backend),
                 // Another library in the process initialised it; the value
