@@ -206,6 +206,13 @@ impl Troupe {
         &self.tree.host
     }
 
+    /// Where the agents' model requests go: each role's chain (the local
+    /// host, cluster peers, remote providers). `set_cluster` on it gives the
+    /// `cluster` links their peers.
+    pub fn router(&self) -> &troupe_actors::router::Router {
+        &self.tree.router
+    }
+
     /// The workers' tools (built-in and from MCP servers) under the
     /// configured approval policy.
     pub fn tools(&self) -> &std::sync::Arc<troupe_tools::ToolRegistry> {

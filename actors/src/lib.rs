@@ -7,6 +7,8 @@
 //!   [`model_host::ModelHostHandle`] is the public way in.
 //! - [`runtime`]: what the agent actors share: the event bus, the task
 //!   journal (store + bus), pause/resume/cancel controls, approvals.
+//! - [`router`]: per role, the chain a model request follows when the
+//!   local host cannot serve it: cluster peers, then remote providers.
 //! - [`learner`]: records outcomes and learns from them which model to use
 //!   (a bandit starting from the configuration rules) and how many tokens
 //!   to give it; also the seeded simulation `troupe bench learner` runs.
@@ -20,6 +22,7 @@ pub mod director;
 pub mod learner;
 pub mod memory;
 pub mod model_host;
+pub mod router;
 pub mod runtime;
 pub mod ux;
 pub mod worker;

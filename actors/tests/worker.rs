@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use troupe_actors::model_host::{self, ModelHostConfig, ModelHostHandle};
+use troupe_actors::router::Router;
 use troupe_actors::runtime::{
     Approvals, Control, Decision, EventBus, TaskControl, TaskJournal, TroupeEvent,
 };
@@ -189,7 +190,7 @@ impl Rig {
         specialist.workers = 1;
         WorkerEnv {
             specialist,
-            host: self.host.clone(),
+            router: Router::local_only(self.host.clone()),
             journal: TaskJournal::new(self.store.clone(), self.bus.clone()),
             tools: Arc::clone(&self.tools),
             approvals: self.approvals.clone(),

@@ -2,9 +2,13 @@
 //! environment variables, validated once into a resolved [`Config`].
 //!
 //! # Layout
+//! - [`cluster`]: the `[cluster]` section: this process as a node of a
+//!   cluster (listen, join, node name, where the secret comes from).
 //! - [`mcp`]: the `[mcp]` section: MCP servers whose tools join the registry.
 //! - [`memory`]: the `[memory]` section: long-term memory and its sentence
 //!   embedder (also behind `/v1/embeddings`).
+//! - [`providers`]: the `[[providers]]` and `[routing]` sections: remote
+//!   OpenAI-compatible providers and each role's chain (local, cluster, remote).
 //! - [`raw`]: the serde types exactly as they are on disk. Every struct denies
 //!   unknown keys, so a typo is an error that names the key and the file rather
 //!   than a setting silently ignored.
@@ -29,10 +33,12 @@
 //! (numbers, booleans, arrays) and fall back to plain strings.
 
 pub mod agents;
+pub mod cluster;
 pub mod learner;
 pub mod load;
 pub mod mcp;
 pub mod memory;
+pub mod providers;
 pub mod raw;
 pub mod resolved;
 pub mod serve;
@@ -40,9 +46,11 @@ pub mod size;
 pub mod tools;
 
 pub use agents::{AgentsConfig, ModelRule, SpecialistConfig, SupervisionConfig, TASK_KINDS};
+pub use cluster::ClusterConfig;
 pub use learner::{LearnerConfig, RemotePrice};
 pub use load::{load, ConfigError, ConfigSource, LoadOptions};
 pub use memory::MemoryConfig;
+pub use providers::{ChainEntry, ProviderConfig, ProvidersConfig, RoutingConfig};
 pub use resolved::{BackendChoice, Config, InferenceConfig, ModelsConfig};
 pub use serve::ServeConfig;
 pub use tools::{ApprovalConfig, Policy, ToolsConfig};

@@ -42,6 +42,15 @@ pub struct RawConfig {
     /// Long-term memory and its sentence embedder.
     #[serde(default)]
     pub memory: crate::memory::RawMemory,
+    /// Remote OpenAI-compatible providers (`[[providers]]`).
+    #[serde(default)]
+    pub providers: Vec<crate::providers::RawProvider>,
+    /// Each role's chain of local, cluster and remote models.
+    #[serde(default)]
+    pub routing: crate::providers::RawRouting,
+    /// This process as a node of a troupe cluster.
+    #[serde(default)]
+    pub cluster: crate::cluster::RawCluster,
 }
 
 /// `[models]`

@@ -42,6 +42,10 @@ pub struct Config {
     pub mcp: crate::mcp::McpConfig,
     /// Long-term memory and its sentence embedder.
     pub memory: crate::memory::MemoryConfig,
+    /// Remote providers and each role's chain (`[[providers]]`, `[routing]`).
+    pub providers: crate::providers::ProvidersConfig,
+    /// This process as a cluster node (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
     /// Where this configuration came from.
     pub source: ConfigSource,
 }
@@ -123,6 +127,8 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
     let learner = crate::learner::resolve_learner(raw.learner, &source)?;
     let mcp = crate::mcp::resolve_mcp(raw.mcp, &base, &source)?;
     let memory = crate::memory::resolve_memory(raw.memory, &base, &source)?;
+    let providers = crate::providers::resolve_providers(raw.providers, raw.routing, &source)?;
+    let cluster = crate::cluster::resolve_cluster(raw.cluster, &source)?;
     Ok(Config {
         data_dir,
         log,
@@ -136,6 +142,8 @@ pub(crate) fn resolve(raw: RawConfig, source: ConfigSource) -> Result<Config, Co
         learner,
         mcp,
         memory,
+        providers,
+        cluster,
         source,
     })
 }

@@ -13,6 +13,8 @@
 //! - [`device`]: which GPU features this build has.
 //! - [`embedder`]: sentence embeddings in process (candle BERT + tokenizers),
 //!   all-MiniLM-L6-v2 by default, from the hub cache or a directory.
+//! - [`remote`]: remote OpenAI-compatible providers (client, retries,
+//!   circuit breaker), for chains that go past the local ModelHost.
 //! - [`scripted`]: a deterministic backend that replays scripted outputs,
 //!   for orchestration tests and demos.
 
@@ -21,6 +23,7 @@ pub mod chat;
 pub mod device;
 pub mod embedder;
 pub mod llama;
+pub mod remote;
 pub mod sampling;
 pub mod schema;
 pub mod scripted;

@@ -9,6 +9,7 @@ mod live;
 mod mcp;
 mod models;
 mod progress;
+mod providers;
 mod run;
 mod serve;
 mod tasks;
@@ -55,6 +56,9 @@ enum Command {
     Mcp(mcp::McpCommand),
     /// What the Learner has learned (`troupe learner stats`).
     Learner(learner::LearnerArgs),
+    /// Each role's chain (local, cluster, remote providers) and what every
+    /// provider served: requests, failures, tokens, cost.
+    Providers(providers::ProvidersArgs),
 }
 
 /// Runs one command line.
@@ -80,6 +84,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Tasks(args) => tasks::run(args, config).await,
         Command::Mcp(cmd) => mcp::run(cmd, config).await,
         Command::Learner(args) => learner::run(args, config).await,
+        Command::Providers(args) => providers::run(args, config).await,
     }
 }
 

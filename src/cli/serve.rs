@@ -56,6 +56,22 @@ pub struct ServeArgs {
     /// Where the store and the task workspaces live (default: `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Make this process a cluster node that peers join at ADDR (IP:port;
+    /// default: `[cluster] listen`). Needs the cluster secret.
+    #[arg(long, value_name = "ADDR")]
+    cluster_listen: Option<SocketAddr>,
+    /// The secret every node of the cluster shares (default: the variable
+    /// named by `[cluster] secret_env`, CLUSTER_SECRET).
+    #[arg(long, value_name = "SECRET")]
+    cluster_secret: Option<String>,
+    /// Join the cluster node at ADDR (IP:port, repeatable; default:
+    /// `[cluster] join`). Needs the cluster secret.
+    #[arg(long, value_name = "ADDR")]
+    join: Vec<SocketAddr>,
+    /// This node's name in the cluster (default: `[cluster] node_name`,
+    /// else troupe-<pid>).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
 }
 
 pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
@@ -80,6 +96,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let pinned = config.serve.pin.len();
     let data_dir = config.data_dir.clone();
     let (memory, hf_cache) = (config.memory.clone(), config.models.hf_cache.clone());
+    let cluster_config = config.cluster.clone();
     let options = BootOptions {
         budget_bytes: Some(budget),
         ..BootOptions::default()
@@ -87,9 +104,19 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let troupe = Troupe::start_with(config, options)
         .await
         .context("cannot start troupe")?;
+    let cluster = match start_cluster(&args, &cluster_config, &troupe).await {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            troupe.shutdown().await;
+            return Err(error);
+        }
+    };
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(error) => {
+            if let Some(cluster) = &cluster {
+                cluster.shutdown().await;
+            }
             troupe.shutdown().await;
             return Err(error).with_context(|| format!("cannot listen on {addr}"));
         }
@@ -121,8 +148,70 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     // models unload (ending running generations), so the graceful shutdown
     // does not wait on open streams.
     let served = troupe::http::serve(listener, state, stop_signal()).await;
+    if let Some(cluster) = &cluster {
+        cluster.shutdown().await;
+    }
     running.stop().await;
     served.context("the HTTP server failed")
+}
+
+/// Starts this process's cluster node when `--cluster-listen`, `--join`
+/// or `[cluster]` asks for one, serving the troupe's ModelHost to peers and
+/// giving the router's `cluster` links their peers.
+async fn start_cluster(
+    args: &ServeArgs,
+    cfg: &troupe_config::ClusterConfig,
+    troupe: &Troupe,
+) -> anyhow::Result<Option<troupe_cluster::ClusterNode>> {
+    let listen = args.cluster_listen.or(cfg.listen);
+    let join = if args.join.is_empty() {
+        cfg.join.clone()
+    } else {
+        args.join.clone()
+    };
+    if listen.is_none() && join.is_empty() {
+        return Ok(None);
+    }
+    let secret = args
+        .cluster_secret
+        .clone()
+        .or_else(|| std::env::var(&cfg.secret_env).ok())
+        .filter(|secret| !secret.is_empty());
+    let Some(secret) = secret else {
+        anyhow::bail!(
+            "--cluster-secret is required with --cluster-listen or --join \
+             (or set the environment variable {})",
+            cfg.secret_env
+        );
+    };
+    let options = troupe_cluster::ClusterOptions {
+        listen,
+        secret,
+        join,
+        node_name: args
+            .node_name
+            .clone()
+            .or_else(|| cfg.node_name.clone())
+            .unwrap_or_default(),
+    };
+    let node = troupe_cluster::ClusterNode::start(options, troupe.model_host().clone())
+        .await
+        .context("cannot start the cluster node")?;
+    troupe.router().set_cluster(Arc::new(node.clone()));
+    eprintln!(
+        "troupe serve: cluster node {}{}",
+        node.name(),
+        listen.map(|a| format!(" on {a}")).unwrap_or_default()
+    );
+    for peer in node.peers().await {
+        eprintln!(
+            "troupe serve: cluster peer {} ({}) serves {}",
+            peer.node,
+            peer.addr,
+            peer.models.join(", ")
+        );
+    }
+    Ok(Some(node))
 }
 
 /// `config` with the command line's overrides applied.

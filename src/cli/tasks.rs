@@ -346,6 +346,22 @@ fn details(entry: &JournalEntry) -> String {
             if *success { "succeeded" } else { "failed" },
             short(summary, 80)
         ),
+        TaskEvent::FailedOver {
+            subtask,
+            failed,
+            served_by,
+            model,
+        } => {
+            let links: Vec<String> = failed
+                .iter()
+                .map(|(link, why)| format!("{link}: {why}"))
+                .collect();
+            format!(
+                "{} served by {served_by} ({model}) after {}",
+                subtask.as_deref().unwrap_or("director"),
+                short(&links.join("; "), 100)
+            )
+        }
         TaskEvent::Replanning { reason } => short(reason, 100),
         TaskEvent::Recovered { detail } => short(detail, 100),
         TaskEvent::Finished { state, summary } => format!("{state}: {}", short(summary, 100)),

@@ -8,13 +8,14 @@ use redb::{ReadTransaction, ReadableTable, TableHandle, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::error::{db, StoreError};
+use crate::error::{db, db_owned, StoreError};
 use crate::tables::{
-    after, subtask_order, CHECKPOINTS, CONVERSATIONS, JOURNAL, OUTCOMES, SUBTASKS, TASKS,
+    after, subtask_order, CHECKPOINTS, CONVERSATIONS, JOURNAL, OUTCOMES, PROVIDER_CALLS, SUBTASKS,
+    TASKS,
 };
 use crate::types::{
-    now_ms, CheckpointRecord, ConversationMessage, JournalEntry, OutcomeRecord, SubtaskRecord,
-    TaskEvent, TaskRecord,
+    now_ms, CheckpointRecord, ConversationMessage, JournalEntry, OutcomeRecord, ProviderCall,
+    SubtaskRecord, TaskEvent, TaskRecord,
 };
 
 /// Where the owner thread sends a command's result.
@@ -45,6 +46,7 @@ pub(crate) enum WriteOp {
         event: TaskEvent,
     },
     RecordOutcome(OutcomeRecord),
+    RecordProviderCall(ProviderCall),
     AppendMessage {
         conversation: String,
         role: String,
@@ -60,6 +62,7 @@ pub(crate) enum ReadOp {
     Subtasks(String),
     Journal { task_id: String, from_seq: u64 },
     Outcomes,
+    ProviderCalls,
     Conversation(String),
     Checkpoints(String),
 }
@@ -76,6 +79,7 @@ pub(crate) enum Answer {
     Subtasks(Vec<SubtaskRecord>),
     Journal(Vec<JournalEntry>),
     Outcomes(Vec<OutcomeRecord>),
+    ProviderCalls(Vec<ProviderCall>),
     Conversation(Vec<ConversationMessage>),
     Checkpoints(Vec<CheckpointRecord>),
 }
@@ -91,6 +95,9 @@ impl WriteOp {
                 append(txn, &task.id, event).map(Answer::Entry)
             }
             WriteOp::RecordOutcome(outcome) => record_outcome(txn, outcome).map(|()| Answer::Done),
+            WriteOp::RecordProviderCall(call) => {
+                append_numbered(txn, PROVIDER_CALLS, call).map(|()| Answer::Done)
+            }
             WriteOp::AppendMessage {
                 conversation,
                 role,
@@ -111,6 +118,13 @@ impl ReadOp {
                 journal(txn, task_id, *from_seq).map(Answer::Journal)
             }
             ReadOp::Outcomes => outcomes(txn).map(Answer::Outcomes),
+            ReadOp::ProviderCalls => {
+                let table = txn
+                    .open_table(PROVIDER_CALLS)
+                    .map_err(db("open provider-calls-0"))?;
+                let rows = table.iter().map_err(db("list provider calls"))?;
+                decode_rows(PROVIDER_CALLS.name(), rows).map(Answer::ProviderCalls)
+            }
             ReadOp::Conversation(name) => conversation(txn, name).map(Answer::Conversation),
             ReadOp::Checkpoints(task_id) => checkpoints(txn, task_id).map(Answer::Checkpoints),
         }
@@ -160,14 +174,29 @@ fn append(
 }
 
 fn record_outcome(txn: &WriteTransaction, outcome: &OutcomeRecord) -> Result<(), StoreError> {
-    let mut table = txn.open_table(OUTCOMES).map_err(db("open outcomes-0"))?;
-    let next = match table.last().map_err(db("read the last outcome"))? {
+    append_numbered(txn, OUTCOMES, outcome)
+}
+
+/// Appends `row` under the next insertion number of `table`.
+fn append_numbered<T: serde::Serialize>(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<u64, &[u8]>,
+    row: &T,
+) -> Result<(), StoreError> {
+    let name = table.name().to_owned();
+    let mut table = txn
+        .open_table(table)
+        .map_err(db_owned(format!("open {name}")))?;
+    let next = match table
+        .last()
+        .map_err(db_owned(format!("read the last row of {name}")))?
+    {
         Some((key, _)) => key.value() + 1,
         None => 0,
     };
     table
-        .insert(next, encode(outcome)?.as_slice())
-        .map_err(db("record an outcome"))?;
+        .insert(next, encode(row)?.as_slice())
+        .map_err(db_owned(format!("append to {name}")))?;
     Ok(())
 }
 

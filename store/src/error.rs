@@ -67,6 +67,11 @@ pub(crate) fn db<E: fmt::Display>(operation: &str) -> impl FnOnce(E) -> StoreErr
     move |err| StoreError::Database(format!("{operation}: {err}"))
 }
 
+/// [`db`] for an operation named at run time.
+pub(crate) fn db_owned<E: fmt::Display>(operation: String) -> impl FnOnce(E) -> StoreError {
+    move |err| StoreError::Database(format!("{operation}: {err}"))
+}
+
 /// Displays the directory that holds a database file.
 struct DataDir<'a>(&'a Path);
 

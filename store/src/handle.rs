@@ -13,8 +13,8 @@ use crate::commands::{Answer, Command, ReadOp, WriteOp};
 use crate::owner::OwnerThread;
 use crate::tables;
 use crate::types::{
-    CheckpointRecord, ConversationMessage, JournalEntry, OutcomeRecord, SubtaskRecord, TaskEvent,
-    TaskRecord,
+    CheckpointRecord, ConversationMessage, JournalEntry, OutcomeRecord, ProviderCall,
+    SubtaskRecord, TaskEvent, TaskRecord,
 };
 use crate::StoreError;
 
@@ -204,6 +204,22 @@ impl Store {
     pub async fn outcomes(&self) -> Result<Vec<OutcomeRecord>, StoreError> {
         match self.send_read(ReadOp::Outcomes).await? {
             Answer::Outcomes(outcomes) => Ok(outcomes),
+            other => Err(mismatch(other)),
+        }
+    }
+
+    /// Records one request a provider (local, a cluster peer or a remote
+    /// server) served or failed.
+    pub async fn record_provider_call(&self, call: ProviderCall) -> Result<(), StoreError> {
+        self.send_write(WriteOp::RecordProviderCall(call))
+            .await
+            .map(drop)
+    }
+
+    /// Every provider call, in the order they were recorded.
+    pub async fn provider_calls(&self) -> Result<Vec<ProviderCall>, StoreError> {
+        match self.send_read(ReadOp::ProviderCalls).await? {
+            Answer::ProviderCalls(calls) => Ok(calls),
             other => Err(mismatch(other)),
         }
     }

@@ -27,6 +27,10 @@ pub(crate) const CONVERSATIONS: TableDefinition<(&str, u64), &[u8]> =
 /// Insertion number → [`crate::OutcomeRecord`].
 pub(crate) const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes-0");
 
+/// Insertion number → [`crate::ProviderCall`].
+pub(crate) const PROVIDER_CALLS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("provider-calls-0");
+
 /// (task id, index from 0) → [`crate::CheckpointRecord`].
 pub(crate) const CHECKPOINTS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("checkpoints-0");
@@ -60,5 +64,7 @@ pub(crate) fn create_all(db: &redb::Database) -> Result<(), crate::StoreError> {
     txn.open_table(OUTCOMES).map_err(err("create outcomes-0"))?;
     txn.open_table(CHECKPOINTS)
         .map_err(err("create checkpoints-0"))?;
+    txn.open_table(PROVIDER_CALLS)
+        .map_err(err("create provider-calls-0"))?;
     txn.commit().map_err(err("commit the new tables"))
 }

@@ -285,6 +285,21 @@ pub enum TaskEvent {
         /// Tokens the attempt used.
         tokens: u64,
     },
+    /// A model request went past the first link of its chain (the local
+    /// model missing, too large for the budget, or a provider failing) and
+    /// was served by a later one. Journaled once per subtask attempt (the
+    /// first time) and per Director request.
+    FailedOver {
+        /// The subtask, or none for the Director's plan and answer.
+        #[serde(default)]
+        subtask: Option<String>,
+        /// The links that failed, in order, with why.
+        failed: Vec<(String, String)>,
+        /// The provider that answered (`cluster:<node>` or a provider name).
+        served_by: String,
+        /// The model it answered with.
+        model: String,
+    },
     /// The plan is being replaced.
     Replanning {
         /// Why.
@@ -321,6 +336,7 @@ impl TaskEvent {
             TaskEvent::ApprovalRequested { .. } => "approval_requested",
             TaskEvent::ApprovalDecided { .. } => "approval_decided",
             TaskEvent::SubtaskFinished { .. } => "subtask_finished",
+            TaskEvent::FailedOver { .. } => "failed_over",
             TaskEvent::Replanning { .. } => "replanning",
             TaskEvent::Paused => "paused",
             TaskEvent::Resumed => "resumed",
@@ -429,4 +445,36 @@ pub struct CheckpointRecord {
     pub commit: String,
     /// When it was made.
     pub time_ms: u64,
+}
+
+/// One request as a provider served or failed it: this process's ModelHost
+/// (`local`), a cluster peer (`cluster:<node>`) or a remote
+/// OpenAI-compatible server (its `[[providers]]` name). Tokens and cost are
+/// recorded per provider from these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderCall {
+    /// When it ended.
+    pub time_ms: u64,
+    /// `local`, `cluster:<node>` or the provider's name.
+    pub provider: String,
+    /// The model it ran (the provider's own name for it).
+    pub model: String,
+    /// The role that asked (`ux`, `director`, `worker`, `http`).
+    pub role: String,
+    /// The task it served, if any.
+    #[serde(default)]
+    pub task_id: Option<TaskId>,
+    /// Whether it answered.
+    pub ok: bool,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Price × tokens for a priced provider; 0 otherwise.
+    pub cost: f64,
+    /// Wall time in milliseconds.
+    pub latency_ms: u64,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
 }

@@ -18,6 +18,7 @@ use troupe_actors::memory::AgentMemory;
 use troupe_actors::model_host::{
     self, default_budget_bytes, HostError, ModelHostConfig, ModelHostHandle,
 };
+use troupe_actors::router::Router;
 use troupe_actors::runtime::{ActorSlot, AgentError, Approvals, EventBus, TaskJournal};
 use troupe_actors::ux::{Ux, UxArgs, UxHandle, UxMsg};
 use troupe_actors::worker::{FaultHook, WorkerEnv, WorkerPool};
@@ -78,6 +79,9 @@ pub enum BootError {
 pub struct Tree {
     /// The models.
     pub host: ModelHostHandle,
+    /// Where the agents' model requests go: the host, then each role's
+    /// chain (cluster peers, remote providers).
+    pub router: Router,
     /// The store.
     pub store: Store,
     /// The store and the bus.
@@ -167,9 +171,24 @@ pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError>
     host_config.default_keep_alive = config.serve.keep_alive;
     let (host, host_done) = model_host::spawn(host_config, backend).await?;
     let shared = memory.as_ref().map(|m| Arc::clone(&m.memory));
-    match assemble(config, opts, store, host.clone(), data_dir, shared).await {
+    let (router, left_out) = Router::new(host.clone(), Some(store.clone()), &config.providers);
+    for warning in left_out {
+        tracing::warn!("{warning}");
+    }
+    let assembled = assemble(
+        config,
+        opts,
+        store,
+        host.clone(),
+        router.clone(),
+        data_dir,
+        shared,
+    )
+    .await;
+    match assembled {
         Ok((parts, pools, supervisor, supervisor_done)) => Ok(Tree {
             host,
+            router,
             store: parts.journal.store().clone(),
             journal: parts.journal,
             approvals: parts.approvals,
@@ -205,6 +224,7 @@ async fn assemble(
     opts: BootOptions,
     store: Store,
     host: ModelHostHandle,
+    router: Router,
     data_dir: PathBuf,
     memory: Option<Arc<Memory>>,
 ) -> Result<(Parts, Vec<WorkerPool>, SupervisorHandle, JoinHandle<()>), BootError> {
@@ -224,7 +244,7 @@ async fn assemble(
     for (i, specialist) in config.agents.specialists.iter().enumerate() {
         let env = WorkerEnv {
             specialist: specialist.clone(),
-            host: host.clone(),
+            router: router.clone(),
             journal: journal.clone(),
             tools: Arc::clone(&tools),
             approvals: approvals.clone(),
@@ -279,8 +299,8 @@ async fn assemble(
         let learner = Arc::clone(&learner_slot);
         let memory = memory.clone();
         let agents = config.agents.clone();
-        let (host, journal, pools, data_dir) = (
-            host.clone(),
+        let (router, journal, pools, data_dir) = (
+            router.clone(),
             journal.clone(),
             pools.clone(),
             data_dir.clone(),
@@ -294,17 +314,17 @@ async fn assemble(
                 let args = (
                     agents.clone(),
                     data_dir.clone(),
-                    host.clone(),
+                    router.clone(),
                     journal.clone(),
                     pools.clone(),
                     memory.clone(),
                 );
                 Box::pin(async move {
-                    let (agents, data_dir, host, journal, pools, memory) = args;
+                    let (agents, data_dir, router, journal, pools, memory) = args;
                     let args = DirectorArgs {
                         agents,
                         data_dir,
-                        host,
+                        router,
                         journal,
                         learner: LearnerHandle::new(learner.ok_or(ORDER)?),
                         pools,
@@ -325,7 +345,7 @@ async fn assemble(
         let learner = Arc::clone(&learner_slot);
         let director = Arc::clone(&director_slot);
         let agents = config.agents.clone();
-        let (host, journal, approvals) = (host.clone(), journal.clone(), approvals.clone());
+        let (router, journal, approvals) = (router.clone(), journal.clone(), approvals.clone());
         let memory = memory.clone();
         ChildSpec {
             name: "ux",
@@ -334,18 +354,18 @@ async fn assemble(
                 let (director, learner) = (director.get().cloned(), learner.get().cloned());
                 let args = (
                     agents.clone(),
-                    host.clone(),
+                    router.clone(),
                     journal.clone(),
                     approvals.clone(),
                     memory.clone(),
                 );
                 Box::pin(async move {
-                    let (agents, host, journal, approvals, memory) = args;
+                    let (agents, router, journal, approvals, memory) = args;
                     let args = UxArgs {
                         model: agents.ux_model.clone(),
                         max_tokens: agents.ux_max_tokens,
                         progress_interval: agents.progress_interval,
-                        host,
+                        router,
                         director: DirectorHandle::new(director.ok_or(ORDER)?),
                         journal,
                         approvals,

@@ -36,6 +36,10 @@ pub struct ChildStatus {
     pub restarts: u32,
 }
 
+// Local only; ractor's `cluster` feature (on for the workspace, see the
+// root Cargo.toml) has no blanket impl.
+impl ractor::Message for SupervisorMsg {}
+
 /// The supervisor's messages.
 pub enum SupervisorMsg {
     /// Start child `i` again (sent to itself after the backoff).

@@ -14,8 +14,14 @@ use troupe_supervision::{RootSupervisor, SupervisorHandle};
 /// Panics on `true`, answers on `false`.
 struct Fragile;
 
+/// What [`Fragile`] is sent: panic or not, and where to answer.
+struct Poke(bool, Option<ractor::RpcReplyPort<u32>>);
+
+// ractor's `cluster` feature (on for the workspace) has no blanket impl.
+impl ractor::Message for Poke {}
+
 impl Actor for Fragile {
-    type Msg = (bool, Option<ractor::RpcReplyPort<u32>>);
+    type Msg = Poke;
     type State = u32;
     type Arguments = u32;
 
@@ -30,7 +36,7 @@ impl Actor for Fragile {
     async fn handle(
         &self,
         _: ActorRef<Self::Msg>,
-        (panic, reply): Self::Msg,
+        Poke(panic, reply): Self::Msg,
         generation: &mut u32,
     ) -> Result<(), ActorProcessingErr> {
         if panic {
@@ -54,7 +60,7 @@ fn policy(max: u32) -> SupervisionConfig {
 async fn start(
     max: u32,
 ) -> (
-    ActorSlot<(bool, Option<ractor::RpcReplyPort<u32>>)>,
+    ActorSlot<Poke>,
     SupervisorHandle,
     tokio::task::JoinHandle<()>,
 ) {
@@ -97,10 +103,10 @@ async fn start(
     )
 }
 
-async fn generation(slot: &ActorSlot<(bool, Option<ractor::RpcReplyPort<u32>>)>) -> Option<u32> {
+async fn generation(slot: &ActorSlot<Poke>) -> Option<u32> {
     match slot
         .get()
-        .call(|r| (false, Some(r)), Some(Duration::from_secs(1)))
+        .call(|r| Poke(false, Some(r)), Some(Duration::from_secs(1)))
         .await
     {
         Ok(ractor::rpc::CallResult::Success(g)) => Some(g),
@@ -112,7 +118,7 @@ async fn generation(slot: &ActorSlot<(bool, Option<ractor::RpcReplyPort<u32>>)>)
 async fn a_panicking_child_is_restarted_and_its_handle_keeps_working() {
     let (slot, sup, _done) = start(3).await;
     assert_eq!(generation(&slot).await, Some(0));
-    slot.get().cast((true, None)).unwrap();
+    slot.get().cast(Poke(true, None)).unwrap();
     // The restart comes after the backoff; the slot then holds the new one.
     let mut seen = None;
     for _ in 0..100 {
@@ -142,7 +148,7 @@ async fn too_many_failures_escalate_by_stopping_the_supervisor() {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _ = slot.get().cast((true, None));
+        let _ = slot.get().cast(Poke(true, None));
     }
     tokio::time::timeout(Duration::from_secs(5), done)
         .await

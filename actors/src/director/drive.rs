@@ -25,7 +25,7 @@ mod planning;
 
 use super::recall;
 use crate::learner::{estimate_tokens, LearnerHandle, RecommendRequest, Role};
-use crate::model_host::ModelHostHandle;
+use crate::router::{Call, Route, Router};
 use crate::runtime::{AgentError, Control, ControlWatch, TaskJournal};
 use crate::worker::{SubtaskJob, SubtaskOutcome, WorkerPool};
 
@@ -38,7 +38,8 @@ const MAX_ATTEMPTS: u32 = 2;
 pub(crate) struct RunEnv {
     pub agents: AgentsConfig,
     pub data_dir: std::path::PathBuf,
-    pub host: ModelHostHandle,
+    /// Where model requests go: the local host, then the chain.
+    pub router: Router,
     pub journal: TaskJournal,
     pub learner: LearnerHandle,
     pub pools: Vec<WorkerPool>,
@@ -444,13 +445,24 @@ impl Run {
         model: &str,
         req: GenerateRequest,
     ) -> Result<troupe_inference::backend::GenerationResult, String> {
-        let stream = self
+        let call = Call {
+            route: Route::Director,
+            model,
+            task_id: Some(&self.task.id),
+        };
+        let done = self
             .env
-            .host
-            .generate(model, req, None)
+            .router
+            .complete(call, req)
             .await
             .map_err(|e| e.to_string())?;
-        stream.into_result().await.map_err(|e| e.to_string())
+        if done.failed_over() {
+            let event = done.failover_event(None);
+            if let Err(error) = self.env.journal.record(&self.task.id, event).await {
+                tracing::warn!(%error, "could not journal a failover");
+            }
+        }
+        Ok(done.result)
     }
 
     async fn checkpoint(&self, label: &str) -> Result<(), AgentError> {

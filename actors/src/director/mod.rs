@@ -27,7 +27,7 @@ use troupe_store::{now_ms, TaskEvent, TaskId, TaskRecord, TaskState};
 use troupe_tools::Workspace;
 
 use crate::learner::LearnerHandle;
-use crate::model_host::ModelHostHandle;
+use crate::router::Router;
 use crate::runtime::{AgentError, Control, TaskControl, TaskJournal};
 use crate::worker::WorkerPool;
 pub use drive::RunEnd;
@@ -57,6 +57,10 @@ impl TaskSpec {
     }
 }
 
+// Local only; ractor's `cluster` feature (on for the workspace, see the
+// root Cargo.toml) has no blanket impl.
+impl ractor::Message for DirectorMsg {}
+
 /// The Director's messages.
 pub enum DirectorMsg {
     /// Accepts a task and starts it.
@@ -75,8 +79,8 @@ pub struct DirectorArgs {
     pub agents: AgentsConfig,
     /// Where workspaces live.
     pub data_dir: PathBuf,
-    /// The models.
-    pub host: ModelHostHandle,
+    /// The models: the local host, then the Director's chain.
+    pub router: Router,
     /// The store and the bus.
     pub journal: TaskJournal,
     /// Model choice and outcomes.
@@ -127,7 +131,7 @@ impl Actor for Director {
         let env = Arc::new(RunEnv {
             agents: args.agents,
             data_dir: args.data_dir,
-            host: args.host,
+            router: args.router,
             journal: args.journal,
             learner: args.learner,
             pools: args.pools,

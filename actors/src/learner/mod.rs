@@ -114,6 +114,10 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
 }
 
+// Local only; ractor's `cluster` feature (on for the workspace, see the
+// root Cargo.toml) has no blanket impl.
+impl ractor::Message for LearnerMsg {}
+
 /// The Learner's messages.
 pub enum LearnerMsg {
     /// Recommends a model.

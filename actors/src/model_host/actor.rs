@@ -46,6 +46,10 @@ impl From<Option<Duration>> for KeepAlive {
     }
 }
 
+// Local only; ractor's `cluster` feature (on for the workspace, see the
+// root Cargo.toml) has no blanket impl.
+impl ractor::Message for HostMsg {}
+
 /// The ModelHost's messages. Callers use [`super::ModelHostHandle`].
 pub(crate) enum HostMsg {
     /// Generate, embed, load or describe a model, loading it if needed.

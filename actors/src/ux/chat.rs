@@ -10,7 +10,7 @@ use troupe_store::{now_ms, OutcomeRecord};
 use super::commands::{looks_like_work, HELP};
 use super::{Intent, UxReply};
 use crate::learner::{estimate_tokens, LearnerHandle, RecommendRequest, Role};
-use crate::model_host::ModelHostHandle;
+use crate::router::{Call, Route, Router};
 use crate::runtime::TaskJournal;
 
 #[derive(Deserialize)]
@@ -21,7 +21,7 @@ struct ModelAnswer {
 
 /// What a model reply needs.
 pub(super) struct Replier {
-    pub host: ModelHostHandle,
+    pub router: Router,
     pub learner: LearnerHandle,
     pub model: Option<String>,
     pub max_tokens: u32,
@@ -32,7 +32,7 @@ pub(super) struct Replier {
 /// the reply from being taken as work (`/chat`).
 pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only: bool) -> UxReply {
     let Replier {
-        host,
+        router,
         learner,
         model,
         max_tokens,
@@ -89,10 +89,16 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
         "additionalProperties": false
     })));
     let started = std::time::Instant::now();
-    let result = match host.generate(model, req, None).await {
-        Ok(stream) => stream.into_result().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let call = Call {
+        route: Route::Ux,
+        model,
+        task_id: None,
     };
+    let result = router
+        .complete(call, req)
+        .await
+        .map(|done| done.result)
+        .map_err(|e| e.to_string());
     let parsed = result
         .as_ref()
         .ok()

@@ -28,7 +28,7 @@ use troupe_store::{TaskEvent, TaskId, TaskState};
 
 use crate::director::{DirectorHandle, TaskSpec};
 use crate::learner::LearnerHandle;
-use crate::model_host::ModelHostHandle;
+use crate::router::Router;
 use crate::runtime::{Approvals, Control, Decision, TaskJournal, TroupeEvent};
 
 /// What a message was taken as.
@@ -53,6 +53,10 @@ pub struct UxReply {
     /// The task started, for work.
     pub task_id: Option<TaskId>,
 }
+
+// Local only; ractor's `cluster` feature (on for the workspace, see the
+// root Cargo.toml) has no blanket impl.
+impl ractor::Message for UxMsg {}
 
 /// The UX's messages.
 pub enum UxMsg {
@@ -81,8 +85,8 @@ pub struct UxArgs {
     pub max_tokens: u32,
     /// How often progress is reported.
     pub progress_interval: Duration,
-    /// The models.
-    pub host: ModelHostHandle,
+    /// The models: the local host, then the UX's chain.
+    pub router: Router,
     /// Where work goes.
     pub director: DirectorHandle,
     /// The store and the bus.
@@ -183,7 +187,7 @@ fn say(
     let approvals = state.args.approvals.clone();
     let memory = state.args.memory.clone();
     let replier = chat::Replier {
-        host: state.args.host.clone(),
+        router: state.args.router.clone(),
         learner: state.args.learner.clone(),
         model: state.args.model.clone(),
         max_tokens: state.args.max_tokens,

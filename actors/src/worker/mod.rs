@@ -35,7 +35,7 @@ use troupe_config::SpecialistConfig;
 use troupe_store::SubtaskRecord;
 use troupe_tools::ToolRegistry;
 
-use crate::model_host::ModelHostHandle;
+use crate::router::Router;
 use crate::runtime::{Approvals, ControlWatch, TaskJournal};
 
 pub use pool::WorkerPool;
@@ -63,8 +63,8 @@ pub struct StepPoint {
 pub struct WorkerEnv {
     /// The specialist: its kind and budgets.
     pub specialist: SpecialistConfig,
-    /// The models.
-    pub host: ModelHostHandle,
+    /// The models: the local host, then the Workers' chain.
+    pub router: Router,
     /// The store and the event bus; steps are recorded durably, then published.
     pub journal: TaskJournal,
     /// The tools and the approval policy.

@@ -20,6 +20,10 @@ use crate::runtime::AgentError;
 /// A job as the factory routes it: keyed by `task/subtask/attempt`.
 type Key = String;
 
+// Local only; ractor's `cluster` feature (on for the workspace, see the
+// root Cargo.toml) has no blanket impl.
+impl ractor::Message for WorkerMsg {}
+
 /// What a worker is sent.
 pub(crate) enum WorkerMsg {
     /// Runs a job and answers with its outcome.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use troupe_inference::backend::{Constraint, GenerateError, GenerateRequest, GenerationResult};
+use troupe_inference::backend::{Constraint, GenerateRequest, GenerationResult};
 use troupe_inference::chat::ChatMessage;
 use troupe_store::TaskEvent;
 use troupe_tools::Workspace;
@@ -13,7 +13,7 @@ use super::prompt::{self, Reply, FINAL, INVALID_OUTPUT};
 use super::recovery::{self, step_label, StepRecord};
 use super::step::{blocking, ActionEnd, StepCx};
 use super::{StepPoint, SubtaskJob, SubtaskOutcome, WorkerEnv};
-use crate::model_host::HostError;
+use crate::router::{failover_note, Call, Route, RouteError};
 use crate::runtime::{AgentError, Control, TroupeEvent};
 
 /// Tries of a step whose prompt turned out longer than estimated, each with
@@ -30,6 +30,7 @@ pub(crate) async fn run(env: &WorkerEnv, job: SubtaskJob) -> SubtaskOutcome {
         tokens: 0,
         attempt_tokens: 0,
         history: Vec::new(),
+        failed_over: false,
     };
     match run.go().await {
         Ok(outcome) => outcome,
@@ -55,6 +56,8 @@ struct Run<'a> {
     attempt_tokens: u64,
     /// The attempt's committed steps.
     history: Vec<StepRecord>,
+    /// Whether a failover of this run was journaled (only the first is).
+    failed_over: bool,
 }
 
 /// What a reply leads to.
@@ -141,8 +144,8 @@ impl Run<'_> {
                 return Ok(outcome);
             }
         }
-        let context = match env.host.model_info(&job.model).await {
-            Ok(info) => info.context_length,
+        let context = match env.router.context_length(Route::Worker, &job.model).await {
+            Ok(context) => context,
             Err(error) => return Ok(self.failed(error.to_string())),
         };
         let schema = prompt::step_schema(&env.tools);
@@ -383,7 +386,7 @@ impl Run<'_> {
         schema: &Value,
         max_tokens: u32,
         prompt_budget: usize,
-    ) -> Result<Generated, HostError> {
+    ) -> Result<Generated, RouteError> {
         let job = self.job;
         let mut budget = prompt_budget;
         let mut tries = 0;
@@ -391,9 +394,7 @@ impl Run<'_> {
             tries += 1;
             let messages = prompt::assemble(system, task, &self.history, budget);
             match self.generate_once(messages, schema, max_tokens).await {
-                Err(HostError::Generate(
-                    GenerateError::PromptTooLong { .. } | GenerateError::MaxTokensTooLarge { .. },
-                )) if tries < CONTEXT_TRIES => {
+                Err(error) if error.prompt_too_long() && tries < CONTEXT_TRIES => {
                     // The estimate fell short of the real token count.
                     budget = budget * 2 / 3;
                     tracing::debug!(task = %job.task_id, subtask = %job.subtask.id, budget, "prompt too long; pruning harder");
@@ -408,7 +409,7 @@ impl Run<'_> {
         messages: Vec<ChatMessage>,
         schema: &Value,
         max_tokens: u32,
-    ) -> Result<Generated, HostError> {
+    ) -> Result<Generated, RouteError> {
         let job = self.job;
         let request = GenerateRequest {
             max_tokens,
@@ -419,10 +420,33 @@ impl Run<'_> {
             )),
             ..GenerateRequest::chat(messages)
         };
-        let host = &self.env.host;
+        let env = self.env;
+        let router = &env.router;
+        let call = Call {
+            route: Route::Worker,
+            model: &job.model,
+            task_id: Some(&job.task_id),
+        };
+        let journal = &env.journal;
+        let noted = &mut self.failed_over;
         let generation = async {
-            let stream = host.generate(&job.model, request, None).await?;
-            stream.into_result().await.map_err(HostError::Generate)
+            let done = router.complete(call, request).await?;
+            if done.failed_over() {
+                if !*noted {
+                    *noted = true;
+                    let event = done.failover_event(Some(&job.subtask.id));
+                    if let Err(error) = journal.record(&job.task_id, event).await {
+                        tracing::warn!(%error, "could not journal a failover");
+                    }
+                }
+                journal.bus().publish(TroupeEvent::Progress {
+                    task_id: job.task_id.clone(),
+                    subtask: Some(job.subtask.id.clone()),
+                    text: format!("{}: {}", job.subtask.id, failover_note(&done)),
+                    tokens: 0,
+                });
+            }
+            Ok::<_, RouteError>(done.result)
         };
         tokio::pin!(generation);
         let mut control = job.control.clone();

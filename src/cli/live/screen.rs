@@ -254,6 +254,16 @@ impl Screen {
                     short(summary, 120)
                 )
             }],
+            TaskEvent::FailedOver {
+                subtask,
+                failed,
+                served_by,
+                model,
+            } => vec![format!(
+                "{}: {}; served by {served_by} ({model})",
+                subtask.as_deref().unwrap_or("director"),
+                short(&failed_links(failed), 160)
+            )],
             TaskEvent::Replanning { reason } => {
                 vec![format!("re-planning: {}", short(reason, 120))]
             }
@@ -343,4 +353,13 @@ fn spinner() -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// `local (why), b (why)` of a failover's failed links.
+pub(super) fn failed_links(failed: &[(String, String)]) -> String {
+    failed
+        .iter()
+        .map(|(link, why)| format!("{link} failed ({why})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,0 +1,405 @@
+//! `troupe serve` as cluster nodes: separate processes of the real binary
+//! on 127.0.0.1, on the scripted backend with synthetic model files. Node B
+//! serves model `x`; node A has no model and joins B; a node with the wrong
+//! secret is refused; a join without a secret is an error naming the flag;
+//! A's task runs on B's model, B is killed mid-task, and the task finishes
+//! through the chain's next link.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+
+const SECRET: &str = "shared-cluster-secret-1";
+
+/// Longest wait for a line or an exit that must come; a hang guard, not a
+/// timing bound.
+const WAIT: Duration = Duration::from_secs(120);
+
+/// One node's files: models, script, troupe.toml, data.
+struct NodeDir {
+    dir: tempfile::TempDir,
+}
+
+impl NodeDir {
+    fn new(models: &[&str], reply: &str) -> NodeDir {
+        let script = serde_json::json!({ "default": reply, "token_delay_ms": 5 });
+        NodeDir::with_script(models, &script, "")
+    }
+
+    /// A node replaying `script`, with `extra` appended to its troupe.toml.
+    fn with_script(models: &[&str], script: &serde_json::Value, extra: &str) -> NodeDir {
+        let dir = tempfile::tempdir().unwrap();
+        let model_dir = dir.path().join("models");
+        std::fs::create_dir_all(&model_dir).unwrap();
+        let spec = SynthSpec {
+            shape: SynthShape::Tiny,
+            quant: SynthQuant::F32,
+            seed: 1,
+        };
+        for name in models {
+            write_synthetic(&model_dir.join(format!("{name}.gguf")), &spec).unwrap();
+        }
+        let script_path = dir.path().join("script.json");
+        std::fs::write(&script_path, script.to_string()).unwrap();
+        let config = format!(
+            "data_dir = {data:?}\n{extra}\n\
+             [models]\ndirs = [{model_dir:?}]\n\
+             [inference]\nbackend = \"scripted\"\nscript = {script_path:?}\n",
+            data = dir.path().join("data"),
+        );
+        std::fs::write(dir.path().join("troupe.toml"), config).unwrap();
+        NodeDir { dir }
+    }
+
+    fn serve(&self, args: &[&str]) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TROUPE_") || key == "CLUSTER_SECRET" {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .arg("--config")
+            .arg(self.dir.path().join("troupe.toml"))
+            .arg("serve")
+            .args(if args.contains(&"--addr") {
+                &[][..]
+            } else {
+                &["--addr", "127.0.0.1:0"][..]
+            })
+            .args(args)
+            .env("TROUPE_LOG", "warn,troupe_cluster=info")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Node {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// A running `troupe serve` and what it has printed on stderr.
+struct Node {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Node {
+    /// Waits for a stderr line containing every one of `parts`.
+    fn wait_for(&mut self, parts: &[&str]) -> String {
+        if let Some(line) = self
+            .seen
+            .iter()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            return line.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if parts.iter().all(|p| line.contains(p)) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no stderr line with {parts:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Waits for the process to exit on its own; its status and stderr.
+    fn exit(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("troupe serve did not exit:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status, self.seen.join("\n"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[test]
+fn a_node_joins_a_peer_and_sees_its_models() {
+    let b_dir = NodeDir::new(&["x"], "from node b");
+    let a_dir = NodeDir::new(&[], "from node a");
+    let addr_b = free_port().to_string();
+    let mut b = b_dir.serve(&[
+        "--cluster-listen",
+        &addr_b,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        "node-b",
+    ]);
+    b.wait_for(&["cluster node node-b on", &addr_b]);
+
+    let mut a = a_dir.serve(&[
+        "--join",
+        &addr_b,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        "node-a",
+    ]);
+    a.wait_for(&["cluster node node-a"]);
+    a.wait_for(&["cluster peer node-b", &addr_b, "serves x"]);
+    b.wait_for(&["peer connected", "node-a"]);
+    // The secret never reaches a log line.
+    assert!(!a.seen.iter().chain(&b.seen).any(|l| l.contains(SECRET)));
+
+    drop(a);
+    b.wait_for(&["peer disconnected", "node-a"]);
+}
+
+#[test]
+fn a_node_with_the_wrong_secret_is_refused() {
+    let b_dir = NodeDir::new(&["x"], "from node b");
+    let c_dir = NodeDir::new(&[], "from node c");
+    let addr_b = free_port().to_string();
+    let mut b = b_dir.serve(&[
+        "--cluster-listen",
+        &addr_b,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        "node-b2",
+    ]);
+    b.wait_for(&["cluster node node-b2 on"]);
+
+    let c = c_dir.serve(&[
+        "--join",
+        &addr_b,
+        "--cluster-secret",
+        "a-different-secret",
+        "--node-name",
+        "node-c",
+    ]);
+    let (status, stderr) = c.exit();
+    assert!(
+        !status.success(),
+        "a refused node must not keep running:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("refused") && stderr.contains(&addr_b),
+        "the error names the refusal and the address:\n{stderr}"
+    );
+    b.wait_for(&["refused a node"]);
+    assert!(!b.seen.iter().any(|l| l.contains("peer connected")));
+}
+
+#[test]
+fn joining_without_a_secret_names_the_flag() {
+    let a_dir = NodeDir::new(&[], "from node a");
+    let addr = free_port().to_string();
+    let a = a_dir.serve(&["--join", &addr]);
+    let (status, stderr) = a.exit();
+    assert!(!status.success());
+    assert!(stderr.contains("--cluster-secret"), "{stderr}");
+}
+
+/// The fib script, with every worker reply slowed down by `delay_ms` (so a
+/// node can be killed mid-task).
+fn fib_script(delay_ms: u64) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json");
+    let mut script: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for rule in script["rules"].as_array_mut().unwrap() {
+        let contains = rule["contains"].to_string();
+        if !contains.contains("Plan the job") && !contains.contains("Write the final answer") {
+            rule["delay_ms"] = delay_ms.into();
+        }
+    }
+    script
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and JSON body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let text = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // A chunked body: the JSON sits between the chunk sizes.
+    let json = text
+        .find('{')
+        .and_then(|start| text.rfind('}').map(|end| &text[start..=end]))
+        .unwrap_or("null");
+    (
+        status,
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn events_of(view: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
+    view["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["event"]["type"] == kind)
+                .map(|e| e["event"].clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_task_runs_on_a_peers_model_and_finishes_when_the_peer_dies_mid_task() {
+    // B serves x over the cluster, slowly; C serves x over HTTP, the last
+    // link of A's chains; A has no model at all.
+    let b_dir = NodeDir::with_script(&["x"], &fib_script(400), "");
+    let c_dir = NodeDir::with_script(&["x"], &fib_script(0), "");
+    let addr_b = free_port().to_string();
+    let http_c = free_port().to_string();
+    let http_a = free_port().to_string();
+    let mut b = b_dir.serve(&[
+        "--cluster-listen",
+        &addr_b,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        "node-b",
+    ]);
+    b.wait_for(&["cluster node node-b on"]);
+    let mut c = c_dir.serve(&["--addr", &http_c]);
+    c.wait_for(&["troupe serve: http://", &http_c]);
+    let a_dir = NodeDir::with_script(
+        &[],
+        &serde_json::json!({ "default": "A has no model" }),
+        &format!(
+            "[agents]\nmodel = \"x\"\nprogress_interval_s = 1\n\
+             [approval]\nexecute = \"allow\"\n\
+             [[providers]]\nname = \"c\"\nbase_url = \"http://{http_c}/v1\"\nmodel = \"x\"\n\
+             max_retries = 0\n"
+        ),
+    );
+    let mut a = a_dir.serve(&[
+        "--addr",
+        &http_a,
+        "--join",
+        &addr_b,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        "node-a",
+    ]);
+    a.wait_for(&["cluster peer node-b", "serves x"]);
+
+    let job = serde_json::json!({ "request": "write a Python fibonacci function with tests" });
+    let (status, created) = http(&http_a, "POST", "/api/tasks", Some(&job));
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/tasks/{id}");
+
+    // Wait until a step served by B is committed, then kill B mid-task.
+    let deadline = Instant::now() + WAIT;
+    let view = loop {
+        let (_, view) = http(&http_a, "GET", &path, None);
+        if !events_of(&view, "step_committed").is_empty() {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "no step committed: {view:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let first = events_of(&view, "failed_over");
+    assert!(
+        first.iter().any(|e| e["served_by"] == "cluster:node-b"),
+        "the task used B's model: {first:#?}"
+    );
+    assert_ne!(view["state"], "succeeded", "B died mid-task, not after it");
+    drop(b); // SIGKILL
+
+    let view = loop {
+        let (_, view) = http(&http_a, "GET", &path, None);
+        let state = view["state"].as_str().unwrap_or_default().to_owned();
+        if ["succeeded", "failed", "cancelled"].contains(&state.as_str()) {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "the task did not end: {view:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(view["state"], "succeeded", "{view:#}");
+    let failovers = events_of(&view, "failed_over");
+    let to_c: Vec<_> = failovers.iter().filter(|e| e["served_by"] == "c").collect();
+    assert!(
+        !to_c.is_empty(),
+        "after B died, C answered through the chain: {failovers:#?}"
+    );
+    let failed: Vec<&str> = to_c[0]["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|pair| pair[0].as_str())
+        .collect();
+    assert_eq!(&failed[..2], ["local", "cluster"], "{failovers:#?}");
+    // The work is in A's workspace, whoever generated it.
+    let ws = a_dir.dir.path().join("data/workspaces").join(&id);
+    assert!(ws.join("src/fib.py").is_file());
+    assert!(ws.join("output/USAGE.md").is_file());
+    drop(c);
+    drop(a);
+}

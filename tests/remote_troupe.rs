@@ -1,0 +1,147 @@
+//! A second `troupe serve` (the real binary, a synthetic model, an API key)
+//! used as a remote OpenAI-compatible provider: the streamed text and the
+//! usage come back, and a wrong key is a clear 401.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use troupe::config::ProviderConfig;
+use troupe::inference::backend::{FinishReason, GenerateRequest, GenerationEvent};
+use troupe::inference::chat::ChatMessage;
+use troupe::inference::remote::{RemoteError, RemoteProvider};
+use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+
+const API_KEY: &str = "remote-troupe-key-51c2";
+/// Not `TROUPE_*`: the config loader reads those as config keys.
+const KEY_VAR: &str = "REMOTE_TROUPE_TEST_API_KEY";
+const MODEL: &str = "tiny";
+
+struct Serve {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        let spec = SynthSpec {
+            shape: SynthShape::Tiny,
+            quant: SynthQuant::Q8_0,
+            seed: 3,
+        };
+        write_synthetic(&models.join(format!("{MODEL}.gguf")), &spec).unwrap();
+        let config = dir.path().join("troupe.toml");
+        std::fs::write(&config, config_text(dir.path())).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_troupe"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .args(["--addr", "127.0.0.1:0", "--api-key", API_KEY])
+            .env_remove("TROUPE_CONFIG")
+            .env("TROUPE_LOG", "warn")
+            .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("troupe serve starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let base = loop {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "serve exited early"
+            );
+            if let Some(rest) = line.trim().strip_prefix("troupe serve: ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Serve {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+}
+
+fn config_text(dir: &Path) -> String {
+    format!(
+        "data_dir = {data:?}\n\n[models]\ndirs = [{models:?}]\nhf_cache = {hf:?}\nollama = {ollama:?}\n\n\
+         [inference]\nthreads = 2\ncontext_length = 512\n\n[serve]\nmemory_budget = \"1GiB\"\n\n\
+         [agents]\nmodel = \"{MODEL}\"\n",
+        data = dir.join("data").display().to_string(),
+        models = dir.join("models").display().to_string(),
+        hf = dir.join("hf").display().to_string(),
+        ollama = dir.join("ollama").display().to_string(),
+    )
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+// One test, so that setting the key variable cannot race another test's
+// threads reading the environment.
+#[test]
+fn a_second_troupe_serves_as_a_remote_provider() {
+    std::env::set_var(KEY_VAR, API_KEY);
+    let serve = Serve::start();
+    let mut config = ProviderConfig::new("peer", &format!("{}/v1", serve.base), MODEL);
+    config.api_key_env = Some(KEY_VAR.into());
+    config.max_retries = 0;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let provider = RemoteProvider::new(&config).expect("the key variable is set");
+        let mut request = GenerateRequest::chat(vec![ChatMessage::user("Count to five.")]);
+        request.max_tokens = 12;
+        request.sampling.seed = Some(1);
+        let mut stream = provider.generate(request.clone()).await.unwrap();
+        let mut pieces = String::new();
+        let result = loop {
+            match stream.next().await {
+                Some(GenerationEvent::Token(piece)) => pieces.push_str(&piece),
+                Some(GenerationEvent::Done(result)) => break result,
+                other => panic!("expected pieces then Done, got {other:?}"),
+            }
+        };
+        assert_eq!(pieces, result.text, "the pieces make up the text");
+        assert!(!result.text.is_empty(), "{result:?}");
+        assert!(
+            matches!(result.finish, FinishReason::Stop | FinishReason::Length),
+            "{result:?}"
+        );
+        assert!(result.usage.prompt_tokens > 0, "{:?}", result.usage);
+        assert!(result.usage.completion_tokens > 0, "{:?}", result.usage);
+        let stats = provider.stats();
+        assert_eq!(stats.requests, 1);
+        assert_eq!(stats.prompt_tokens, u64::from(result.usage.prompt_tokens));
+
+        let wrong = RemoteProvider::with_api_key(&config, Some("not-the-key".into())).unwrap();
+        let err = wrong.generate(request).await.unwrap_err();
+        match &err {
+            RemoteError::Unauthorized {
+                provider, status, ..
+            } => {
+                assert_eq!(provider, "peer");
+                assert_eq!(*status, 401);
+            }
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains("refused the API key"), "{text}");
+        assert!(!text.contains("not-the-key"), "{text}");
+    });
+}
