@@ -11,6 +11,8 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 # The dashboard's browser test (tests/dashboard.rs) drives Debian's chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# tests/tui.rs drives `troupe chat --tui` in a tmux pane.
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   sudo=""

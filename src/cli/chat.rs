@@ -34,6 +34,11 @@ pub struct ChatArgs {
     /// configured `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// A live terminal view instead of lines: the conversation, the task
+    /// tree, the ModelHost and the event log, with keys to pause, resume,
+    /// cancel, approve and deny (the log goes to `<data dir>/tui.log`).
+    #[arg(long)]
+    tui: bool,
 }
 
 /// Tasks whose end the UX has announced, shared with the printer.
@@ -54,6 +59,9 @@ pub async fn run(args: ChatArgs, mut config: Config) -> anyhow::Result<()> {
     live::override_data_dir(&mut config, args.data_dir);
     let dir = config.data_dir.clone();
     let troupe = live::start(config, BootOptions::default()).await?;
+    if args.tui {
+        return super::tui::run(troupe, CONVERSATION, &dir.join("tui.log")).await;
+    }
     let ends = Arc::new(Ends::default());
     let printer = tokio::spawn(print_events(troupe.subscribe(), Arc::clone(&ends)));
     let interactive = std::io::stdin().is_terminal();

@@ -13,6 +13,7 @@ mod providers;
 mod run;
 mod serve;
 mod tasks;
+mod tui;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -1,0 +1,153 @@
+//! What a task's journal entries do to its node in the tree, and what
+//! the event log says about them.
+
+use troupe::store::{SubtaskState, TaskEvent, TaskState};
+
+use super::app::{SubtaskNode, TaskNode};
+use crate::cli::live::short;
+
+/// The live subtask `id` of `task`.
+pub fn sub_mut<'a>(task: &'a mut TaskNode, id: &str) -> Option<&'a mut SubtaskNode> {
+    // A re-plan never reuses ids, but the newest entry is the live one.
+    task.subtasks.iter_mut().rev().find(|s| s.id == id)
+}
+
+/// Updates a task's node for one of its journal events.
+pub fn follow(task: &mut TaskNode, event: &TaskEvent) {
+    match event {
+        TaskEvent::Planned { subtasks, .. } => {
+            task.state = TaskState::Running;
+            task.subtasks.extend(subtasks.iter().map(|s| SubtaskNode {
+                id: s.id.clone(),
+                kind: s.kind.clone(),
+                description: s.description.clone(),
+                state: SubtaskState::Pending,
+                doing: None,
+            }));
+        }
+        TaskEvent::SubtaskStarted {
+            subtask, attempt, ..
+        } => {
+            task.state = TaskState::Running;
+            if let Some(s) = sub_mut(task, subtask) {
+                s.state = SubtaskState::Running;
+                s.doing = Some(format!("attempt {attempt}"));
+            }
+        }
+        TaskEvent::StepStarted {
+            subtask,
+            step,
+            tool,
+            ..
+        } => {
+            if let Some(s) = sub_mut(task, subtask) {
+                s.doing = Some(format!("step {step}: {tool}"));
+            }
+        }
+        TaskEvent::ApprovalRequested { subtask, tool, .. } => {
+            if let Some(s) = sub_mut(task, subtask) {
+                s.doing = Some(format!("waits for approval of {tool}"));
+            }
+        }
+        TaskEvent::SubtaskFinished {
+            subtask, success, ..
+        } => {
+            if let Some(s) = sub_mut(task, subtask) {
+                s.state = if *success {
+                    SubtaskState::Succeeded
+                } else {
+                    SubtaskState::Failed
+                };
+                s.doing = None;
+            }
+        }
+        TaskEvent::Replanning { .. } => {
+            for s in &mut task.subtasks {
+                if matches!(s.state, SubtaskState::Pending | SubtaskState::Running) {
+                    s.state = SubtaskState::Cancelled;
+                    s.doing = None;
+                }
+            }
+        }
+        TaskEvent::Paused => {
+            task.state = TaskState::Paused;
+            for s in &mut task.subtasks {
+                s.doing = None;
+            }
+        }
+        TaskEvent::Resumed | TaskEvent::Recovered { .. } => task.state = TaskState::Running,
+        TaskEvent::Finished { state, .. } => {
+            task.state = *state;
+            for s in &mut task.subtasks {
+                s.doing = None;
+                if matches!(s.state, SubtaskState::Pending | SubtaskState::Running) {
+                    s.state = SubtaskState::Cancelled;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The event-log text of a journal event (after the task id).
+pub fn describe(event: &TaskEvent) -> Option<String> {
+    Some(match event {
+        TaskEvent::Submitted { request } => format!("submitted: {}", short(request, 80)),
+        TaskEvent::Planned {
+            subtasks, model, ..
+        } => format!("planned {} subtasks with {model}", subtasks.len()),
+        TaskEvent::SubtaskStarted {
+            subtask,
+            attempt,
+            model,
+            ..
+        } => format!("{subtask} started: attempt {attempt} on {model}"),
+        TaskEvent::StepStarted {
+            subtask,
+            step,
+            tool,
+            args,
+            ..
+        } => format!(
+            "{subtask} step {step}: {tool} {}",
+            short(&args.to_string(), 60)
+        ),
+        TaskEvent::StepObserved {
+            subtask,
+            step,
+            observation,
+            is_error: true,
+            ..
+        } => format!(
+            "{subtask} step {step} reported an error: {}",
+            short(observation, 80)
+        ),
+        TaskEvent::StepCommitted { subtask, step, .. } => {
+            format!("{subtask} step {step} committed")
+        }
+        TaskEvent::ApprovalRequested { subtask, tool, .. } => {
+            format!("{subtask} asks to run {tool}")
+        }
+        TaskEvent::ApprovalDecided { approved, .. } => {
+            format!("approval {}", if *approved { "approved" } else { "denied" })
+        }
+        TaskEvent::SubtaskFinished {
+            subtask,
+            success,
+            summary,
+            ..
+        } => format!(
+            "{subtask} {}: {}",
+            if *success { "succeeded" } else { "failed" },
+            short(summary, 80)
+        ),
+        TaskEvent::Replanning { reason } => format!("re-planning: {}", short(reason, 80)),
+        TaskEvent::Paused => "paused".to_string(),
+        TaskEvent::Resumed => "resumed".to_string(),
+        TaskEvent::Recovered { detail } => format!("recovered: {}", short(detail, 80)),
+        TaskEvent::Finished { state, summary } => {
+            format!("finished {state}: {}", short(summary, 80))
+        }
+        _ => return None,
+    })
+}
