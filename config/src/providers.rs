@@ -9,7 +9,7 @@
 //! base_url = "https://api.groq.com/openai/v1"  # requests go to {base_url}/chat/completions
 //! model = "llama-3.1-8b-instant"
 //! api_key_env = "GROQ_API_KEY"                 # the key is read from this variable at start
-//! timeout_s = 60                               # whole request, first byte included
+//! timeout_s = 60                               # longest silence: before the answer starts, and between pieces
 //! max_retries = 2                              # after the first attempt: 429, 5xx, connect errors, timeouts
 //! backoff_ms = 500                             # first backoff, doubled per retry…
 //! backoff_max_ms = 8000                        # …up to this (Retry-After too)
@@ -38,7 +38,7 @@ use crate::load::{ConfigError, ConfigSource};
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Whole-request timeout unless configured, seconds.
+/// Longest silence unless configured, seconds.
 pub const DEFAULT_TIMEOUT_S: f64 = 60.0;
 /// Retries after the first attempt unless configured.
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
@@ -68,7 +68,7 @@ pub struct RawProvider {
     pub model: Option<String>,
     /// The environment variable holding the API key.
     pub api_key_env: Option<String>,
-    /// Whole-request timeout, seconds.
+    /// Longest silence (before the answer and between pieces), seconds.
     pub timeout_s: Option<f64>,
     /// Retries after the first attempt.
     pub max_retries: Option<u32>,
@@ -174,7 +174,8 @@ pub struct ProviderConfig {
     /// The environment variable the API key is read from at start; `None`:
     /// no `Authorization` header (Ollama, llama-server).
     pub api_key_env: Option<String>,
-    /// Whole-request timeout, which is also how long the first byte may take.
+    /// The longest silence: until the answer starts, and between two of
+    /// its pieces (a long answer that keeps coming is not cut).
     pub timeout: Duration,
     /// Retries after the first attempt, on 429, 5xx, connect errors and timeouts.
     pub max_retries: u32,

@@ -377,6 +377,48 @@ async fn a_stream_cut_after_the_first_piece_ends_in_an_error_without_retry() {
 }
 
 #[tokio::test]
+async fn the_timeout_bounds_silence_so_a_long_answer_that_keeps_coming_is_not_cut() {
+    let pieces = ["a", "b", "c", "d", "e", "f"];
+    let server = FakeServer::start(move |_, _| {
+        let Reply::Events { chunks, .. } = stream_of(&pieces, None) else {
+            unreachable!()
+        };
+        Reply::Paced {
+            chunks,
+            gap: Duration::from_millis(120),
+        }
+    })
+    .await;
+    let mut config = config(&server.base);
+    // Shorter than the whole answer (about 1 s), longer than any gap.
+    config.timeout = Duration::from_millis(500);
+    let provider = provider(&config);
+    let (got, last) = collect(&provider, hello()).await.unwrap();
+    assert_eq!(got, pieces);
+    assert!(matches!(last, GenerationEvent::Done(_)), "{last:?}");
+}
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_ends_in_a_timeout_error() {
+    let server = FakeServer::start(|_, _| Reply::Events {
+        chunks: vec![chunk(json!({ "content": "then nothing" }), None)],
+        hold: true,
+    })
+    .await;
+    let mut config = config(&server.base);
+    config.timeout = Duration::from_millis(300);
+    let provider = provider(&config);
+    let (pieces, last) = collect(&provider, hello()).await.unwrap();
+    assert_eq!(pieces, ["then nothing"]);
+    match last {
+        GenerationEvent::Error(GenerateError::Decode(message)) => {
+            assert!(message.contains("said nothing"), "{message}")
+        }
+        other => panic!("expected a timeout error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn cancelling_the_stream_closes_the_connection() {
     let server = FakeServer::start(|_, _| Reply::Events {
         chunks: vec![chunk(json!({ "content": "first" }), None)],

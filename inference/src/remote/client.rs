@@ -22,7 +22,7 @@ use super::RemoteError;
 const MAX_ERROR_BODY: usize = 64 << 10;
 /// How often the relay looks at the stream's cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
-/// The longest connect phase, whatever the whole-request timeout.
+/// The longest connect phase, whatever the silence timeout.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API key. Neither `Debug` nor any error shows it.
@@ -301,20 +301,28 @@ impl RemoteProvider {
         let mut request = inner
             .http
             .post(&inner.url)
-            .timeout(inner.config.timeout)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "text/event-stream, application/json")
             .body(body.to_vec());
         if let Some(key) = &inner.key {
             request = request.header(AUTHORIZATION, key.header.clone());
         }
-        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        // `timeout` bounds silence, not the whole answer: a long answer that
+        // keeps coming is not cut, a server that stops sending is.
+        let silence = inner.config.timeout;
+        let response = tokio::time::timeout(silence, request.send())
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(|e| self.transport(&e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(self.status_error(response).await);
         }
         let mut reader = AnswerReader::new(response);
-        let first = reader.next().await.map_err(|e| self.read_error(e))?;
+        let first = tokio::time::timeout(silence, reader.next())
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(|e| self.read_error(e))?;
         Ok(Started {
             reader,
             first,
@@ -375,6 +383,14 @@ impl RemoteProvider {
                 status,
                 message,
             },
+        }
+    }
+
+    /// The server said nothing for `timeout`.
+    fn timed_out(&self) -> RemoteError {
+        RemoteError::Timeout {
+            provider: self.name().to_string(),
+            after: self.inner.config.timeout,
         }
     }
 
@@ -469,7 +485,10 @@ async fn relay(
             Err(e) => break Outcome::Failed(provider.read_error(e)),
         }
         step = tokio::select! {
-            step = reader.next() => step,
+            step = tokio::time::timeout(provider.inner.config.timeout, reader.next()) => match step {
+                Ok(step) => step,
+                Err(_) => break Outcome::Failed(provider.timed_out()),
+            },
             () = cancelled(&sender) => break Outcome::Cancelled,
         };
     };

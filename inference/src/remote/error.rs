@@ -101,8 +101,9 @@ pub enum RemoteError {
         /// What the connection attempt ran into.
         reason: String,
     },
-    /// The request took longer than the provider's timeout.
-    #[error("provider `{provider}` did not answer within {} s", after.as_secs_f64())]
+    /// The provider said nothing for longer than its timeout (before the
+    /// answer started, or between two of its pieces).
+    #[error("provider `{provider}` said nothing for {} s", after.as_secs_f64())]
     Timeout {
         /// The provider.
         provider: String,

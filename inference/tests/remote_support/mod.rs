@@ -45,6 +45,8 @@ pub enum Reply {
     /// An event stream: each chunk written on its own, then the connection
     /// closed; `hold` keeps it open after the chunks until the client leaves.
     Events { chunks: Vec<String>, hold: bool },
+    /// An event stream with `gap` between its chunks, then closed.
+    Paced { chunks: Vec<String>, gap: Duration },
     /// Reads the request and never answers.
     Silence,
 }
@@ -184,6 +186,20 @@ async fn serve_one(
                 // A read of 0 bytes (or an error) means the client closed.
                 while matches!(socket.read(&mut rest).await, Ok(n) if n > 0) {}
                 hung_up.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Reply::Paced { chunks, gap } => {
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for chunk in chunks {
+                tokio::time::sleep(gap).await;
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+                let _ = socket.flush().await;
             }
         }
         Reply::Silence => {
