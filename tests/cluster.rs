@@ -348,6 +348,8 @@ fn a_task_runs_on_a_peers_model_and_finishes_when_the_peer_dies_mid_task() {
         "node-a",
     ]);
     a.wait_for(&["cluster peer node-b", "serves x"]);
+    // The HTTP listener is bound once this line is printed.
+    a.wait_for(&["troupe serve: http://", &http_a]);
 
     let job = serde_json::json!({ "request": "write a Python fibonacci function with tests" });
     let (status, created) = http(&http_a, "POST", "/api/tasks", Some(&job));
