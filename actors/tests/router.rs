@@ -278,6 +278,8 @@ async fn a_missing_local_model_fails_over_past_500_garbage_and_silence() {
     assert_eq!(good.hits(), 1);
     assert!((done.cost - (40.0 * 0.001 + 10.0 * 0.002)).abs() < 1e-9);
 
+    // Records are committed off the request's path; wait for them.
+    router.flush_records().await;
     let calls = rig.store.provider_calls().await.expect("provider calls");
     let names: Vec<(&str, bool)> = calls.iter().map(|c| (c.provider.as_str(), c.ok)).collect();
     assert_eq!(
@@ -428,4 +430,26 @@ async fn a_provider_whose_key_variable_is_unset_is_left_out_with_a_reason() {
         left_out[0].contains("ROUTER_TEST_KEY_THAT_IS_NOT_SET"),
         "{left_out:?}"
     );
+}
+
+#[tokio::test]
+async fn a_remote_model_has_the_context_length_its_provider_entry_gives() {
+    let rig = rig().await;
+    let good = server(Mode::Good("ok")).await;
+    let mut sized = provider("sized", &good);
+    sized.context_length = Some(2048);
+    let sized = router(&rig, vec![sized], &["local", "sized"]);
+    let context = sized
+        .context_length(Route::Worker, "absent")
+        .await
+        .expect("the provider serves it");
+    assert_eq!(context, 2048);
+
+    let plain = router(&rig, vec![provider("plain", &good)], &["local", "plain"]);
+    let context = plain
+        .context_length(Route::Worker, "absent")
+        .await
+        .expect("the provider serves it");
+    assert_eq!(context, troupe_actors::router::DEFAULT_REMOTE_CONTEXT);
+    assert_eq!(good.hits(), 0, "asking the context sends no request");
 }

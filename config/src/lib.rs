@@ -33,6 +33,7 @@
 //! (numbers, booleans, arrays) and fall back to plain strings.
 
 pub mod agents;
+mod backoff;
 pub mod cluster;
 pub mod learner;
 pub mod load;

@@ -26,6 +26,7 @@
 //!
 //! Raw and resolved types sit together here, as in [`crate::tools`].
 
+use crate::backoff::resolve_backoff;
 use crate::load::{ConfigError, ConfigSource};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -301,21 +302,13 @@ fn resolve_server(
             ))
         }
     };
-    let backoff = Duration::from_millis(raw.backoff_ms.unwrap_or(DEFAULT_BACKOFF_MS));
-    let backoff_max = Duration::from_millis(raw.backoff_max_ms.unwrap_or(DEFAULT_BACKOFF_MAX_MS));
-    if backoff.is_zero() {
-        return Err(source.invalid(&key("backoff_ms"), "must be at least 1"));
-    }
-    if backoff > backoff_max {
-        return Err(source.invalid(
-            &key("backoff_ms"),
-            &format!(
-                "{} ms is more than backoff_max_ms ({} ms)",
-                backoff.as_millis(),
-                backoff_max.as_millis()
-            ),
-        ));
-    }
+    let (backoff, backoff_max) = resolve_backoff(
+        raw.backoff_ms,
+        raw.backoff_max_ms,
+        (DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS),
+        key,
+        source,
+    )?;
     let seconds = |field: &str, v: Option<u64>, default: u64| match v {
         Some(0) => Err(source.invalid(&key(field), "must be at least 1")),
         Some(n) => Ok(Duration::from_secs(n)),

@@ -17,6 +17,7 @@
 //! breaker_reset_s = 30                         # open → half-open (one trial request) after this
 //! prompt_price = 0.0                           # per prompt token, in the unit of [learner.prices]
 //! completion_price = 0.0
+//! context_length = 131072                      # tokens per request (prompt + answer); 8192 unless given
 //! enabled = true
 //!
 //! [routing]
@@ -34,6 +35,7 @@
 //!
 //! Raw and resolved types sit together here, as in [`crate::mcp`].
 
+use crate::backoff::resolve_backoff;
 use crate::load::{ConfigError, ConfigSource};
 use serde::Deserialize;
 use std::time::Duration;
@@ -50,6 +52,10 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 8_000;
 pub const DEFAULT_BREAKER_FAILURES: u32 = 3;
 /// Seconds an open breaker waits before a trial request unless configured.
 pub const DEFAULT_BREAKER_RESET_S: f64 = 30.0;
+
+/// The smallest `context_length` accepted: less would not hold the system
+/// prompt and tool descriptions a Worker sends before any task text.
+pub const MIN_CONTEXT_LENGTH: u32 = 256;
 
 /// The chain entry naming this process's ModelHost.
 pub const LOCAL: &str = "local";
@@ -84,6 +90,8 @@ pub struct RawProvider {
     pub prompt_price: Option<f64>,
     /// Price of one completion token.
     pub completion_price: Option<f64>,
+    /// Tokens one request may use, prompt and answer together.
+    pub context_length: Option<u32>,
     /// `false` keeps the entry but leaves it out of every chain.
     pub enabled: Option<bool>,
 }
@@ -191,6 +199,9 @@ pub struct ProviderConfig {
     pub prompt_price: f64,
     /// Price of one completion token.
     pub completion_price: f64,
+    /// Tokens one request may use, prompt and answer together; `None`: not
+    /// given, and the router assumes a default.
+    pub context_length: Option<u32>,
     /// Whether it may be used.
     pub enabled: bool,
 }
@@ -211,6 +222,7 @@ impl ProviderConfig {
             breaker_reset: Duration::from_secs_f64(DEFAULT_BREAKER_RESET_S),
             prompt_price: 0.0,
             completion_price: 0.0,
+            context_length: None,
             enabled: true,
         }
     }
@@ -412,24 +424,24 @@ fn resolve_provider(
             &format!("{max_retries} is more than 20"),
         ));
     }
-    let backoff = Duration::from_millis(raw.backoff_ms.unwrap_or(DEFAULT_BACKOFF_MS));
-    let backoff_max = Duration::from_millis(raw.backoff_max_ms.unwrap_or(DEFAULT_BACKOFF_MAX_MS));
-    if backoff.is_zero() {
-        return Err(source.invalid(&key("backoff_ms"), "must be at least 1"));
-    }
-    if backoff > backoff_max {
-        return Err(source.invalid(
-            &key("backoff_ms"),
-            &format!(
-                "{} ms is more than backoff_max_ms ({} ms)",
-                backoff.as_millis(),
-                backoff_max.as_millis()
-            ),
-        ));
-    }
+    let (backoff, backoff_max) = resolve_backoff(
+        raw.backoff_ms,
+        raw.backoff_max_ms,
+        (DEFAULT_BACKOFF_MS, DEFAULT_BACKOFF_MAX_MS),
+        key,
+        source,
+    )?;
     let breaker_failures = raw.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
     if breaker_failures == 0 {
         return Err(source.invalid(&key("breaker_failures"), "must be at least 1"));
+    }
+    if let Some(n) = raw.context_length {
+        if n < MIN_CONTEXT_LENGTH {
+            return Err(source.invalid(
+                &key("context_length"),
+                &format!("{n} is less than {MIN_CONTEXT_LENGTH} tokens"),
+            ));
+        }
     }
     let price = |field: &str, v: Option<f64>| {
         let v = v.unwrap_or(0.0);
@@ -451,6 +463,7 @@ fn resolve_provider(
         breaker_reset,
         prompt_price: price("prompt_price", raw.prompt_price)?,
         completion_price: price("completion_price", raw.completion_price)?,
+        context_length: raw.context_length,
         enabled: raw.enabled.unwrap_or(true),
     })
 }

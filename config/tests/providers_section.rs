@@ -283,3 +283,19 @@ fn a_chain_can_be_set_from_the_environment() {
     let cfg = load(&opts(Some(path), &[("TROUPE_ROUTING__UX", "[\"groq\"]")])).unwrap();
     assert_eq!(cfg.providers.routing.ux, vec![provider("groq")]);
 }
+
+#[test]
+fn context_length_is_read_and_a_too_small_one_refused_naming_the_key() {
+    let base = "name = \"p\"\nbase_url = \"http://h/v1\"\nmodel = \"m\"";
+    let cfg = one_provider(&format!("{base}\ncontext_length = 32768")).unwrap();
+    assert_eq!(cfg.providers.providers[0].context_length, Some(32768));
+    let cfg = one_provider(base).unwrap();
+    assert_eq!(cfg.providers.providers[0].context_length, None);
+
+    for bad in [0, 255] {
+        let err = one_provider(&format!("{base}\ncontext_length = {bad}")).unwrap_err();
+        let (key, reason) = invalid_key(err);
+        assert_eq!(key, "providers[0].context_length");
+        assert!(reason.contains(&bad.to_string()), "{reason}");
+    }
+}

@@ -16,12 +16,16 @@
 //! asks each provider's circuit breaker first, so a provider that keeps
 //! failing is skipped until its breaker half-opens. The cluster link has
 //! its own breaker. Every attempt, served or failed, is recorded as a
-//! [`ProviderCall`] in the store: tokens and cost per provider.
+//! [`ProviderCall`] in the store: tokens and cost per provider. Records are
+//! committed by a background task, so a request never waits on the disk;
+//! [`Router::flush_records`] waits for them.
 
 mod link;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
 
 use troupe_config::{ChainEntry, ProvidersConfig};
 use troupe_inference::backend::{
@@ -39,7 +43,8 @@ use link::Link;
 const CLUSTER_BREAKER_FAILURES: u32 = 3;
 const CLUSTER_BREAKER_RESET: Duration = Duration::from_secs(30);
 
-/// Context assumed for a remote model whose provider gives none.
+/// Context assumed for a remote model whose `[[providers]]` entry sets no
+/// `context_length` (and for a cluster peer that does not say).
 pub const DEFAULT_REMOTE_CONTEXT: u32 = 8192;
 
 /// Who is asking: each has its own chain.
@@ -206,6 +211,9 @@ struct Inner {
     worker: Vec<Link>,
     cluster: RwLock<Option<Arc<dyn ClusterPeers>>>,
     cluster_breaker: CircuitBreaker,
+    /// Started with the first record, from inside the runtime (the router
+    /// itself may be built outside one).
+    recorder: OnceLock<mpsc::UnboundedSender<RecordJob>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -294,6 +302,7 @@ impl Router {
                     CLUSTER_BREAKER_FAILURES,
                     CLUSTER_BREAKER_RESET,
                 ),
+                recorder: OnceLock::new(),
             }),
         }
     }
@@ -362,8 +371,7 @@ impl Router {
                 Ok((result, provider, model)) => {
                     link.succeeded(self);
                     let cost = link.cost(&result);
-                    self.record(call, &provider, &model, Ok(&result), cost, latency)
-                        .await;
+                    self.record(call, &provider, &model, Ok(&result), cost, latency);
                     if !attempts.is_empty() {
                         tracing::warn!(
                             route = call.route.as_str(),
@@ -383,8 +391,7 @@ impl Router {
                 }
                 Err((provider, model, why)) => {
                     link.failed(self);
-                    self.record(call, &provider, &model, Err(&why), 0.0, latency)
-                        .await;
+                    self.record(call, &provider, &model, Err(&why), 0.0, latency);
                     tracing::debug!(route = call.route.as_str(), link = %provider, %why, "link failed");
                     attempts.push((provider, why));
                 }
@@ -425,7 +432,12 @@ impl Router {
                     attempts.push(("cluster".to_owned(), "no peer serves it".to_owned()));
                 }
                 Link::Remote(provider) => match provider.breaker().allow() {
-                    Ok(()) => return Ok(DEFAULT_REMOTE_CONTEXT),
+                    Ok(()) => {
+                        return Ok(provider
+                            .config()
+                            .context_length
+                            .unwrap_or(DEFAULT_REMOTE_CONTEXT))
+                    }
                     Err(error) => attempts.push((provider.name().to_owned(), error.to_string())),
                 },
             }
@@ -484,7 +496,20 @@ impl Router {
         }
     }
 
-    async fn record(
+    /// Waits until every provider call recorded so far is in the store:
+    /// before the store is closed, or before the calls are read back.
+    pub async fn flush_records(&self) {
+        let Some(recorder) = self.inner.recorder.get() else {
+            return;
+        };
+        let (done, flushed) = oneshot::channel();
+        if recorder.send(RecordJob::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
+    /// Hands the attempt to the recorder; never waits for the commit.
+    fn record(
         &self,
         call: Call<'_>,
         provider: &str,
@@ -510,10 +535,46 @@ impl Router {
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             error: outcome.err().map(str::to_owned),
         };
-        if let Err(error) = store.record_provider_call(record).await {
-            tracing::warn!(%error, "could not record a provider call");
+        let recorder = self
+            .inner
+            .recorder
+            .get_or_init(|| spawn_recorder(store.clone()));
+        if recorder.send(RecordJob::Call(record)).is_err() {
+            tracing::warn!("could not record a provider call: the recorder has stopped");
         }
     }
+}
+
+/// What the recorder is handed, in the order the router made it.
+enum RecordJob {
+    Call(ProviderCall),
+    /// Answered once every call handed before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Commits provider calls one after another, off the callers' path. One
+/// task in order, not a task per call, because the store numbers calls as
+/// they arrive and a request's attempts must read back in the order they
+/// were tried. Unbounded because a bounded queue would make a full one
+/// block the caller again; a call is a few hundred bytes and every one
+/// follows a whole model request, far slower than a commit.
+fn spawn_recorder(store: Store) -> mpsc::UnboundedSender<RecordJob> {
+    let (jobs, mut queue) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(job) = queue.recv().await {
+            match job {
+                RecordJob::Call(record) => {
+                    if let Err(error) = store.record_provider_call(record).await {
+                        tracing::warn!(%error, "could not record a provider call");
+                    }
+                }
+                RecordJob::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    });
+    jobs
 }
 
 /// Why a link could not start a request: the host's own error, or a
