@@ -213,6 +213,18 @@ impl Troupe {
         &self.tree.router
     }
 
+    /// Where the worker pools find other cluster nodes' workers; `set` it
+    /// when this process joins a cluster.
+    pub fn peer_workers(&self) -> &troupe_actors::worker::remote::PeerWorkers {
+        &self.tree.peer_workers
+    }
+
+    /// A host that runs other cluster nodes' subtasks on this troupe's
+    /// workers (for `troupe_cluster::ClusterOptions::workers`).
+    pub fn worker_host(&self) -> troupe_actors::worker::remote::WorkerHost {
+        self.tree.worker_host()
+    }
+
     /// The workers' tools (built-in and from MCP servers) under the
     /// configured approval policy.
     pub fn tools(&self) -> &std::sync::Arc<troupe_tools::ToolRegistry> {

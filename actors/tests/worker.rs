@@ -196,6 +196,7 @@ impl Rig {
             approvals: self.approvals.clone(),
             data_dir: self.data_dir.clone(),
             faults: None,
+            peers: Default::default(),
         }
     }
 

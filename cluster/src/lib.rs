@@ -20,6 +20,9 @@
 //!   events.
 //! - `events`: node-server session events (joins, refusals) and their log.
 //! - `wire`: serde mirrors of the inference types that cross the wire.
+//! - `workers`: the actor that runs peers' subtasks on this node's workers
+//!   (`troupe_actors::worker::remote::WorkerHost`), and this node's
+//!   `WorkerPeers` over the peers' ones.
 //! - `error`: [`ClusterError`].
 //!
 //! Enabling ractor_cluster turns on ractor's `cluster` feature for the
@@ -35,7 +38,9 @@ mod peers;
 mod remote;
 mod serve;
 mod wire;
+mod workers;
 
 pub use error::ClusterError;
 pub use node::{ClusterNode, ClusterOptions, PeerInfo};
 pub use serve::MODEL_SERVERS_GROUP;
+pub use workers::WORKERS_GROUP;

@@ -23,7 +23,9 @@ use troupe_inference::backend::{GenerateRequest, GenerationStream};
 use crate::events::{log_sessions, NodeEvent, SessionEvents};
 use crate::remote::{self, RemoteServer};
 use crate::serve::{ModelServer, ServeMsg, ServerArgs, MODEL_SERVERS_GROUP};
+use crate::workers::{NodeWorkPeers, WorkArgs, WorkMsg, WorkPeers, WorkServer};
 use crate::ClusterError;
+use troupe_actors::worker::remote::{WorkerHost, WorkerOffer, WorkerPeers};
 
 /// Longest wait for a joined peer to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,6 +43,9 @@ pub struct ClusterOptions {
     /// This node's name as peers see it; unique in the cluster. Empty picks
     /// `troupe-<pid>`.
     pub node_name: String,
+    /// Runs peers' subtasks on this node's workers; `None`: this node takes
+    /// none (it may still send its own to peers).
+    pub workers: Option<WorkerHost>,
 }
 
 /// A connected peer and the models it serves.
@@ -65,6 +70,8 @@ struct Inner {
     listen: Option<SocketAddr>,
     node_server: ActorRef<NodeServerMessage>,
     model_server: ActorRef<ServeMsg>,
+    work_server: Option<ActorRef<WorkMsg>>,
+    work_peers: Arc<WorkPeers>,
     events: broadcast::Sender<NodeEvent>,
     logger: JoinHandle<()>,
     /// Rotates the first peer tried, spreading requests over the peers.
@@ -153,12 +160,34 @@ impl ClusterNode {
                 });
             }
         };
+        let work_server = match options.workers {
+            None => None,
+            Some(host) => {
+                let args = WorkArgs {
+                    host,
+                    node: name.clone(),
+                };
+                match Actor::spawn(None, WorkServer, args).await {
+                    Ok((actor, _)) => Some(actor),
+                    Err(error) => {
+                        logger.abort();
+                        model_server.stop(None);
+                        node_server.stop(None);
+                        return Err(ClusterError::Start {
+                            reason: format!("cannot start the work server: {error}"),
+                        });
+                    }
+                }
+            }
+        };
         let node = ClusterNode {
             inner: Arc::new(Inner {
                 name,
                 listen: options.listen,
                 node_server,
                 model_server,
+                work_server,
+                work_peers: Arc::default(),
                 events,
                 logger,
                 next_peer: AtomicUsize::new(0),
@@ -306,9 +335,27 @@ impl ClusterNode {
         }))
     }
 
+    /// Peers' workers, for this node's pools (`PeerWorkers::set`): its
+    /// subtasks may run on them.
+    pub fn worker_peers(&self) -> Arc<dyn WorkerPeers> {
+        Arc::new(NodeWorkPeers {
+            node: self.inner.name.clone(),
+            peers: Arc::clone(&self.inner.work_peers),
+        })
+    }
+
+    /// Peers' offers of workers: their free workers per specialist and
+    /// their models.
+    pub async fn worker_offers(&self) -> Vec<WorkerOffer> {
+        self.inner.work_peers.offers(&self.inner.name).await
+    }
+
     /// Stops serving peers and closes every session; requests this node
     /// serves are cancelled, and its peers' streams from it end in an error.
     pub async fn shutdown(&self) {
+        if let Some(work) = &self.inner.work_server {
+            let _ = work.stop_and_wait(None, Some(Duration::from_secs(5))).await;
+        }
         let _ = self
             .inner
             .model_server

@@ -85,6 +85,7 @@ fn options(
         secret: secret.to_string(),
         join: join.to_vec(),
         node_name: name.to_string(),
+        workers: None,
     }
 }
 

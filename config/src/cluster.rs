@@ -7,6 +7,9 @@
 //! join = ["10.0.0.2:7420"]            # nodes to connect to at start
 //! node_name = "gpu-box"               # unique in the cluster; default troupe-<pid>
 //! secret_env = "CLUSTER_SECRET"       # the variable holding the shared secret
+//! send_work = true                    # run subtasks on peers' workers when this
+//!                                     # node lacks the model or a free worker
+//! take_work = true                    # run peers' subtasks on this node's workers
 //! ```
 //!
 //! The secret itself never sits in the file: it comes from the environment
@@ -38,6 +41,10 @@ pub struct RawCluster {
     pub secret_env: Option<String>,
     /// Refused: read only to say where the secret belongs instead.
     pub secret: Option<String>,
+    /// Send subtasks to peers' workers.
+    pub send_work: Option<bool>,
+    /// Take peers' subtasks.
+    pub take_work: Option<bool>,
 }
 
 /// `[cluster]`, resolved.
@@ -52,6 +59,11 @@ pub struct ClusterConfig {
     pub node_name: Option<String>,
     /// The environment variable holding the cluster secret.
     pub secret_env: String,
+    /// Run subtasks on peers' workers when this node lacks the model or a
+    /// free worker of the specialist.
+    pub send_work: bool,
+    /// Run peers' subtasks on this node's workers.
+    pub take_work: bool,
 }
 
 impl Default for ClusterConfig {
@@ -61,6 +73,8 @@ impl Default for ClusterConfig {
             join: Vec::new(),
             node_name: None,
             secret_env: DEFAULT_SECRET_ENV.to_string(),
+            send_work: true,
+            take_work: true,
         }
     }
 }
@@ -147,5 +161,7 @@ pub(crate) fn resolve_cluster(
         join,
         node_name,
         secret_env,
+        send_work: raw.send_work.unwrap_or(true),
+        take_work: raw.take_work.unwrap_or(true),
     })
 }

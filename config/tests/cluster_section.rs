@@ -90,3 +90,13 @@ fn the_environment_overrides_the_file() {
     .unwrap();
     assert_eq!(cfg.cluster.listen, Some("127.0.0.1:7500".parse().unwrap()));
 }
+
+#[test]
+fn sending_and_taking_work_default_on_and_can_be_turned_off() {
+    let cfg = load_text("").unwrap();
+    assert!(cfg.cluster.send_work && cfg.cluster.take_work);
+    let cfg = load_text("[cluster]\nsend_work = false\ntake_work = false\n").unwrap();
+    assert!(!cfg.cluster.send_work && !cfg.cluster.take_work);
+    let err = load_text("[cluster]\ntake_work = \"yes\"\n").unwrap_err();
+    assert!(err.to_string().contains("take_work"), "{err}");
+}

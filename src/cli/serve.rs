@@ -156,8 +156,9 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
 }
 
 /// Starts this process's cluster node when `--cluster-listen`, `--join`
-/// or `[cluster]` asks for one, serving the troupe's ModelHost to peers and
-/// giving the router's `cluster` links their peers.
+/// or `[cluster]` asks for one, serving the troupe's ModelHost (and, with
+/// `take_work`, its workers) to peers, giving the router's `cluster` links
+/// their peers and (with `send_work`) the pools their peers' workers.
 async fn start_cluster(
     args: &ServeArgs,
     cfg: &troupe_config::ClusterConfig,
@@ -193,11 +194,15 @@ async fn start_cluster(
             .clone()
             .or_else(|| cfg.node_name.clone())
             .unwrap_or_default(),
+        workers: cfg.take_work.then(|| troupe.worker_host()),
     };
     let node = troupe_cluster::ClusterNode::start(options, troupe.model_host().clone())
         .await
         .context("cannot start the cluster node")?;
     troupe.router().set_cluster(Arc::new(node.clone()));
+    if cfg.send_work {
+        troupe.peer_workers().set(node.worker_peers());
+    }
     eprintln!(
         "troupe serve: cluster node {}{}",
         node.name(),

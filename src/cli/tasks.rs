@@ -362,6 +362,15 @@ fn details(entry: &JournalEntry) -> String {
                 short(&links.join("; "), 100)
             )
         }
+        TaskEvent::Delegated {
+            subtask,
+            attempt,
+            node,
+            reason,
+        } => format!(
+            "{subtask}/{attempt} runs on node {node}: {}",
+            short(reason, 80)
+        ),
         TaskEvent::Replanning { reason } => short(reason, 100),
         TaskEvent::Recovered { detail } => short(detail, 100),
         TaskEvent::Finished { state, summary } => format!("{state}: {}", short(summary, 100)),

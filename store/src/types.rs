@@ -300,6 +300,19 @@ pub enum TaskEvent {
         /// The model it answered with.
         model: String,
     },
+    /// A subtask attempt was handed to a worker on another cluster node
+    /// (this node lacked the model or a free worker). Its steps come back
+    /// into this journal and its files into this workspace as it goes.
+    Delegated {
+        /// The subtask.
+        subtask: String,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// The node running it.
+        node: String,
+        /// Why it went there.
+        reason: String,
+    },
     /// The plan is being replaced.
     Replanning {
         /// Why.
@@ -337,6 +350,7 @@ impl TaskEvent {
             TaskEvent::ApprovalDecided { .. } => "approval_decided",
             TaskEvent::SubtaskFinished { .. } => "subtask_finished",
             TaskEvent::FailedOver { .. } => "failed_over",
+            TaskEvent::Delegated { .. } => "delegated",
             TaskEvent::Replanning { .. } => "replanning",
             TaskEvent::Paused => "paused",
             TaskEvent::Resumed => "resumed",

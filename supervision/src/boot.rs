@@ -21,6 +21,7 @@ use troupe_actors::model_host::{
 use troupe_actors::router::Router;
 use troupe_actors::runtime::{ActorSlot, AgentError, Approvals, EventBus, TaskJournal};
 use troupe_actors::ux::{Ux, UxArgs, UxHandle, UxMsg};
+use troupe_actors::worker::remote::{PeerWorkers, WorkerHost};
 use troupe_actors::worker::{FaultHook, WorkerEnv, WorkerPool};
 use troupe_config::{BackendChoice, Config};
 use troupe_inference::backend::Backend;
@@ -103,11 +104,26 @@ pub struct Tree {
     pub supervisor: SupervisorHandle,
     /// Ends when the supervisor stops (escalation or shutdown).
     pub supervisor_done: JoinHandle<()>,
+    /// Where the pools find other cluster nodes' workers; empty until the
+    /// process joins a cluster.
+    pub peer_workers: PeerWorkers,
     host_done: JoinHandle<()>,
     pools: Vec<WorkerPool>,
 }
 
 impl Tree {
+    /// A host that runs other cluster nodes' subtasks on this troupe's
+    /// specialists (their tools, approval policy and models), working in
+    /// `DATA_DIR/cluster-jobs`.
+    pub fn worker_host(&self) -> WorkerHost {
+        let scratch = self
+            .pools
+            .first()
+            .map(|p| p.env().data_dir.join("cluster-jobs"))
+            .unwrap_or_default();
+        WorkerHost::new(self.pools.iter().map(|p| p.env().clone()), scratch)
+    }
+
     /// Stops the actors, the pools and the ModelHost (freeing the models).
     /// Unfinished tasks stay in the store and resume at the next boot.
     pub async fn shutdown(self) {
@@ -118,6 +134,9 @@ impl Tree {
         }
         self.host.shutdown().await;
         let _ = self.host_done.await;
+        // Provider-call records are saved off the callers' path; the last
+        // ones land before the store closes.
+        self.router.flush_records().await;
         // Runs that were aborted and workers still stopping may hold store
         // handles a moment longer; closing it releases the data directory
         // now, so the next start (this process or another) gets it.
@@ -197,6 +216,7 @@ pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError>
             ux: parts.ux,
             learner: parts.learner,
             memory,
+            peer_workers: parts.peer_workers,
             supervisor,
             supervisor_done,
             host_done,
@@ -211,6 +231,7 @@ pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError>
 }
 
 struct Parts {
+    peer_workers: PeerWorkers,
     journal: TaskJournal,
     approvals: Approvals,
     tools: Arc<ToolRegistry>,
@@ -240,6 +261,7 @@ async fn assemble(
     // The MCP servers' tools join the registry; the servers stop with it.
     troupe_mcp::attach(&config.mcp, &mut registry).await;
     let tools = Arc::new(registry);
+    let peer_workers = PeerWorkers::default();
     let mut pools = Vec::new();
     for (i, specialist) in config.agents.specialists.iter().enumerate() {
         let env = WorkerEnv {
@@ -250,6 +272,7 @@ async fn assemble(
             approvals: approvals.clone(),
             data_dir: data_dir.clone(),
             faults: opts.faults.clone(),
+            peers: peer_workers.clone(),
         };
         let name = format!("{}-workers-{i}-{:08x}", specialist.kind, rand_suffix());
         pools.push(WorkerPool::spawn(env, Some(name)).await?);
@@ -393,6 +416,7 @@ async fn assemble(
     .map_err(|e| BootError::Supervisor(e.to_string()))?;
     let get = |what: &'static str| BootError::Supervisor(format!("the {what} did not start"));
     let parts = Parts {
+        peer_workers,
         journal,
         approvals,
         tools,

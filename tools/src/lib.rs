@@ -36,6 +36,7 @@ pub mod search;
 pub mod shell;
 pub mod tool;
 pub mod workspace;
+pub mod workspace_sync;
 
 pub use approval::{ApprovalDecision, ApprovalPolicy, ApprovalRequest, Policy};
 pub use ask_user::{AskError, UserChannel};
@@ -45,3 +46,4 @@ pub use observation::Observation;
 pub use registry::{RegistryError, ToolOutcome, ToolRegistry};
 pub use tool::{RiskLevel, Tool, ToolContext, ToolError};
 pub use workspace::{Checkpoint, CheckpointId, Refusal, Workspace, WorkspaceError};
+pub use workspace_sync::FileChange;

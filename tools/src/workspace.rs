@@ -76,6 +76,15 @@ pub enum WorkspaceError {
         /// The task.
         task: String,
     },
+    /// A file change from elsewhere (a cluster peer) names a path that
+    /// would land outside the workspace or in its `.git`.
+    #[error("a synced file change names `{path}`, which {reason}")]
+    RefusedChange {
+        /// The path as given.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// A checkpoint's id: the commit hash.
@@ -261,11 +270,11 @@ impl Workspace {
         }
     }
 
-    fn repo(&self) -> Result<Repository, WorkspaceError> {
+    pub(crate) fn repo(&self) -> Result<Repository, WorkspaceError> {
         Repository::open(&self.root).map_err(|e| self.git("open", e))
     }
 
-    fn git(&self, op: &'static str, source: git2::Error) -> WorkspaceError {
+    pub(crate) fn git(&self, op: &'static str, source: git2::Error) -> WorkspaceError {
         WorkspaceError::Git {
             op,
             path: self.root.clone(),

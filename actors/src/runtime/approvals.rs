@@ -9,7 +9,7 @@ use troupe_store::TaskId;
 use troupe_tools::ApprovalRequest;
 
 /// The person's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     /// Yes or no.
     pub approved: bool,

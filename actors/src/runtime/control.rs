@@ -8,7 +8,7 @@
 use tokio::sync::watch;
 
 /// What a task's workers should do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Control {
     /// Keep going.
     Run,

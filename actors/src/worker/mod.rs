@@ -21,10 +21,12 @@
 //! - `prompt`: the chat sent to the model, pruning to its context, the
 //!   step schema and parsing the reply.
 //! - `recovery`: rebuilding an attempt's transcript from the journal.
+//! - [`remote`]: attempts run by a worker on another cluster node.
 
 mod pool;
 mod prompt;
 mod recovery;
+pub mod remote;
 mod step;
 mod tool_loop;
 
@@ -76,6 +78,8 @@ pub struct WorkerEnv {
     pub data_dir: PathBuf,
     /// A test hook run before each step.
     pub faults: Option<FaultHook>,
+    /// Other cluster nodes' workers, once this node joins a cluster.
+    pub peers: remote::PeerWorkers,
 }
 
 impl std::fmt::Debug for WorkerEnv {
@@ -114,7 +118,7 @@ pub struct SubtaskJob {
 /// What a job came to. `tokens` counts the prompt and completion tokens the
 /// model used in this run of the job; steps replayed from the journal were
 /// counted by the run that made them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SubtaskOutcome {
     /// The model gave its final answer and it was accepted.
     Succeeded {
@@ -166,5 +170,16 @@ pub enum WorkerLost {
     Stopped {
         /// The specialist.
         kind: String,
+    },
+    /// The cluster node running the job was lost (or its worker died)
+    /// before answering; the journal holds the steps it committed.
+    #[error("the {kind} worker on node {node} was lost: {reason}")]
+    PeerLost {
+        /// The specialist.
+        kind: String,
+        /// The node.
+        node: String,
+        /// What happened, as far as this node can tell.
+        reason: String,
     },
 }

@@ -5,6 +5,7 @@
 //! gets [`WorkerLost::Died`], and the factory builds a replacement from the
 //! same [`WorkerEnv`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ractor::factory::queues::DefaultQueue;
@@ -13,6 +14,7 @@ use ractor::factory::{worker_builder, Factory, FactoryArguments, FactoryRef, Job
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, RpcReplyPort};
 
+use super::remote::{dispatch, Dispatch};
 use super::tool_loop;
 use super::{SubtaskJob, SubtaskOutcome, WorkerEnv, WorkerLost};
 use crate::runtime::AgentError;
@@ -85,6 +87,26 @@ type PoolFactory = Factory<
 pub struct WorkerPool {
     factory: FactoryRef<Key, WorkerMsg>,
     kind: Arc<str>,
+    env: Arc<WorkerEnv>,
+    /// Jobs handed to the factory and not yet answered.
+    busy: Arc<AtomicUsize>,
+    workers: usize,
+}
+
+/// Counts a job as busy while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(count))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -107,6 +129,7 @@ impl WorkerPool {
     pub async fn spawn(env: WorkerEnv, name: Option<String>) -> Result<WorkerPool, AgentError> {
         let kind: Arc<str> = Arc::from(env.specialist.kind.as_str());
         let workers = usize::try_from(env.specialist.workers.max(1)).unwrap_or(1);
+        let shared = Arc::new(env.clone());
         let args = FactoryArguments::builder()
             .worker_builder(Box::new(worker_builder(move |_wid| {
                 (SpecialistWorker { env: env.clone() }, ())
@@ -121,16 +144,33 @@ impl WorkerPool {
                 tracing::error!(kind = %kind, %error, "the worker pool could not start");
                 AgentError::Stopped("worker pool")
             })?;
-        Ok(WorkerPool { factory, kind })
+        Ok(WorkerPool {
+            factory,
+            kind,
+            env: shared,
+            busy: Arc::default(),
+            workers,
+        })
     }
 
-    /// Runs `job` on the next free worker and waits for its outcome.
+    /// Runs `job` and waits for its outcome: on the next free worker of
+    /// this pool, or on a cluster peer's worker when this node lacks the
+    /// job's model or every worker here is busy and a peer has one free
+    /// (see [`super::remote`]).
     ///
     /// # Errors
     /// [`WorkerLost::Died`] when the worker died before answering (the
     /// factory replaces it; the journal holds the steps it committed),
+    /// [`WorkerLost::PeerLost`] when the peer running it was lost,
     /// [`WorkerLost::Stopped`] when the pool has stopped.
     pub async fn run(&self, job: SubtaskJob) -> Result<SubtaskOutcome, WorkerLost> {
+        if let Some(peers) = self.env.peers.get() {
+            let full = self.busy.load(Ordering::SeqCst) >= self.workers;
+            if let Dispatch::Ran(result) = dispatch(&self.env, &peers, &job, full).await {
+                return result;
+            }
+        }
+        let _busy = Busy::new(&self.busy);
         let key = format!("{}/{}/{}", job.task_id, job.subtask.id, job.attempt);
         let job = Box::new(job);
         let answer = self
@@ -146,6 +186,12 @@ impl WorkerPool {
                 kind: self.kind.to_string(),
             }),
         }
+    }
+
+    /// What the pool's workers share (a node serving its peers' subtasks
+    /// builds its [`super::remote::WorkerHost`] from it).
+    pub fn env(&self) -> &WorkerEnv {
+        &self.env
     }
 
     /// The specialist's kind (`general`, `code`, `research`).

@@ -264,6 +264,15 @@ impl Screen {
                 subtask.as_deref().unwrap_or("director"),
                 short(&failed_links(failed), 160)
             )],
+            TaskEvent::Delegated {
+                subtask,
+                attempt,
+                node,
+                reason,
+            } => vec![format!(
+                "{subtask} (attempt {attempt}) runs on node {node}: {}",
+                short(reason, 120)
+            )],
             TaskEvent::Replanning { reason } => {
                 vec![format!("re-planning: {}", short(reason, 120))]
             }

@@ -86,6 +86,7 @@
       case 'approval_requested': return `${e.subtask} asks to run ${e.tool} ${args(e.args)}`;
       case 'approval_decided': return e.approved ? 'approved' : 'denied';
       case 'subtask_finished': return `${e.subtask} ${e.success ? 'succeeded' : 'failed'} (${e.tokens} tokens): ${short(e.summary, 600)}`;
+      case 'delegated': return `${e.subtask}/${e.attempt} runs on node ${e.node}: ${e.reason}`;
       case 'failed_over': return `${e.subtask || 'director'} served by ${e.served_by} (${e.model}) after ${e.failed.map(([link, why]) => `${link}: ${why}`).join('; ')}`;
       case 'replanning': return e.reason;
       case 'recovered': return e.detail;
