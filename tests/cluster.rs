@@ -2,8 +2,10 @@
 //! on 127.0.0.1, on the scripted backend with synthetic model files. Node B
 //! serves model `x`; node A has no model and joins B; a node with the wrong
 //! secret is refused; a join without a secret is an error naming the flag;
-//! A's task runs on B's model, B is killed mid-task, and the task finishes
-//! through the chain's next link.
+//! A's task runs on B's worker and model, B is killed mid-task, and the
+//! task finishes here through the chain's next link; a subtask on B's
+//! worker asks A's person for approval and its files and steps land in A's
+//! workspace and journal.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -373,6 +375,12 @@ fn a_task_runs_on_a_peers_model_and_finishes_when_the_peer_dies_mid_task() {
         "the task used B's model: {first:#?}"
     );
     assert_ne!(view["state"], "succeeded", "B died mid-task, not after it");
+    // A has no model, so its subtask went to B's worker.
+    let sent = events_of(&view, "delegated");
+    assert!(
+        sent.iter().any(|e| e["node"] == "node-b"),
+        "s1 ran on B's worker: {sent:#?}"
+    );
     drop(b); // SIGKILL
 
     let view = loop {
@@ -398,10 +406,150 @@ fn a_task_runs_on_a_peers_model_and_finishes_when_the_peer_dies_mid_task() {
         .filter_map(|pair| pair[0].as_str())
         .collect();
     assert_eq!(&failed[..2], ["local", "cluster"], "{failovers:#?}");
+    // A lost B's worker, handed the attempt out again here, and the new
+    // worker went on from the steps B had committed.
+    let recovered = events_of(&view, "recovered");
+    assert!(
+        recovered.iter().any(|e| e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("node-b") && d.contains("handing it out again"))),
+        "{recovered:#?}"
+    );
     // The work is in A's workspace, whoever generated it.
     let ws = a_dir.dir.path().join("data/workspaces").join(&id);
     assert!(ws.join("src/fib.py").is_file());
     assert!(ws.join("output/USAGE.md").is_file());
     drop(c);
     drop(a);
+}
+
+/// Polls `path` on `addr` until `done` says the view is ready (hang guard).
+fn wait_view(
+    addr: &str,
+    path: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, view) = http(addr, "GET", path, None);
+        if done(&view) {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "{what}: {view:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_subtask_runs_on_a_peers_worker_and_its_approval_is_answered_on_the_owner() {
+    // B has the model, workers and a policy that asks before running a
+    // command; A has no model and would allow commands itself.
+    let b_dir = NodeDir::with_script(&["x"], &fib_script(0), "[approval]\nexecute = \"ask\"\n");
+    let addr_b = free_port().to_string();
+    let http_a = free_port().to_string();
+    let mut b = b_dir.serve(&[
+        "--cluster-listen",
+        &addr_b,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        "node-b3",
+    ]);
+    b.wait_for(&["cluster node node-b3 on"]);
+    let a_dir = NodeDir::with_script(
+        &[],
+        &serde_json::json!({ "default": "A has no model" }),
+        "[agents]\nmodel = \"x\"\n[approval]\nexecute = \"allow\"\n",
+    );
+    let mut a = a_dir.serve(&[
+        "--addr",
+        &http_a,
+        "--join",
+        &addr_b,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        "node-a3",
+    ]);
+    a.wait_for(&["cluster peer node-b3", "serves x"]);
+    a.wait_for(&["troupe serve: http://", &http_a]);
+
+    let job = serde_json::json!({ "request": "write a Python fibonacci function with tests" });
+    let (status, created) = http(&http_a, "POST", "/api/tasks", Some(&job));
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/tasks/{id}");
+
+    // B's worker wants to run the tests; the question waits on A, where
+    // the person is.
+    let pending = wait_view(&http_a, "/api/approvals", "no approval reached A", |v| {
+        v["data"].as_array().is_some_and(|d| !d.is_empty())
+    });
+    let call = &pending["data"][0];
+    assert_eq!(call["task_id"], id.as_str(), "{pending:#}");
+    assert_eq!(call["request"]["tool"], "shell", "{pending:#}");
+    let request = call["request"]["id"].as_str().unwrap().to_owned();
+    let (status, decided) = http(
+        &http_a,
+        "POST",
+        &format!("/api/approvals/{request}"),
+        Some(&serde_json::json!({ "approved": true })),
+    );
+    assert_eq!(status, 200, "{decided}");
+
+    let view = wait_view(&http_a, &path, "the task did not end", |v| {
+        ["succeeded", "failed", "cancelled"].contains(&v["state"].as_str().unwrap_or_default())
+    });
+    assert_eq!(view["state"], "succeeded", "{view:#}");
+    let delegated = events_of(&view, "delegated");
+    assert!(
+        delegated
+            .iter()
+            .any(|e| e["subtask"] == "s1" && e["node"] == "node-b3"),
+        "s1 ran on B's worker: {delegated:#?}"
+    );
+    assert!(
+        delegated[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not have the model x"),
+        "{delegated:#?}"
+    );
+    // B's steps are in A's journal, each a checkpoint of A's workspace.
+    let committed = events_of(&view, "step_committed");
+    assert!(committed.len() >= 4, "{committed:#?}");
+    let ws = troupe::tools::Workspace::open(&a_dir.dir.path().join("data"), &id).unwrap();
+    let checkpoints: Vec<String> = ws
+        .checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id.0)
+        .collect();
+    for step in &committed {
+        let commit = step["checkpoint"].as_str().unwrap();
+        assert!(
+            checkpoints.iter().any(|c| c == commit),
+            "{commit} is not a checkpoint of A's workspace"
+        );
+    }
+    assert!(ws.root().join("src/fib.py").is_file());
+    assert!(ws.root().join("src/test_fib.py").is_file());
+    assert!(ws.root().join("output/USAGE.md").is_file());
+    let decided = events_of(&view, "approval_decided");
+    assert!(
+        decided
+            .iter()
+            .any(|e| e["request_id"] == request.as_str() && e["approved"] == true),
+        "{decided:#?}"
+    );
+    // B keeps no copy of A's task once it is done.
+    let scratch = b_dir.dir.path().join("data/cluster-jobs");
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_dir(&scratch).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(Instant::now() < deadline, "B kept {scratch:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(a);
+    drop(b);
 }

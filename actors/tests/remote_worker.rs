@@ -172,11 +172,15 @@ impl Node {
 }
 
 fn job(control: &TaskControl) -> SubtaskJob {
+    job_of(TASK, control)
+}
+
+fn job_of(task: &str, control: &TaskControl) -> SubtaskJob {
     SubtaskJob {
-        task_id: TASK.to_string(),
+        task_id: task.to_string(),
         request: "Write a hello script and run it.".to_string(),
         subtask: SubtaskRecord {
-            task_id: TASK.to_string(),
+            task_id: task.to_string(),
             id: "s1".to_string(),
             description: "Write src/hello.py and run it.".to_string(),
             kind: "general".to_string(),
@@ -619,5 +623,71 @@ async fn a_peer_sending_files_outside_the_workspace_fails_the_attempt_and_writes
         .join("escaped.txt")
         .exists());
     assert!(commits(&owner.journal().await).is_empty());
+    pool.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subtask_goes_to_a_peer_when_every_local_worker_is_busy() {
+    const OTHER: &str = "t-0000000000b2";
+    // Both nodes have the model; the owner's one worker is slow.
+    let owner = node(true, Policy::Allow, rules(300)).await;
+    for task in [TASK, OTHER] {
+        Workspace::create(&owner.data_dir, task).expect("workspace");
+    }
+    let peer = node(true, Policy::Allow, rules(0)).await;
+    let host = WorkerHost::new([peer.env()], peer.data_dir.join("cluster-jobs"));
+    let env = owner.env();
+    env.peers.set(Arc::new(Loopback {
+        host,
+        lose_after_commit: AtomicBool::new(false),
+        lost: Arc::default(),
+    }));
+    let pool = WorkerPool::spawn(env, None).await.expect("pool");
+    let control = TaskControl::new();
+
+    let first = tokio::spawn({
+        let (pool, job) = (pool.clone(), job_of(TASK, &control));
+        async move { pool.run(job).await }
+    });
+    tokio::time::timeout(WAIT, async {
+        while pool.busy() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the local worker takes the first job");
+    let second = tokio::time::timeout(WAIT, pool.run(job_of(OTHER, &control)))
+        .await
+        .expect("ends");
+    assert!(
+        matches!(second, Ok(SubtaskOutcome::Succeeded { .. })),
+        "{second:?}"
+    );
+    let first = tokio::time::timeout(WAIT, first)
+        .await
+        .expect("ends")
+        .expect("joins");
+    assert!(
+        matches!(first, Ok(SubtaskOutcome::Succeeded { .. })),
+        "{first:?}"
+    );
+
+    let sent = delegated(&owner.store.journal(OTHER, 0).await.expect("journal"));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].1.contains("every local general worker is busy"),
+        "{}",
+        sent[0].1
+    );
+    assert!(
+        delegated(&owner.journal().await).is_empty(),
+        "the first ran here"
+    );
+    assert_eq!(peer.backend.calls().len(), 3, "the peer ran the second");
+    assert!(Workspace::open(&owner.data_dir, OTHER)
+        .unwrap()
+        .root()
+        .join("src/hello.py")
+        .is_file());
     pool.stop();
 }

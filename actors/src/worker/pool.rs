@@ -194,6 +194,12 @@ impl WorkerPool {
         &self.env
     }
 
+    /// Jobs this pool's workers are running or have queued now (jobs sent
+    /// to peers not counted).
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
     /// The specialist's kind (`general`, `code`, `research`).
     pub fn kind(&self) -> &str {
         &self.kind
