@@ -350,6 +350,22 @@ impl ClusterNode {
         self.inner.work_peers.offers(&self.inner.name).await
     }
 
+    /// The context length of `model` on the first peer that serves it and
+    /// answers; `None` when none does.
+    pub async fn context_length(&self, model: &str) -> Option<u32> {
+        for server in self.servers().await {
+            if !server.info.models.iter().any(|name| name == model) {
+                continue;
+            }
+            match remote::context_length(&server, model).await {
+                Ok(n) => return Some(n),
+                Err(reason) => tracing::warn!(peer = %server.info.node, model, %reason,
+                    "cluster: a peer could not tell the model's context length"),
+            }
+        }
+        None
+    }
+
     /// Stops serving peers and closes every session; requests this node
     /// serves are cancelled, and its peers' streams from it end in an error.
     pub async fn shutdown(&self) {

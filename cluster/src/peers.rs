@@ -18,6 +18,12 @@ impl ClusterPeers for ClusterNode {
         })
     }
 
+    fn context_length(&self, model: &str) -> BoxFuture<Option<u32>> {
+        let node = self.clone();
+        let model = model.to_owned();
+        Box::pin(async move { ClusterNode::context_length(&node, &model).await })
+    }
+
     fn generate(
         &self,
         model: &str,

@@ -59,6 +59,22 @@ pub(crate) async fn describe(actor: ActorRef<ServeMsg>) -> Option<RemoteServer> 
     })
 }
 
+/// Longest wait for a peer to read a model's context length (it may load
+/// the model first).
+const INFO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The context length of `model` on the peer.
+pub(crate) async fn context_length(server: &RemoteServer, model: &str) -> Result<u32, String> {
+    let payload = encode(&model);
+    let bytes = call(
+        &server.actor,
+        |reply| ServeMsg::ContextLength(payload, reply),
+        INFO_TIMEOUT,
+    )
+    .await?;
+    decode::<Result<u32, String>>(&bytes, "context length")?
+}
+
 /// Starts `request` on the peer and waits for its first event. Returns the
 /// stream once that event is not an error; else why the peer failed.
 pub(crate) async fn start(

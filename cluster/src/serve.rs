@@ -57,6 +57,10 @@ pub(crate) enum ServeMsg {
     Poll(Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// Cancels a request (its id as JSON).
     Cancel(Vec<u8>),
+    /// A model's context length (its name as JSON in, `Result<u32,
+    /// String>` out); the host loads the model to read it.
+    #[rpc]
+    ContextLength(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// The actor; stateless, its state is built in `pre_start`.
@@ -152,6 +156,21 @@ impl Actor for ModelServer {
             ServeMsg::Start(payload, reply) => start(state, &payload, reply),
             ServeMsg::Poll(payload, reply) => poll(state, &payload, reply),
             ServeMsg::Cancel(payload) => cancel(state, &payload),
+            ServeMsg::ContextLength(payload, reply) => {
+                let host = state.host.clone();
+                // Off the actor: a load can take a while.
+                tokio::spawn(async move {
+                    let answer: Result<u32, String> = match decode::<String>(&payload, "model") {
+                        Ok(model) => host
+                            .model_info(&model)
+                            .await
+                            .map(|info| info.context_length)
+                            .map_err(|e| e.to_string()),
+                        Err(error) => Err(error),
+                    };
+                    let _ = reply.send(encode(&answer));
+                });
+            }
         }
         Ok(())
     }

@@ -114,7 +114,7 @@ async fn a_node_runs_a_model_only_its_peer_has() {
     let host_b = host(dir_b.path(), &["x"], script("the answer from node b", 0)).await;
     let host_a = host(dir_a.path(), &[], script("node a has no model", 0)).await;
     let addr_b = free_port();
-    let b = ClusterNode::start(options("b", Some(addr_b), &[], SECRET), host_b)
+    let b = ClusterNode::start(options("b", Some(addr_b), &[], SECRET), host_b.clone())
         .await
         .expect("b starts");
     let a = ClusterNode::start(options("a", None, &[addr_b], SECRET), host_a)
@@ -138,6 +138,15 @@ async fn a_node_runs_a_model_only_its_peer_has() {
     let result = stream.into_result().await.expect("a result");
     assert_eq!(result.text, "the answer from node b");
     assert!(result.usage.completion_tokens > 0);
+
+    // A's router sizes prompts for B's model by B's own context length.
+    let on_b = host_b
+        .model_info("x")
+        .await
+        .expect("b has x")
+        .context_length;
+    assert_eq!(a.context_length("x").await, Some(on_b));
+    assert_eq!(a.context_length("nope").await, None);
 
     match a.generate("nope", GenerateRequest::text("hi")).await {
         Err(ClusterError::NoPeerServes { model }) => assert_eq!(model, "nope"),
