@@ -7,19 +7,13 @@
 //! worker asks A's person for approval and its files and steps land in A's
 //! workspace and journal.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod serve_support;
+
 use std::time::{Duration, Instant};
 
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+use serve_support::{fib_script_text, free_port, troupe, write_node, Node, WAIT};
 
 const SECRET: &str = "shared-cluster-secret-1";
-
-/// Longest wait for a line or an exit that must come; a hang guard, not a
-/// timing bound.
-const WAIT: Duration = Duration::from_secs(120);
 
 /// One node's files: models, script, troupe.toml, data.
 struct NodeDir {
@@ -35,38 +29,13 @@ impl NodeDir {
     /// A node replaying `script`, with `extra` appended to its troupe.toml.
     fn with_script(models: &[&str], script: &serde_json::Value, extra: &str) -> NodeDir {
         let dir = tempfile::tempdir().unwrap();
-        let model_dir = dir.path().join("models");
-        std::fs::create_dir_all(&model_dir).unwrap();
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::F32,
-            seed: 1,
-        };
-        for name in models {
-            write_synthetic(&model_dir.join(format!("{name}.gguf")), &spec).unwrap();
-        }
-        let script_path = dir.path().join("script.json");
-        std::fs::write(&script_path, script.to_string()).unwrap();
-        let config = format!(
-            "data_dir = {data:?}\n{extra}\n\
-             [models]\ndirs = [{model_dir:?}]\n\
-             [inference]\nbackend = \"scripted\"\nscript = {script_path:?}\n",
-            data = dir.path().join("data"),
-        );
-        std::fs::write(dir.path().join("troupe.toml"), config).unwrap();
+        write_node(dir.path(), models, &script.to_string(), extra);
         NodeDir { dir }
     }
 
     fn serve(&self, args: &[&str]) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("TROUPE_") || key == "CLUSTER_SECRET" {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .arg("--config")
-            .arg(self.dir.path().join("troupe.toml"))
+        let mut cmd = troupe(&self.dir.path().join("troupe.toml"));
+        cmd.env_remove("CLUSTER_SECRET")
             .arg("serve")
             .args(if args.contains(&"--addr") {
                 &[][..]
@@ -74,96 +43,9 @@ impl NodeDir {
                 &["--addr", "127.0.0.1:0"][..]
             })
             .args(args)
-            .env("TROUPE_LOG", "warn,troupe_cluster=info")
-            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Node {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+            .env("TROUPE_LOG", "warn,troupe_cluster=info");
+        Node::spawn(cmd)
     }
-}
-
-/// A running `troupe serve` and what it has printed on stderr.
-struct Node {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Node {
-    /// Waits for a stderr line containing every one of `parts`.
-    fn wait_for(&mut self, parts: &[&str]) -> String {
-        if let Some(line) = self
-            .seen
-            .iter()
-            .find(|l| parts.iter().all(|p| l.contains(p)))
-        {
-            return line.clone();
-        }
-        let deadline = Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if parts.iter().all(|p| line.contains(p)) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no stderr line with {parts:?}; saw:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    /// Waits for the process to exit on its own; its status and stderr.
-    fn exit(mut self) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("troupe serve did not exit:\n{}", self.seen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
-        }
-        (status, self.seen.join("\n"))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nothing listens on now.
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
 }
 
 #[test]
@@ -248,9 +130,7 @@ fn joining_without_a_secret_names_the_flag() {
 /// The fib script, with every worker reply slowed down by `delay_ms` (so a
 /// node can be killed mid-task).
 fn fib_script(delay_ms: u64) -> serde_json::Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json");
-    let mut script: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut script: serde_json::Value = serde_json::from_str(&fib_script_text()).unwrap();
     for rule in script["rules"].as_array_mut().unwrap() {
         let contains = rule["contains"].to_string();
         if !contains.contains("Plan the job") && !contains.contains("Write the final answer") {

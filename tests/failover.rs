@@ -5,116 +5,28 @@
 //! from an environment variable. Both run the scripted backend with the fib
 //! script; only B's ever answers.
 
-use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod serve_support;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+use serve_support::{fib_script_text, free_port, troupe, write_node, Node};
 
 const JOB: &str = "write a Python fibonacci function with tests";
 const KEY: &str = "b-key-81c2";
 /// The variable A reads B's key from (not `TROUPE_*`: those are config keys).
 const KEY_VAR: &str = "FAILOVER_TEST_B_KEY";
 
-fn fib_script() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json"))
-        .expect("examples/fib-script.json")
-}
-
-/// A node's directory: a model, a script and a troupe.toml.
-fn node(dir: &Path, script: &str, extra: &str) -> PathBuf {
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    let spec = SynthSpec {
-        shape: SynthShape::Tiny,
-        quant: SynthQuant::F32,
-        seed: 1,
-    };
-    write_synthetic(&models.join("small.gguf"), &spec).expect("synthetic model");
-    let script_path = dir.join("script.json");
-    std::fs::write(&script_path, script).expect("script");
-    let config = dir.join("troupe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\n{extra}\n\
-             [models]\ndirs = [{models:?}]\n\
-             [inference]\nbackend = \"scripted\"\nscript = {script_path:?}\n",
-            data = dir.join("data"),
-        ),
-    )
-    .expect("troupe.toml");
-    config
-}
-
-fn troupe(config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TROUPE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("--config")
-        .arg(config)
-        .env("TROUPE_LOG", "warn")
-        .env("XDG_CONFIG_HOME", config.with_file_name("xdg"));
-    cmd
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Node B: `troupe serve` with the key, killed when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_b(dir: &Path, port: u16) -> Serve {
-    let config = node(dir, &fib_script(), "");
-    let child = troupe(&config)
-        .args([
-            "serve",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--api-key",
-            KEY,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("troupe serve starts");
-    let mut b = Serve(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return b;
-        }
-        if let Ok(Some(status)) = b.0.try_wait() {
-            let mut err = String::new();
-            if let Some(mut stderr) = b.0.stderr.take() {
-                let _ = stderr.read_to_string(&mut err);
-            }
-            panic!("troupe serve (B) exited with {status}:\n{err}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "troupe serve (B) did not listen within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Node B: `troupe serve` on `addr` with the key, killed when dropped.
+fn serve_b(dir: &Path, addr: &str) -> Node {
+    let config = write_node(dir, &["small"], &fib_script_text(), "");
+    let mut cmd = troupe(&config);
+    cmd.args(["serve", "--addr", addr, "--api-key", KEY]);
+    let mut b = Node::spawn(cmd);
+    // The HTTP listener is bound once this line is printed.
+    b.wait_for(&["troupe serve: http://", addr]);
+    b
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -137,8 +49,8 @@ fn a_task_whose_local_model_does_not_fit_finishes_through_a_second_troupe() {
     let (a_dir, b_dir) = (root.path().join("a"), root.path().join("b"));
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::create_dir_all(&b_dir).unwrap();
-    let port = free_port();
-    let _b = serve_b(&b_dir, port);
+    let addr = free_port().to_string();
+    let _b = serve_b(&b_dir, &addr);
 
     // A's own backend would answer nothing useful; its model cannot even
     // load: 1 KiB of memory budget.
@@ -146,11 +58,11 @@ fn a_task_whose_local_model_does_not_fit_finishes_through_a_second_troupe() {
     let providers = format!(
         "[agents]\nmodel = \"small\"\nprogress_interval_s = 1\n\
          [serve]\nmemory_budget = \"1KiB\"\n\
-         [[providers]]\nname = \"b\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\n\
+         [[providers]]\nname = \"b\"\nbase_url = \"http://{addr}/v1\"\n\
          model = \"small\"\napi_key_env = \"{KEY_VAR}\"\nmax_retries = 1\nbackoff_ms = 50\n\
          prompt_price = 0.000001\ncompletion_price = 0.000002\n"
     );
-    let a_config = node(&a_dir, a_script, &providers);
+    let a_config = write_node(&a_dir, &["small"], a_script, &providers);
 
     let out = troupe(&a_config)
         .args(["run", "--yes", JOB])
@@ -233,7 +145,7 @@ fn without_the_key_variable_the_provider_is_left_out_and_the_error_says_so() {
          [[providers]]\nname = \"b\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
          model = \"small\"\napi_key_env = \"{KEY_VAR}\"\n"
     );
-    let config = node(root.path(), "{\"rules\": []}", &providers);
+    let config = write_node(root.path(), &["small"], "{\"rules\": []}", &providers);
     let out = troupe(&config)
         .args(["run", "--yes", JOB])
         .env_remove(KEY_VAR)

@@ -2,10 +2,12 @@
 //! used as a remote OpenAI-compatible provider: the streamed text and the
 //! usage come back, and a wrong key is a clear 401.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod serve_support;
 
+use std::path::Path;
+use std::process::Command;
+
+use serve_support::{troupe, Node};
 use troupe::config::ProviderConfig;
 use troupe::inference::backend::{FinishReason, GenerateRequest, GenerationEvent};
 use troupe::inference::chat::ChatMessage;
@@ -18,7 +20,7 @@ const KEY_VAR: &str = "REMOTE_TROUPE_TEST_API_KEY";
 const MODEL: &str = "tiny";
 
 struct Serve {
-    child: Child,
+    node: Node,
     base: String,
     _dir: tempfile::TempDir,
 }
@@ -36,36 +38,14 @@ impl Serve {
         write_synthetic(&models.join(format!("{MODEL}.gguf")), &spec).unwrap();
         let config = dir.path().join("troupe.toml");
         std::fs::write(&config, config_text(dir.path())).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_troupe"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .args(["--addr", "127.0.0.1:0", "--api-key", API_KEY])
-            .env_remove("TROUPE_CONFIG")
-            .env("TROUPE_LOG", "warn")
-            .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("troupe serve starts");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let base = loop {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "serve exited early"
-            );
-            if let Some(rest) = line.trim().strip_prefix("troupe serve: ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
+        let mut cmd = troupe(&config);
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--api-key", API_KEY]);
+        let mut node = Node::spawn(cmd);
+        let line = node.wait_for(&["troupe serve: http://"]);
+        let (_, rest) = line.split_once("troupe serve: ").unwrap();
+        let base = rest.split_whitespace().next().unwrap().to_string();
         Serve {
-            child,
+            node,
             base,
             _dir: dir,
         }
@@ -87,9 +67,9 @@ fn config_text(dir: &Path) -> String {
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.node.child.id().to_string()])
             .status();
-        let _ = self.child.wait();
+        let _ = self.node.child.wait();
     }
 }
 
