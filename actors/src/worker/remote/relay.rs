@@ -122,6 +122,24 @@ async fn remote_job(env: &WorkerEnv, job: &SubtaskJob) -> Result<Option<RemoteJo
     }))
 }
 
+/// Stops a relay's helper tasks, and drops its job on the peer unless it
+/// ended there, when the relay ends for any reason.
+struct Guard {
+    tasks: Vec<JoinHandle<()>>,
+    peer: Option<(Arc<dyn WorkerPeers>, String, u64)>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some((peers, node, id)) = self.peer.take() {
+            peers.cancel(&node, id);
+        }
+    }
+}
+
 /// One job running on a peer.
 struct Relay<'a> {
     env: &'a WorkerEnv,
@@ -136,25 +154,25 @@ impl Relay<'_> {
         let job = self.job;
         tracing::info!(task = %job.task_id, subtask = %job.subtask.id, attempt = job.attempt,
             peer = %self.node, %reason, "subtask runs on a peer");
-        let control = self.forward_control();
-        let mut asked: Vec<JoinHandle<()>> = Vec::new();
-        let ended = self.pump(reason, &mut asked).await;
-        control.abort();
-        // Dropping the receivers withdraws approvals still waiting.
-        for task in asked {
-            task.abort();
-        }
+        // Whatever ends this future (the job's end, or the Director's run
+        // aborted), the helper tasks stop with it, approvals still waiting
+        // are withdrawn (their receivers drop), and a job that did not end
+        // is dropped on the peer.
+        let mut guard = Guard {
+            tasks: vec![self.forward_control()],
+            peer: Some((Arc::clone(&self.peers), self.node.clone(), self.id)),
+        };
+        let ended = self.pump(reason, &mut guard.tasks).await;
         match ended {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(lost)) => {
-                self.peers.cancel(&self.node, self.id);
-                Err(lost)
+            Ok(Ok(outcome)) => {
+                guard.peer = None;
+                Ok(outcome)
             }
+            Ok(Err(lost)) => Err(lost),
             Err(error) => {
                 // This node could not record what the peer did (its store
                 // or workspace failed): the attempt fails here, as a local
                 // one would, and the peer stops.
-                self.peers.cancel(&self.node, self.id);
                 tracing::warn!(task = %job.task_id, subtask = %job.subtask.id, %error,
                     "cannot record a peer's subtask");
                 Ok(SubtaskOutcome::Failed {
