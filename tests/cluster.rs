@@ -189,6 +189,35 @@ fn events_of(view: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// Starts node `name` from `dir`, serving HTTP on `http` and joining
+/// `peer` at `join`; once it sees the peer serve `x` and its listener is
+/// bound, submits the fib task. The node and the task's id.
+fn join_and_submit_fib(
+    dir: &NodeDir,
+    http_addr: &str,
+    join: &str,
+    name: &str,
+    peer: &str,
+) -> (Node, String) {
+    let mut node = dir.serve(&[
+        "--addr",
+        http_addr,
+        "--join",
+        join,
+        "--cluster-secret",
+        SECRET,
+        "--node-name",
+        name,
+    ]);
+    node.wait_for(&[&format!("cluster peer {peer}"), "serves x"]);
+    // The HTTP listener is bound once this line is printed.
+    node.wait_for(&["troupe serve: http://", http_addr]);
+    let job = serde_json::json!({ "request": "write a Python fibonacci function with tests" });
+    let (status, created) = http(http_addr, "POST", "/api/tasks", Some(&job));
+    assert_eq!(status, 201, "{created}");
+    (node, created["id"].as_str().unwrap().to_owned())
+}
+
 #[test]
 fn a_task_runs_on_a_peers_model_and_finishes_when_the_peer_dies_mid_task() {
     // B serves x over the cluster, slowly; C serves x over HTTP, the last
@@ -219,24 +248,7 @@ fn a_task_runs_on_a_peers_model_and_finishes_when_the_peer_dies_mid_task() {
              max_retries = 0\n"
         ),
     );
-    let mut a = a_dir.serve(&[
-        "--addr",
-        &http_a,
-        "--join",
-        &addr_b,
-        "--cluster-secret",
-        SECRET,
-        "--node-name",
-        "node-a",
-    ]);
-    a.wait_for(&["cluster peer node-b", "serves x"]);
-    // The HTTP listener is bound once this line is printed.
-    a.wait_for(&["troupe serve: http://", &http_a]);
-
-    let job = serde_json::json!({ "request": "write a Python fibonacci function with tests" });
-    let (status, created) = http(&http_a, "POST", "/api/tasks", Some(&job));
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (a, id) = join_and_submit_fib(&a_dir, &http_a, &addr_b, "node-a", "node-b");
     let path = format!("/api/tasks/{id}");
 
     // Wait until a step served by B is committed, then kill B mid-task.
@@ -342,23 +354,7 @@ fn a_subtask_runs_on_a_peers_worker_and_its_approval_is_answered_on_the_owner() 
         &serde_json::json!({ "default": "A has no model" }),
         "[agents]\nmodel = \"x\"\n[approval]\nexecute = \"allow\"\n",
     );
-    let mut a = a_dir.serve(&[
-        "--addr",
-        &http_a,
-        "--join",
-        &addr_b,
-        "--cluster-secret",
-        SECRET,
-        "--node-name",
-        "node-a3",
-    ]);
-    a.wait_for(&["cluster peer node-b3", "serves x"]);
-    a.wait_for(&["troupe serve: http://", &http_a]);
-
-    let job = serde_json::json!({ "request": "write a Python fibonacci function with tests" });
-    let (status, created) = http(&http_a, "POST", "/api/tasks", Some(&job));
-    assert_eq!(status, 201, "{created}");
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (a, id) = join_and_submit_fib(&a_dir, &http_a, &addr_b, "node-a3", "node-b3");
     let path = format!("/api/tasks/{id}");
 
     // B's worker wants to run the tests; the question waits on A, where

@@ -7,13 +7,16 @@
 //! reaching the peer, and a lost peer as a lost worker whose committed
 //! steps the next run replays instead of asking the model again.
 
+mod common;
+use common::{act, answer};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use troupe_actors::model_host::{self, ModelHostConfig, ModelHostHandle};
+use serde_json::json;
+use troupe_actors::model_host::{self, ModelHostHandle};
 use troupe_actors::router::Router;
 use troupe_actors::runtime::{
     Approvals, Control, Decision, EventBus, TaskControl, TaskJournal, TroupeEvent,
@@ -23,10 +26,8 @@ use troupe_actors::worker::remote::{
 };
 use troupe_actors::worker::{SubtaskJob, SubtaskOutcome, WorkerEnv, WorkerLost, WorkerPool};
 use troupe_config::{ApprovalConfig, SpecialistConfig, ToolsConfig};
-use troupe_inference::backend::{BoxFuture, LoadOptions};
+use troupe_inference::backend::BoxFuture;
 use troupe_inference::scripted::{Rule, Script, ScriptedBackend};
-use troupe_models::catalog::CatalogSources;
-use troupe_models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 use troupe_store::{JournalEntry, Store, SubtaskRecord, SubtaskState, TaskEvent};
 use troupe_tools::{builtin_registry, Builtins, FileChange, Policy, Workspace};
 
@@ -36,26 +37,7 @@ const WAIT: Duration = Duration::from_secs(120);
 
 fn models_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::F32,
-            seed: 3,
-        };
-        write_synthetic(&dir.path().join(format!("{MODEL}.gguf")), &spec).expect("model");
-        dir
-    })
-    .path()
-}
-
-fn act(tool: &str, args: Value) -> String {
-    json!({ "thought": format!("use {tool}"), "action": { "tool": tool, "args": args } })
-        .to_string()
-}
-
-fn answer(text: &str) -> String {
-    json!({ "thought": "done", "final": text }).to_string()
+    DIR.get_or_init(|| common::model_dir(MODEL, 3)).path()
 }
 
 /// Write a file, run a shell command (asks the person on the peer), answer.
@@ -98,28 +80,12 @@ async fn node(with_model: bool, execute: Policy, rules: Vec<Rule>) -> Node {
     });
     let empty = data_dir.join("no-models");
     std::fs::create_dir_all(&empty).expect("dir");
-    let config = ModelHostConfig {
-        budget_bytes: 1 << 34,
-        pinned: Vec::new(),
-        default_keep_alive: Duration::from_secs(600),
-        load: LoadOptions {
-            context_length: 16_384,
-            parallel_slots: 2,
-            batch_size: 128,
-            threads: Some(1),
-            gpu_layers: 0,
-            max_queued: 8,
-        },
-        catalog: CatalogSources {
-            model_dirs: vec![if with_model {
-                models_dir().to_path_buf()
-            } else {
-                empty
-            }],
-            hf_cache: None,
-            ollama_models: None,
-        },
+    let models = if with_model {
+        models_dir().to_path_buf()
+    } else {
+        empty
     };
+    let config = common::host_config(models, 16_384);
     let (host, _join) = model_host::spawn(config, Arc::new(backend.clone()))
         .await
         .expect("host");

@@ -3,6 +3,9 @@
 //! worker pool, and what a person would notice: the subtask's outcome, the
 //! journal, the workspace's files and checkpoints.
 
+mod common;
+use common::{act, answer};
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -11,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use troupe_actors::model_host::{self, ModelHostConfig, ModelHostHandle};
+use troupe_actors::model_host::{self, ModelHostHandle};
 use troupe_actors::router::Router;
 use troupe_actors::runtime::{
     Approvals, Control, Decision, EventBus, TaskControl, TaskJournal, TroupeEvent,
@@ -20,10 +23,7 @@ use troupe_actors::worker::{
     FaultHook, StepPoint, SubtaskJob, SubtaskOutcome, WorkerEnv, WorkerLost, WorkerPool,
 };
 use troupe_config::{ApprovalConfig, SpecialistConfig, ToolsConfig};
-use troupe_inference::backend::LoadOptions;
 use troupe_inference::scripted::{Rule, Script, ScriptedBackend};
-use troupe_models::catalog::CatalogSources;
-use troupe_models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 use troupe_store::{JournalEntry, Store, SubtaskRecord, SubtaskState, TaskEvent};
 use troupe_tools::{
     builtin_registry, Builtins, Observation, Policy, RiskLevel, Tool, ToolContext, ToolError,
@@ -40,28 +40,7 @@ const EVENT_WAIT: Duration = Duration::from_secs(120);
 
 fn models_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::F32,
-            seed: 7,
-        };
-        write_synthetic(&dir.path().join(format!("{MODEL}.gguf")), &spec).expect("synthetic model");
-        dir
-    })
-    .path()
-}
-
-/// A reply that runs `tool`.
-fn act(tool: &str, args: Value) -> String {
-    json!({ "thought": format!("use {tool}"), "action": { "tool": tool, "args": args } })
-        .to_string()
-}
-
-/// A final answer.
-fn answer(text: &str) -> String {
-    json!({ "thought": "done", "final": text }).to_string()
+    DIR.get_or_init(|| common::model_dir(MODEL, 7)).path()
 }
 
 /// A test tool that always panics.
@@ -135,24 +114,7 @@ async fn rig(options: Options, rules: Vec<Rule>) -> Rig {
         rules,
         ..Script::default()
     });
-    let config = ModelHostConfig {
-        budget_bytes: 1 << 34,
-        pinned: Vec::new(),
-        default_keep_alive: Duration::from_secs(600),
-        load: LoadOptions {
-            context_length: options.context_length,
-            parallel_slots: 2,
-            batch_size: 128,
-            threads: Some(1),
-            gpu_layers: 0,
-            max_queued: 8,
-        },
-        catalog: CatalogSources {
-            model_dirs: vec![models_dir().to_path_buf()],
-            hf_cache: None,
-            ollama_models: None,
-        },
-    };
+    let config = common::host_config(models_dir().to_path_buf(), options.context_length);
     let (host, _join) = model_host::spawn(config, Arc::new(backend.clone()))
         .await
         .expect("host starts");

@@ -30,10 +30,11 @@ pub(crate) struct RemoteServer {
     actor: ActorRef<ServeMsg>,
 }
 
-/// One RPC to a peer's model server, flattened to bytes or a reason.
-async fn call(
-    actor: &ActorRef<ServeMsg>,
-    build: impl FnOnce(ractor::RpcReplyPort<Vec<u8>>) -> ServeMsg,
+/// One RPC to a peer's server (model or work server), flattened to bytes
+/// or a reason.
+pub(crate) async fn call<M: ractor::Message>(
+    actor: &ActorRef<M>,
+    build: impl FnOnce(ractor::RpcReplyPort<Vec<u8>>) -> M,
     timeout: Duration,
 ) -> Result<Vec<u8>, String> {
     match actor.call(build, Some(timeout)).await {

@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use troupe_actors::runtime::{Control, Decision};
 use troupe_actors::worker::remote::{RemoteJob, RemoteUpdate, WorkerHost, WorkerOffer, LONG_POLL};
 
+use crate::remote::call;
 use crate::wire::{decode, encode};
 
 /// The process group every node's work server joins.
@@ -165,19 +165,6 @@ impl Actor for WorkServer {
 #[derive(Default)]
 pub(crate) struct WorkPeers {
     known: Mutex<HashMap<String, ActorRef<WorkMsg>>>,
-}
-
-async fn call(
-    actor: &ActorRef<WorkMsg>,
-    build: impl FnOnce(RpcReplyPort<Vec<u8>>) -> WorkMsg,
-    timeout: Duration,
-) -> Result<Vec<u8>, String> {
-    match actor.call(build, Some(timeout)).await {
-        Ok(CallResult::Success(bytes)) => Ok(bytes),
-        Ok(CallResult::Timeout) => Err(format!("no answer within {}s", timeout.as_secs())),
-        Ok(CallResult::SenderError) => Err("the peer went away".into()),
-        Err(error) => Err(format!("cannot reach the peer: {error}")),
-    }
 }
 
 impl WorkPeers {

@@ -307,18 +307,43 @@ impl Workspace {
             let oid = oid.map_err(|e| self.git("log", e))?;
             let commit = repo.find_commit(oid).map_err(|e| self.git("log", e))?;
             let message = commit.message().unwrap_or_default().to_string();
-            let Some(step) = message.strip_prefix(CHECKPOINT_PREFIX) else {
+            let Some(step) = step_of(&message) else {
                 continue;
             };
             let secs = u64::try_from(commit.time().seconds()).unwrap_or(0);
             out.push(Checkpoint {
                 id: CheckpointId(oid.to_string()),
-                step: step.trim_end().to_string(),
+                step,
                 message: message.clone(),
                 time: UNIX_EPOCH + Duration::from_secs(secs),
             });
         }
         Ok(out)
+    }
+
+    /// The step label of checkpoint `id` (as [`Checkpoint::step`]); `None`
+    /// for a commit that is not a checkpoint.
+    ///
+    /// # Errors
+    /// [`WorkspaceError::UnknownCheckpoint`], or libgit2's.
+    pub fn checkpoint_step(&self, id: &CheckpointId) -> Result<Option<String>, WorkspaceError> {
+        let repo = self.repo()?;
+        let commit = self.commit_of(&repo, id)?;
+        Ok(step_of(commit.message().unwrap_or_default()))
+    }
+
+    /// The commit of checkpoint `id`.
+    pub(crate) fn commit_of<'r>(
+        &self,
+        repo: &'r Repository,
+        id: &CheckpointId,
+    ) -> Result<git2::Commit<'r>, WorkspaceError> {
+        let unknown = || WorkspaceError::UnknownCheckpoint {
+            id: id.0.clone(),
+            task: self.task_id.clone(),
+        };
+        let oid = git2::Oid::from_str(&id.0).map_err(|_| unknown())?;
+        repo.find_commit(oid).map_err(|_| unknown())
     }
 
     /// Puts the workspace back exactly as it was at checkpoint `id`: the
@@ -327,12 +352,7 @@ impl Workspace {
     /// cloned inside the workspace, which checkpoints do not record, stay.
     pub fn restore(&self, id: &CheckpointId) -> Result<(), WorkspaceError> {
         let repo = self.repo()?;
-        let unknown = || WorkspaceError::UnknownCheckpoint {
-            id: id.0.clone(),
-            task: self.task_id.clone(),
-        };
-        let oid = git2::Oid::from_str(&id.0).map_err(|_| unknown())?;
-        let commit = repo.find_commit(oid).map_err(|_| unknown())?;
+        let commit = self.commit_of(&repo, id)?;
         let mut checkout = CheckoutBuilder::new();
         checkout.force().remove_untracked(true);
         repo.reset(commit.as_object(), ResetType::Hard, Some(&mut checkout))
@@ -366,6 +386,13 @@ impl Workspace {
         tracing::info!(task = %self.task_id, %id, "workspace restored");
         Ok(())
     }
+}
+
+/// The step a checkpoint commit's message names; `None` for other commits.
+fn step_of(message: &str) -> Option<String> {
+    message
+        .strip_prefix(CHECKPOINT_PREFIX)
+        .map(|step| step.trim_end().to_string())
 }
 
 /// Whether `rel` (relative to `workdir`) is a git repository of its own.

@@ -11,7 +11,7 @@
 
 use std::path::{Component, Path};
 
-use git2::{Delta, DiffOptions, ObjectType, Oid, TreeWalkMode, TreeWalkResult};
+use git2::{Delta, DiffOptions, ObjectType, TreeWalkMode, TreeWalkResult};
 use serde::{Deserialize, Serialize};
 
 use crate::workspace::{CheckpointId, Workspace, WorkspaceError};
@@ -218,12 +218,7 @@ impl Workspace {
         repo: &'r git2::Repository,
         id: &CheckpointId,
     ) -> Result<git2::Tree<'r>, WorkspaceError> {
-        let unknown = || WorkspaceError::UnknownCheckpoint {
-            id: id.0.clone(),
-            task: self.task_id().to_string(),
-        };
-        let oid = Oid::from_str(&id.0).map_err(|_| unknown())?;
-        let commit = repo.find_commit(oid).map_err(|_| unknown())?;
+        let commit = self.commit_of(repo, id)?;
         commit.tree().map_err(|e| self.git("tree", e))
     }
 }

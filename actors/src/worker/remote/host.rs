@@ -437,12 +437,7 @@ impl Forward {
                     let (ws, from, at) = (Arc::clone(&self.ws), self.last.clone(), to.clone());
                     let found = tokio::task::spawn_blocking(move || {
                         let files = ws.changes(&from, &at)?;
-                        let label = ws
-                            .checkpoints()?
-                            .into_iter()
-                            .rev()
-                            .find(|c| c.id == at)
-                            .map(|c| c.step);
+                        let label = ws.checkpoint_step(&at)?;
                         Ok::<_, troupe_tools::WorkspaceError>((files, label))
                     })
                     .await;
