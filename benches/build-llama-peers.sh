@@ -87,16 +87,25 @@ with open(sys.argv[1], "rb") as f:
 print(h.hexdigest())' "$1"; }
 if [ ! -f "$sdist" ] || [ "$(sha256_of "$sdist")" != "$lcp_sha256" ]; then
   say "downloading llama-cpp-python $lcp_version sdist from PyPI"
+  # Straight from the index: `pip download` of an sdist prepares its
+  # metadata, which builds cmake and ninja from source (many minutes).
   rm -rf "$src_cache/download"
   mkdir -p "$src_cache/download"
-  printf 'llama-cpp-python==%s --hash=sha256:%s\n' "$lcp_version" "$lcp_sha256" \
-    >"$src_cache/download/requirements.txt"
-  python3 -m pip download --no-deps --no-binary :all: --require-hashes \
-    -r "$src_cache/download/requirements.txt" -d "$src_cache/download" \
-    >"$src_cache/download.log" 2>&1 ||
-    { tail -20 "$src_cache/download.log" >&2; die "pip could not download llama-cpp-python==$lcp_version"; }
+  python3 - "$lcp_version" "$lcp_sha256" "$src_cache/download" >"$src_cache/download.log" 2>&1 <<'PY' ||
+import os, re, sys, urllib.request
+version, sha, dest = sys.argv[1:4]
+index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+page = urllib.request.urlopen(f"{index}/llama-cpp-python/", timeout=60).read().decode()
+name = f"llama_cpp_python-{version}.tar.gz"
+links = [u for u in re.findall(r'href="([^"]+)"', page) if name in u and sha in u]
+if not links:
+    sys.exit(f"no {name} with sha256 {sha} on {index}")
+url = urllib.parse.urljoin(f"{index}/llama-cpp-python/", links[0].split("#")[0])
+urllib.request.urlretrieve(url, os.path.join(dest, name))
+PY
+    { tail -20 "$src_cache/download.log" >&2; die "could not download llama-cpp-python==$lcp_version"; }
   mv "$src_cache/download/llama_cpp_python-$lcp_version.tar.gz" "$sdist" ||
-    die "pip did not leave llama_cpp_python-$lcp_version.tar.gz in $src_cache/download"
+    die "the download did not leave llama_cpp_python-$lcp_version.tar.gz in $src_cache/download"
   [ "$(sha256_of "$sdist")" = "$lcp_sha256" ] || die "sha256 of $sdist is not $lcp_sha256"
 fi
 
@@ -158,9 +167,14 @@ ggml_env=()
 for key in $(compgen -e); do
   if [[ $key == GGML_* ]]; then ggml_env+=("-D$key=${!key}"); fi
 done
+# The same fixes troupe's build carries (.cargo/config.toml force-includes
+# this header into llama-cpp-sys-2's C++): see the header.
+fixes=$root/build-support/ggml/troupe-ggml-fixes.h
+[ -f "$fixes" ] || die "missing $fixes"
 say "configuring ($build_type) in $out"
 cmake -S "$tree" -B "$out" \
   "${ggml_env[@]}" \
+  -DCMAKE_CXX_FLAGS="${CXXFLAGS:-} -include $fixes" \
   -DCMAKE_BUILD_TYPE="$build_type" \
   -DGGML_NATIVE=ON -DGGML_OPENMP=ON -DBUILD_SHARED_LIBS=OFF -DGGML_CCACHE=OFF \
   -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
