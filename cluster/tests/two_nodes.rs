@@ -46,6 +46,7 @@ async fn host(dir: &Path, models: &[&str], script: Script) -> ModelHostHandle {
             batch_size: 128,
             threads: Some(1),
             gpu_layers: 0,
+            repack: true,
             max_queued: 8,
         },
         catalog: CatalogSources {

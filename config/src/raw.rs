@@ -82,6 +82,9 @@ pub struct RawInference {
     pub parallel_slots: Option<u32>,
     /// Layers offloaded to a GPU (needs a build with a GPU feature).
     pub gpu_layers: Option<u32>,
+    /// Let ggml repack CPU weights into its faster layouts (AMX tiles, …);
+    /// `false` is llama.cpp's `--no-repack`.
+    pub repack: Option<bool>,
     /// `llama` (the default) or `scripted` (replays `script`; for tests and demos).
     pub backend: Option<String>,
     /// The replay script of the `scripted` backend.

@@ -90,6 +90,11 @@ pub struct InferenceConfig {
     pub parallel_slots: u32,
     /// Layers offloaded to a GPU.
     pub gpu_layers: u32,
+    /// ggml may repack the weights kept on the CPU into its extra buffer
+    /// types (AMX tiles on Intel Sapphire Rapids and later, interleaved
+    /// Q4_0 blocks, …); `false` keeps them as the file has them, as
+    /// llama.cpp's `--no-repack` does.
+    pub repack: bool,
     /// The engine.
     pub backend: BackendChoice,
 }
@@ -246,6 +251,7 @@ fn resolve_inference(
         batch_size,
         parallel_slots,
         gpu_layers: raw.gpu_layers.unwrap_or(0),
+        repack: raw.repack.unwrap_or(true),
         backend,
     })
 }

@@ -53,6 +53,10 @@ pub struct LoadOptions {
     pub threads: Option<u32>,
     /// Layers offloaded to the GPU; more than 0 needs a GPU build.
     pub gpu_layers: u32,
+    /// Let ggml repack the weights kept on the CPU into its extra buffer
+    /// types (AMX tiles, interleaved blocks); `false` is llama.cpp's
+    /// `--no-repack`.
+    pub repack: bool,
     /// Requests that may wait for a free slot before `generate` answers
     /// [`GenerateError::Busy`].
     pub max_queued: u32,
@@ -66,6 +70,7 @@ impl Default for LoadOptions {
             batch_size: 2048,
             threads: None,
             gpu_layers: 0,
+            repack: true,
             max_queued: 64,
         }
     }
@@ -337,6 +342,9 @@ pub struct GenerationResult {
     pub usage: Usage,
     /// Durations and rates.
     pub timings: Timings,
+    /// The ids of the generated tokens (end-of-generation token included),
+    /// where the backend knows them (llama.cpp); empty otherwise.
+    pub tokens: Vec<i32>,
 }
 
 /// The answer to [`LoadedModel::embed`].

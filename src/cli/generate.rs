@@ -180,6 +180,7 @@ pub fn load_options(
         batch_size: config.inference.batch_size,
         threads: threads.or(config.inference.threads),
         gpu_layers: config.inference.gpu_layers,
+        repack: config.inference.repack,
         ..LoadOptions::default()
     }
 }

@@ -59,6 +59,7 @@ fn start() -> TestServer {
             batch_size: 512,
             threads: Some(2),
             gpu_layers: 0,
+            repack: true,
             max_queued: 64,
         },
         catalog: CatalogSources {

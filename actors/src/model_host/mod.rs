@@ -92,6 +92,7 @@ impl ModelHostConfig {
                 batch_size: inference.batch_size,
                 threads: inference.threads,
                 gpu_layers: inference.gpu_layers,
+                repack: inference.repack,
                 ..LoadOptions::default()
             },
             catalog: CatalogSources {

@@ -48,6 +48,7 @@ pub fn host_config(model_dir: PathBuf, context_length: u32) -> ModelHostConfig {
             batch_size: 128,
             threads: Some(1),
             gpu_layers: 0,
+            repack: true,
             max_queued: 8,
         },
         catalog: CatalogSources {

@@ -1,22 +1,33 @@
 //! Chat messages, rendered into a prompt with the model's own template.
 //!
-//! Rendering uses llama.cpp's `llama_chat_apply_template` on the template
-//! stored in the GGUF (`tokenizer.chat_template`). llama.cpp does not run
-//! Jinja: it recognises the common templates (ChatML, Llama 2/3, Mistral,
-//! Gemma, Phi, …) by their text and renders them natively.
+//! # Layout
+//! - [`jinja`]: the GGUF's `tokenizer.chat_template` run by a real Jinja
+//!   engine (minijinja), bounded, with the variables llama.cpp's server
+//!   passes; a model without a template gets llama.cpp's ChatML template.
+//! - this file: the messages, and [`ChatTemplate`], which picks the path once
+//!   per loaded model.
 //!
-//! **Fallback:** when the file has no chat template, or llama.cpp does not
-//! recognise it, the messages are rendered as ChatML
-//! (`<|im_start|>{role}\n{content}<|im_end|>\n`, then
-//! `<|im_start|>assistant\n`) and a warning is logged. ChatML is the most
-//! common format among instruction-tuned GGUF models; for a model trained on
-//! another format the output will be poorer, but the request still runs.
+//! **Fallback:** a template minijinja cannot compile is rendered by
+//! llama.cpp's built-in matcher (`llama_chat_apply_template`, which
+//! recognises the common templates by their text), and if llama.cpp does not
+//! recognise it either, as ChatML; both with a warning. A template that
+//! compiles but fails while rendering (it raised, or ran past its budget) is
+//! an error naming the model, not a fallback: the template said no.
+//!
+//! When a chat is rendered as ChatML for a model that was not trained on it
+//! (no template, or the fallback), `<|im_end|>` is added to the request's
+//! stop strings: such a model does not know the marker as a token and would
+//! otherwise write it as text until the length limit.
 //!
 //! The rendered text is tokenized with special tokens parsed, so the
 //! template's control tokens become single tokens.
 
+pub mod jinja;
+
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::{ApplyChatTemplateError, ChatTemplateError};
+
+pub use jinja::{JinjaTemplate, RenderOptions, TemplateError, TemplateTokens, CHATML_TEMPLATE};
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,10 +96,14 @@ impl ChatMessage {
 /// Which template rendered a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateSource {
-    /// The model's own template.
+    /// The model's own Jinja template.
     Model,
-    /// The ChatML fallback (the model has no template llama.cpp recognises).
-    ChatMlFallback,
+    /// The model's template as llama.cpp's built-in matcher renders it (the
+    /// Jinja engine could not compile it).
+    BuiltIn,
+    /// ChatML: the model has no template (as llama.cpp does), or neither
+    /// the Jinja engine nor llama.cpp's matcher could use it.
+    ChatMl,
 }
 
 /// A chat rendered into prompt text.
@@ -99,6 +114,17 @@ pub struct RenderedChat {
     /// Which template produced it.
     pub source: TemplateSource,
 }
+
+impl RenderedChat {
+    /// A stop string the generation needs besides the model's end-of-turn
+    /// tokens: ChatML's end marker when ChatML was used.
+    pub fn extra_stop(&self) -> Option<&'static str> {
+        (self.source == TemplateSource::ChatMl).then_some(CHATML_END)
+    }
+}
+
+/// ChatML's end-of-turn marker.
+pub const CHATML_END: &str = "<|im_end|>";
 
 /// Why a chat could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,13 +147,16 @@ pub enum ChatError {
         /// The limit.
         max: usize,
     },
+    /// The model's Jinja template refused or failed.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     /// llama.cpp failed to render a template it recognised.
     #[error("llama.cpp failed to apply the chat template: {0}")]
     Apply(String),
 }
 
-/// Renders `messages` as ChatML with an open assistant turn: the fallback
-/// used when a model has no template llama.cpp recognises.
+/// Renders `messages` as ChatML with an open assistant turn, the way
+/// llama.cpp renders a chat for a model without a template.
 pub fn render_chatml(messages: &[ChatMessage]) -> String {
     let mut out = String::new();
     for message in messages {
@@ -135,21 +164,105 @@ pub fn render_chatml(messages: &[ChatMessage]) -> String {
         out.push_str(message.role.as_str());
         out.push('\n');
         out.push_str(&message.content);
-        out.push_str("<|im_end|>\n");
+        out.push_str(CHATML_END);
+        out.push('\n');
     }
     out.push_str("<|im_start|>assistant\n");
     out
 }
 
-/// Renders `messages` with `model`'s template, falling back to ChatML (see
-/// the module documentation).
-pub(crate) fn render(
+/// How one loaded model's chats are rendered, chosen once at load.
+#[derive(Debug)]
+pub enum ChatTemplate {
+    /// A Jinja template: the model's own, or llama.cpp's ChatML one for a
+    /// model without a template.
+    Jinja {
+        /// The compiled template.
+        template: JinjaTemplate,
+        /// Whose template it is.
+        source: TemplateSource,
+    },
+    /// The model's template could not be compiled: llama.cpp's built-in
+    /// matcher renders it, or ChatML when llama.cpp does not recognise it.
+    BuiltIn,
+}
+
+impl ChatTemplate {
+    /// The template for `model`, whose file is `name` (named in errors).
+    pub fn for_model(model: &LlamaModel, name: &str) -> Self {
+        let vocab = model.vocab();
+        let text = |token: llama_cpp_2::token::LlamaToken| {
+            if token.0 < 0 {
+                return String::new();
+            }
+            String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+        };
+        let tokens = TemplateTokens {
+            bos: text(vocab.bos()),
+            eos: text(vocab.eos()),
+            add_bos: vocab.should_add_bos(),
+            add_eos: vocab.should_add_eos(),
+        };
+        let (source, origin) = match model.chat_template(None) {
+            Ok(template) => match template.to_string() {
+                Ok(source) => (source, TemplateSource::Model),
+                Err(_) => {
+                    tracing::warn!(
+                        model = name,
+                        "the chat template is not UTF-8; using llama.cpp's built-in templates"
+                    );
+                    return Self::BuiltIn;
+                }
+            },
+            Err(_) => (CHATML_TEMPLATE.to_owned(), TemplateSource::ChatMl),
+        };
+        match JinjaTemplate::compile(name, &source, tokens) {
+            Ok(template) => Self::Jinja {
+                template,
+                source: origin,
+            },
+            Err(error) => {
+                tracing::warn!(%error, "using llama.cpp's built-in templates instead");
+                Self::BuiltIn
+            }
+        }
+    }
+
+    /// Renders `messages` with an open assistant turn (see the module
+    /// documentation for the fallbacks).
+    ///
+    /// # Errors
+    /// See [`ChatError`].
+    pub fn render(
+        &self,
+        model: &LlamaModel,
+        messages: &[ChatMessage],
+    ) -> Result<RenderedChat, ChatError> {
+        if messages.is_empty() {
+            return Err(ChatError::Empty);
+        }
+        match self {
+            Self::Jinja { template, source } => {
+                let options = RenderOptions {
+                    add_generation_prompt: true,
+                    ..RenderOptions::default()
+                };
+                Ok(RenderedChat {
+                    text: template.render(messages, &options)?,
+                    source: *source,
+                })
+            }
+            Self::BuiltIn => render_built_in(model, messages),
+        }
+    }
+}
+
+/// Renders `messages` with llama.cpp's built-in matcher, falling back to
+/// ChatML when it does not recognise the model's template.
+fn render_built_in(
     model: &LlamaModel,
     messages: &[ChatMessage],
 ) -> Result<RenderedChat, ChatError> {
-    if messages.is_empty() {
-        return Err(ChatError::Empty);
-    }
     // llama-cpp-2 renders into a buffer twice the messages' size, whose
     // length must fit an i32.
     let len = messages
@@ -169,33 +282,30 @@ pub(crate) fn render(
     }
     let template = match model.chat_template(None) {
         Ok(template) => template,
-        Err(ChatTemplateError::MissingTemplate) => {
-            tracing::warn!("model has no chat template; rendering the chat as ChatML");
-            return Ok(fallback(messages));
-        }
+        Err(ChatTemplateError::MissingTemplate) => return Ok(chatml(messages)),
         Err(error) => {
             tracing::warn!(%error, "model's chat template is unreadable; rendering the chat as ChatML");
-            return Ok(fallback(messages));
+            return Ok(chatml(messages));
         }
     };
     match model.apply_chat_template(&template, &chat, true) {
         Ok(text) => Ok(RenderedChat {
             text,
-            source: TemplateSource::Model,
+            source: TemplateSource::BuiltIn,
         }),
         // llama.cpp answers -1 when it does not recognise the template.
         Err(ApplyChatTemplateError::FfiError(code)) if code < 0 => {
             tracing::warn!(code, "llama.cpp does not recognise the model's chat template; rendering the chat as ChatML");
-            Ok(fallback(messages))
+            Ok(chatml(messages))
         }
         Err(error) => Err(ChatError::Apply(error.to_string())),
     }
 }
 
-fn fallback(messages: &[ChatMessage]) -> RenderedChat {
+fn chatml(messages: &[ChatMessage]) -> RenderedChat {
     RenderedChat {
         text: render_chatml(messages),
-        source: TemplateSource::ChatMlFallback,
+        source: TemplateSource::ChatMl,
     }
 }
 

@@ -18,6 +18,7 @@
 //! llama.cpp's own decode loop.
 
 use std::collections::VecDeque;
+use std::ffi::CString;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use super::memory::{capture_allocations, computed_kv_bytes};
 use super::model::{InFlight, Loaded};
 use super::slot::{choose_slot, common_prefix, Active, Slot};
 use crate::backend::{FinishReason, GenerateError, LoadError, LoadOptions, MemoryUsage, ModelInfo};
+use crate::chat::ChatTemplate;
 use crate::device;
 use crate::sampling::TokenSampler;
 
@@ -119,7 +121,12 @@ pub(crate) fn run(start: EngineStart) {
         threads = info.threads, weights = memory.weights, kv_cache = memory.kv_cache, compute = memory.compute,
         "model loaded");
     let embed_memory = Arc::new(EmbedMemory::default());
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let loaded = Loaded {
+        chat: ChatTemplate::for_model(&model, &name),
         info: info.clone(),
         memory,
         model: Arc::clone(&model),
@@ -138,9 +145,8 @@ fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LlamaModel, 
         path: path.to_path_buf(),
         source,
     };
-    GgufFile::open(path)
-        .and_then(|gguf| gguf.validate_for_llama())
-        .map_err(invalid)?;
+    let gguf = GgufFile::open(path).map_err(invalid)?;
+    gguf.validate_for_llama().map_err(invalid)?;
     let backend = super::backend()?;
     if opts.gpu_layers > 0 && !backend.supports_gpu_offload() {
         return Err(LoadError::GpuUnavailable {
@@ -149,9 +155,40 @@ fn load_model(path: &std::path::Path, opts: &LoadOptions) -> Result<LlamaModel, 
         });
     }
     let params = LlamaModelParams::default().with_n_gpu_layers(opts.gpu_layers);
+    let mut params = std::pin::pin!(params);
+    // llama.cpp keeps the pattern's pointer until the load ends.
+    let no_repack = (!opts.repack).then(|| {
+        let layers = gguf.arch_u64("block_count").unwrap_or(0);
+        cpu_weights_pattern(layers, u64::from(opts.gpu_layers))
+    });
+    if let Some(pattern) = &no_repack {
+        params.as_mut().add_cpu_buft_override(pattern);
+    }
     LlamaModel::load_from_file(backend, path, &params).map_err(|_| LoadError::ModelLoad {
         path: path.to_path_buf(),
     })
+}
+
+/// The weights that stay on the CPU, as a pattern of tensor names: with
+/// `repack = false` they are put in the plain CPU buffer type, so ggml does
+/// not repack them into its extra buffer types (llama.cpp's `--no-repack`).
+/// llama.cpp offloads the last `gpu_layers` blocks; the token embeddings
+/// always stay.
+fn cpu_weights_pattern(layers: u64, gpu_layers: u64) -> CString {
+    let pattern = if gpu_layers == 0 {
+        ".".to_owned()
+    } else {
+        let cpu_blocks: Vec<String> = (0..layers.saturating_sub(gpu_layers))
+            .map(|i| i.to_string())
+            .collect();
+        if cpu_blocks.is_empty() {
+            "^token_embd\\.".to_owned()
+        } else {
+            format!("^token_embd\\.|^blk\\.({})\\.", cpu_blocks.join("|"))
+        }
+    };
+    // Digits, letters and punctuation only: no NUL.
+    CString::new(pattern).unwrap_or_default()
 }
 
 fn create_context<'m>(
@@ -543,6 +580,7 @@ impl<'m> Engine<'m> {
         active.first_token.get_or_insert(now);
         active.last_token = Some(now);
         active.generated += 1;
+        active.tokens.push(token.0);
         let finish = if self.vocab.is_eog(token) && !active.job.ignore_eos {
             Some(FinishReason::Stop)
         } else if self.vocab.is_eog(token) {

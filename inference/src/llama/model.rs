@@ -23,7 +23,7 @@ use crate::backend::{
     BoxFuture, Constraint, Embeddings, GenerateError, GenerateRequest, GenerationStream,
     LoadedModel, MemoryUsage, ModelInfo, Prompt, TokenizeError,
 };
-use crate::chat::{self, ChatError, ChatMessage};
+use crate::chat::{ChatError, ChatMessage, ChatTemplate, RenderedChat};
 use crate::sampling::{TokenSampler, TokenTexts};
 use crate::schema;
 
@@ -46,6 +46,8 @@ pub struct LlamaModelHandle {
     token_texts: OnceLock<Arc<TokenTexts>>,
     /// Memory of the embedding context, once the engine has created it.
     embed_memory: Arc<EmbedMemory>,
+    /// How chats are rendered for this model.
+    chat: ChatTemplate,
 }
 
 /// Counts a request among those running or waiting until it is dropped.
@@ -65,6 +67,7 @@ pub(crate) struct Loaded {
     pub(crate) memory: MemoryUsage,
     pub(crate) model: Arc<LlamaModel>,
     pub(crate) embed_memory: Arc<EmbedMemory>,
+    pub(crate) chat: ChatTemplate,
 }
 
 impl LlamaModelHandle {
@@ -84,6 +87,7 @@ impl LlamaModelHandle {
             finished,
             token_texts: OnceLock::new(),
             embed_memory: loaded.embed_memory,
+            chat: loaded.chat,
         }
     }
 
@@ -94,18 +98,17 @@ impl LlamaModelHandle {
             .clone()
     }
 
-    fn prompt_text(model: &LlamaModel, prompt: &Prompt) -> Result<String, GenerateError> {
-        match prompt {
-            Prompt::Text(text) if text.is_empty() => Err(GenerateError::EmptyPrompt),
-            Prompt::Text(text) => Ok(text.clone()),
-            Prompt::Tokens(_) => Err(GenerateError::EmptyPrompt),
-            Prompt::Chat(messages) => chat::render(model, messages)
-                .map(|rendered| rendered.text)
-                .map_err(|error| match error {
-                    ChatError::Empty => GenerateError::EmptyPrompt,
-                    other => GenerateError::ChatTemplate(other.to_string()),
-                }),
-        }
+    fn render(
+        &self,
+        model: &LlamaModel,
+        messages: &[ChatMessage],
+    ) -> Result<RenderedChat, GenerateError> {
+        self.chat
+            .render(model, messages)
+            .map_err(|error| match error {
+                ChatError::Empty => GenerateError::EmptyPrompt,
+                other => GenerateError::ChatTemplate(other.to_string()),
+            })
     }
 
     fn check_lengths(&self, prompt_tokens: usize, max_tokens: u32) -> Result<(), GenerateError> {
@@ -229,15 +232,26 @@ impl LoadedModel for LlamaModelHandle {
 
     fn generate(&self, req: GenerateRequest) -> Result<GenerationStream, GenerateError> {
         let model = self.model().ok_or(GenerateError::Unloaded)?;
+        let mut stop = req.stop;
         let prompt = match &req.prompt {
             Prompt::Tokens(ids) => checked_tokens(&model, ids)?,
-            other => tokenize(&model, &Self::prompt_text(&model, other)?)?,
+            Prompt::Text(text) if text.is_empty() => return Err(GenerateError::EmptyPrompt),
+            Prompt::Text(text) => tokenize(&model, text)?,
+            Prompt::Chat(messages) => {
+                let rendered = self.render(&model, messages)?;
+                if let Some(marker) = rendered.extra_stop() {
+                    if !stop.iter().any(|s| s == marker) {
+                        stop.push(marker.to_owned());
+                    }
+                }
+                tokenize(&model, &rendered.text)?
+            }
         };
         if prompt.is_empty() {
             return Err(GenerateError::EmptyPrompt);
         }
         self.check_lengths(prompt.len(), req.max_tokens)?;
-        if let Some(index) = req.stop.iter().position(String::is_empty) {
+        if let Some(index) = stop.iter().position(String::is_empty) {
             return Err(GenerateError::EmptyStopString { index });
         }
         let grammar = grammar_for(req.constraint.as_ref())?;
@@ -254,7 +268,7 @@ impl LoadedModel for LlamaModelHandle {
             prompt,
             sampler,
             max_tokens: req.max_tokens,
-            stop: req.stop,
+            stop,
             session: req.session,
             ignore_eos: req.ignore_eos,
             events,
@@ -284,7 +298,7 @@ impl LoadedModel for LlamaModelHandle {
 
     fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, GenerateError> {
         let model = self.model().ok_or(GenerateError::Unloaded)?;
-        Self::prompt_text(&model, &Prompt::Chat(messages.to_vec()))
+        Ok(self.render(&model, messages)?.text)
     }
 
     fn unload(&self) -> BoxFuture<()> {

@@ -45,6 +45,8 @@ pub(crate) struct Active {
     pub(crate) output: OutputText,
     /// Tokens sampled so far.
     pub(crate) generated: u32,
+    /// Their ids.
+    pub(crate) tokens: Vec<i32>,
     pub(crate) prompt_started: Option<Instant>,
     pub(crate) prompt_done: Option<Instant>,
     pub(crate) first_token: Option<Instant>,
@@ -62,6 +64,7 @@ impl Active {
             logit_index: None,
             output,
             generated: 0,
+            tokens: Vec::new(),
             prompt_started: None,
             prompt_done: None,
             first_token: None,
@@ -82,6 +85,7 @@ impl Active {
             finish,
             usage: self.usage(),
             timings: self.timings(),
+            tokens: std::mem::take(&mut self.tokens),
         };
         self.job.events.send(GenerationEvent::Done(result));
     }

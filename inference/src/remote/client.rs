@@ -536,6 +536,7 @@ async fn relay(
         finish,
         usage,
         timings,
+        tokens: Vec::new(),
     }));
 }
 

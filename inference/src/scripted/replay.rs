@@ -86,6 +86,7 @@ impl Replay {
                 cached_prompt_tokens: 0,
             },
             timings: timings(start, first, sent),
+            tokens: Vec::new(),
         };
         self.events.send(GenerationEvent::Done(result));
     }
