@@ -115,6 +115,7 @@ fn main() {
         "data_dir = \"data\"\n[models]\ndirs = [\"models\"]\n\
          [inference]\ncontext_length = 8192\nparallel_slots = {slots}\n\
          [agents]\nmodel = \"worker\"\nworkers = {workers}\nprogress_interval_s = 3600\n\
+         temperature = 0.8\ndirect = false\n\
          [agents.ux]\nmodel = \"ux\"\nmax_tokens = 48\n\
          [agents.director]\nmodel = \"director\"\n\
          [[agents.specialists]]\nkind = \"general\"\nworkers = {workers}\nmax_steps = 1000\n\

@@ -524,3 +524,139 @@ async fn a_risky_tool_call_waits_for_the_persons_approval() {
         .any(|e| matches!(e, TaskEvent::ApprovalDecided { approved: true, .. })));
     troupe.shutdown().await;
 }
+
+fn director_tokens(events: &[&TaskEvent], purpose: &str) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::DirectorCall {
+                purpose: p, tokens, ..
+            } if p == purpose => Some(*tokens),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_and_answering_tokens_count_toward_the_task() {
+    let env = Env::new(&["small"], &fib_script(), "[agents]\nmodel = \"small\"\n");
+    let troupe = env.start().await;
+    let id = troupe.submit(TaskSpec::new(FIB_JOB)).await.unwrap();
+    let task = finish(&troupe, &id).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
+    let view = troupe.task(&id).await.unwrap().unwrap();
+    let events = events_of(&view);
+    let plan = director_tokens(&events, "plan");
+    let answer = director_tokens(&events, "answer");
+    assert_eq!(plan.len(), 1, "one planning call");
+    assert_eq!(answer.len(), 1, "one answering call");
+    assert!(plan[0] > 0 && answer[0] > 0);
+    let finished: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::SubtaskFinished { tokens, .. } => Some(*tokens),
+            _ => None,
+        })
+        .sum();
+    let steps: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::StepStarted { tokens, .. } => Some(*tokens),
+            _ => None,
+        })
+        .sum();
+    let total = troupe::store::TokenTally::of(events.iter().copied()).total();
+    assert_eq!(total, plan[0] + answer[0] + finished);
+    assert!(finished > steps, "the final answers' tokens count too");
+    troupe.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_action_job_is_one_subtask_without_a_planning_call() {
+    const JOB: &str = "Write a file hello.txt containing the word hello";
+    let script = json!({"rules": [
+        {"contains": ["Plan the job below"], "reply": "not a plan"},
+        {"contains": ["The job: Write a file hello.txt"],
+         "reply": "{\"thought\": \"Write it.\", \"action\": {\"tool\": \"write_file\", \"args\": {\"path\": \"hello.txt\", \"content\": \"hello\"}}}"},
+        {"contains": ["Observation of step 1 (write_file)", "hello.txt"],
+         "reply": "{\"thought\": \"Done.\", \"final\": \"Wrote hello.txt containing: hello\"}"}
+    ]});
+    let env = Env::new(&["small"], &script, "[agents]\nmodel = \"small\"\n");
+    let troupe = env.start().await;
+    let id = troupe.submit(TaskSpec::new(JOB)).await.unwrap();
+    let task = finish(&troupe, &id).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
+    assert_eq!(
+        task.answer.as_deref(),
+        Some("Wrote hello.txt containing: hello")
+    );
+    let ws = env.data_dir().join("workspaces").join(&id);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("hello.txt")).unwrap(),
+        "hello"
+    );
+
+    let view = troupe.task(&id).await.unwrap().unwrap();
+    let events = events_of(&view);
+    let TaskEvent::Planned {
+        subtasks, model, ..
+    } = events[1]
+    else {
+        panic!("planned second: {:?}", events[1]);
+    };
+    assert_eq!(model, "rules");
+    assert_eq!(subtasks.len(), 1);
+    assert_eq!(subtasks[0].description, JOB);
+    assert!(subtasks[0].tools.iter().any(|t| t == "write_file"));
+    assert!(!subtasks[0].tools.iter().any(|t| t == "web_search"));
+    assert!(director_tokens(&events, "plan").is_empty());
+    assert!(director_tokens(&events, "answer").is_empty());
+    let steps = events
+        .iter()
+        .filter(|e| matches!(e, TaskEvent::StepStarted { .. }))
+        .count();
+    assert_eq!(steps, 1);
+    troupe.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subtask_is_started_when_a_worker_takes_it_not_while_it_waits() {
+    let plan = json!({"subtasks": [
+        {"id": "s1", "description": "first note", "kind": "general", "complexity": 1,
+         "depends_on": [], "acceptance": "done"},
+        {"id": "s2", "description": "second note", "kind": "general", "complexity": 1,
+         "depends_on": [], "acceptance": "done"}
+    ]});
+    let script = json!({"rules": [
+        {"contains": ["Plan the job below"], "reply": plan.to_string()},
+        {"contains": ["Write the final answer"], "reply": "both written"},
+        {"contains": ["Your subtask"], "reply": "{\"thought\": \"ok\", \"final\": \"noted\"}"}
+    ]});
+    let extra = "[agents]\nmodel = \"small\"\n\
+                 [[agents.specialists]]\nkind = \"general\"\nworkers = 1\n";
+    let env = Env::new(&["small"], &script, extra);
+    let troupe = env.start().await;
+    let id = troupe
+        .submit(TaskSpec::new("write two notes"))
+        .await
+        .unwrap();
+    let task = finish(&troupe, &id).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
+    let view = troupe.task(&id).await.unwrap().unwrap();
+    let order: Vec<String> = events_of(&view)
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::SubtaskStarted { subtask, .. } => Some(format!("start {subtask}")),
+            TaskEvent::SubtaskFinished { subtask, .. } => Some(format!("end {subtask}")),
+            _ => None,
+        })
+        .collect();
+    // One worker: the second subtask starts only after the first ended.
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert!(
+        order[0].starts_with("start") && order[1].starts_with("end"),
+        "{order:?}"
+    );
+    assert_eq!(order[0][6..], order[1][4..], "{order:?}");
+    troupe.shutdown().await;
+}

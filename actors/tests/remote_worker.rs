@@ -159,6 +159,7 @@ fn job_of(task: &str, control: &TaskControl) -> SubtaskJob {
             result: None,
             error: None,
             tokens: 0,
+            tools: Vec::new(),
         },
         attempt: 1,
         model: MODEL.to_string(),

@@ -180,6 +180,7 @@ impl Rig {
                 result: None,
                 error: None,
                 tokens: 0,
+                tools: Vec::new(),
             },
             attempt: 1,
             model: MODEL.to_string(),

@@ -9,6 +9,9 @@
 //! workers = 4                   # subtasks running at once
 //! progress_interval_s = 15      # the UX reports progress this often
 //! max_replans = 1               # re-plans before a task fails
+//! temperature = 0.2             # sampling temperature of the Director and Workers
+//! seed = 7                      # none: a random seed per call
+//! direct = true                 # one-action jobs skip the planner
 //!
 //! [agents.ux]
 //! model = "small"               # none: the UX answers from templates
@@ -40,6 +43,9 @@ use crate::size::parse_size;
 use serde::Deserialize;
 use std::time::Duration;
 
+/// The Director's and Workers' sampling temperature unless configured.
+pub const DEFAULT_TEMPERATURE: f32 = 0.2;
+
 /// The task kinds specialists take.
 pub const TASK_KINDS: [&str; 3] = ["general", "code", "research"];
 
@@ -57,6 +63,13 @@ pub struct RawAgents {
     pub progress_interval_s: Option<u64>,
     /// Re-plans before a task fails.
     pub max_replans: Option<u32>,
+    /// Sampling temperature of the Director's and the Workers' calls.
+    pub temperature: Option<f32>,
+    /// Seed their sampling derives from; none draws one per call.
+    pub seed: Option<u64>,
+    /// A job that is one plain action becomes one subtask without a
+    /// planning call.
+    pub direct: Option<bool>,
     /// The UX actor.
     #[serde(default)]
     pub ux: RawRole,
@@ -144,6 +157,19 @@ pub struct AgentsConfig {
     pub progress_interval: Duration,
     /// Re-plans before a task fails.
     pub max_replans: u32,
+    /// Sampling temperature of the Director's and the Workers' model calls
+    /// (default 0.2: agents pick actions better near greedy, and a retry
+    /// still differs from the attempt before).
+    pub temperature: f32,
+    /// The seed every Director and Worker call's sampling seed is derived
+    /// from (with the task, subtask, attempt and step), so a run can be
+    /// repeated; none: a random one per call.
+    pub seed: Option<u64>,
+    /// A job that is one plain action on the workspace (write, append,
+    /// rename, copy, delete a file, make a directory, run a command) becomes
+    /// one subtask with only the tools it needs, without a planning call
+    /// (see the Director's `direct` module). Default true.
+    pub direct: bool,
     /// The UX's model; none: template answers.
     pub ux_model: Option<String>,
     /// Most tokens of one UX reply.
@@ -180,6 +206,10 @@ pub struct SpecialistConfig {
     pub step_max_tokens: u32,
     /// Observations longer than this are cut for the model.
     pub observation_max_bytes: usize,
+    /// Sampling temperature of its steps (`[agents] temperature`).
+    pub temperature: f32,
+    /// The seed its steps' seeds derive from (`[agents] seed`).
+    pub seed: Option<u64>,
 }
 
 impl SpecialistConfig {
@@ -196,6 +226,8 @@ impl SpecialistConfig {
             max_tokens: 32_768,
             step_max_tokens: 512,
             observation_max_bytes: 4000,
+            temperature: DEFAULT_TEMPERATURE,
+            seed: None,
         }
     }
 
@@ -300,6 +332,13 @@ pub(crate) fn resolve_agents(
     if interval == 0 {
         return Err(source.invalid("agents.progress_interval_s", "must be at least 1"));
     }
+    let temperature = raw.temperature.unwrap_or(DEFAULT_TEMPERATURE);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(source.invalid(
+            "agents.temperature",
+            &format!("{temperature} is outside 0..=2"),
+        ));
+    }
     let mut specialists = Vec::new();
     match raw.specialists {
         None => {
@@ -341,6 +380,10 @@ pub(crate) fn resolve_agents(
             }
         }
     }
+    for spec in &mut specialists {
+        spec.temperature = temperature;
+        spec.seed = raw.seed;
+    }
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
         let key = |f: &str| format!("agents.rules[{i}].{f}");
@@ -368,6 +411,9 @@ pub(crate) fn resolve_agents(
         workers,
         progress_interval: Duration::from_secs(interval),
         max_replans: raw.max_replans.unwrap_or(1),
+        temperature,
+        seed: raw.seed,
+        direct: raw.direct.unwrap_or(true),
         ux_model: model_name(source, "agents.ux.model", raw.ux.model)?,
         ux_max_tokens: raw.ux.max_tokens.unwrap_or(256),
         director_model: model_name(source, "agents.director.model", raw.director.model)?,

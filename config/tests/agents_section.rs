@@ -130,3 +130,37 @@ fn environment_sets_agent_keys() {
     assert_eq!(cfg.agents.model.as_deref(), Some("small"));
     assert_eq!(cfg.agents.workers, 3);
 }
+
+#[test]
+fn sampling_seed_and_the_direct_path_are_read_and_checked() {
+    let cfg = load(&opts(None, &[])).unwrap();
+    assert_eq!(cfg.agents.temperature, 0.2);
+    assert_eq!(cfg.agents.seed, None);
+    assert!(cfg.agents.direct);
+    assert!(cfg.inference.repack);
+    assert!(cfg
+        .agents
+        .specialists
+        .iter()
+        .all(|s| s.temperature == 0.2 && s.seed.is_none()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "[agents]\ntemperature = 0.7\nseed = 42\ndirect = false\n[inference]\nrepack = false\n",
+    );
+    let cfg = load(&opts(Some(path), &[])).unwrap();
+    assert_eq!(cfg.agents.temperature, 0.7);
+    assert_eq!(cfg.agents.seed, Some(42));
+    assert!(!cfg.agents.direct);
+    assert!(!cfg.inference.repack);
+    assert!(cfg
+        .agents
+        .specialists
+        .iter()
+        .all(|s| s.temperature == 0.7 && s.seed == Some(42)));
+
+    let path = write(&dir, "[agents]\ntemperature = 3.5\n");
+    let err = load(&opts(Some(path), &[])).unwrap_err();
+    assert_eq!(invalid_key(err), "agents.temperature");
+}

@@ -178,7 +178,8 @@ async fn show(dir: &Path, prefix: &str, json: bool) -> anyhow::Result<()> {
     }
     let task = &view.task;
     let (done, total) = progress(&view.subtasks);
-    let tokens: u64 = view.subtasks.iter().map(|s| s.tokens).sum();
+    let tokens =
+        troupe::store::TokenTally::of(view.events.iter().map(|entry| &entry.event)).total();
     let model = task.model.as_deref().unwrap_or("(chosen per role)");
     writeln!(out, "task       {}", task.id)?;
     writeln!(out, "state      {}", task.state)?;
@@ -371,6 +372,11 @@ fn details(entry: &JournalEntry) -> String {
             "{subtask}/{attempt} runs on node {node}: {}",
             short(reason, 80)
         ),
+        TaskEvent::DirectorCall {
+            purpose,
+            model,
+            tokens,
+        } => format!("{purpose} by {model} · {tokens} tokens"),
         TaskEvent::Replanning { reason } => short(reason, 100),
         TaskEvent::Recovered { detail } => short(detail, 100),
         TaskEvent::Finished { state, summary } => format!("{state}: {}", short(summary, 100)),

@@ -161,6 +161,10 @@ pub struct SubtaskRecord {
     /// Tokens used over all attempts.
     #[serde(default)]
     pub tokens: u64,
+    /// The only tools its worker is offered, when the Director narrowed
+    /// them (a one-action job); empty: every tool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
 }
 
 /// One subtask as the planner wrote it.
@@ -178,6 +182,10 @@ pub struct PlannedSubtask {
     pub depends_on: Vec<String>,
     /// How to tell it is done.
     pub acceptance: String,
+    /// The only tools its worker is offered; empty: every tool. The
+    /// planner never writes it; the Director's one-action path does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
 }
 
 /// Something that happened to a task. The journal is the ordered list of
@@ -313,6 +321,16 @@ pub enum TaskEvent {
         /// Why it went there.
         reason: String,
     },
+    /// The Director asked its model to plan or to write the answer; these
+    /// tokens count toward the task's total like the Workers' steps.
+    DirectorCall {
+        /// `plan` or `answer`.
+        purpose: String,
+        /// The model asked.
+        model: String,
+        /// Tokens used (prompt + completion).
+        tokens: u64,
+    },
     /// The plan is being replaced.
     Replanning {
         /// Why.
@@ -351,12 +369,68 @@ impl TaskEvent {
             TaskEvent::SubtaskFinished { .. } => "subtask_finished",
             TaskEvent::FailedOver { .. } => "failed_over",
             TaskEvent::Delegated { .. } => "delegated",
+            TaskEvent::DirectorCall { .. } => "director_call",
             TaskEvent::Replanning { .. } => "replanning",
             TaskEvent::Paused => "paused",
             TaskEvent::Resumed => "resumed",
             TaskEvent::Recovered { .. } => "recovered",
             TaskEvent::Finished { .. } => "finished",
         }
+    }
+}
+
+/// A task's tokens so far, read from its journal: the Director's calls,
+/// every finished attempt's total, and the steps of attempts still running.
+/// Every view of a task (the live screen, `tasks show`, the UX, the TUI)
+/// counts with this, so they agree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenTally {
+    running: std::collections::HashMap<(String, u32), u64>,
+    settled: u64,
+}
+
+impl TokenTally {
+    /// Counts `event`.
+    pub fn add(&mut self, event: &TaskEvent) {
+        match event {
+            TaskEvent::StepStarted {
+                subtask,
+                attempt,
+                tokens,
+                ..
+            } => *self.running.entry((subtask.clone(), *attempt)).or_default() += tokens,
+            // An attempt's total includes its final answer, which has no
+            // step of its own; after a restart it counts only the steps of
+            // the new process, so the larger of the two is the attempt's.
+            TaskEvent::SubtaskFinished {
+                subtask,
+                attempt,
+                tokens,
+                ..
+            } => {
+                let steps = self
+                    .running
+                    .remove(&(subtask.clone(), *attempt))
+                    .unwrap_or(0);
+                self.settled += steps.max(*tokens);
+            }
+            TaskEvent::DirectorCall { tokens, .. } => self.settled += tokens,
+            _ => {}
+        }
+    }
+
+    /// The tally of a whole journal.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a TaskEvent>) -> Self {
+        let mut tally = Self::default();
+        for event in events {
+            tally.add(event);
+        }
+        tally
+    }
+
+    /// Tokens counted so far.
+    pub fn total(&self) -> u64 {
+        self.settled + self.running.values().sum::<u64>()
     }
 }
 

@@ -40,6 +40,7 @@ fn subtask(task_id: &str, id: &str) -> SubtaskRecord {
         result: None,
         error: None,
         tokens: 0,
+        tools: Vec::new(),
     }
 }
 
@@ -203,6 +204,7 @@ async fn journal_appends_number_from_zero_and_read_from_a_seq() {
             complexity: 2,
             depends_on: vec![],
             acceptance: "it rhymes".into(),
+            tools: Vec::new(),
         }],
         model: "qwen".into(),
         reason: "small job".into(),

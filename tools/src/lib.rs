@@ -43,7 +43,7 @@ pub use ask_user::{AskError, UserChannel};
 pub use builtin::{builtin_registry, BuildError, Builtins};
 pub use confine::ConfinementError;
 pub use observation::Observation;
-pub use registry::{RegistryError, ToolOutcome, ToolRegistry};
+pub use registry::{action_schema_of, render_tools, RegistryError, ToolOutcome, ToolRegistry};
 pub use tool::{RiskLevel, Tool, ToolContext, ToolError};
 pub use workspace::{Checkpoint, CheckpointId, Refusal, Workspace, WorkspaceError};
 pub use workspace_sync::FileChange;

@@ -156,73 +156,36 @@ impl ToolRegistry {
         &self.policy
     }
 
+    /// The tools callable now, narrowed to `only` when it names any (in
+    /// the registry's order; names it does not know are left out).
+    pub fn offered(&self, only: &[String]) -> Vec<Arc<dyn Tool>> {
+        let all = self.available_tools();
+        if only.is_empty() {
+            return all;
+        }
+        let narrowed: Vec<Arc<dyn Tool>> = all
+            .into_iter()
+            .filter(|t| only.iter().any(|name| name == t.name()))
+            .collect();
+        if narrowed.is_empty() {
+            tracing::warn!(
+                ?only,
+                "none of the tools asked for is registered; offering every tool"
+            );
+            return self.available_tools();
+        }
+        narrowed
+    }
+
     /// The tool list for a prompt: name, risk, description and arguments.
     pub fn render_for_prompt(&self) -> String {
-        let mut out = String::new();
-        for tool in &self.available_tools() {
-            let _ = writeln!(
-                out,
-                "- {} [{}]: {}",
-                tool.name(),
-                tool.risk(),
-                tool.description()
-            );
-            let schema = tool.schema();
-            let required: Vec<&str> = schema
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-                continue;
-            };
-            for (name, prop) in props {
-                let ty = match prop.get("enum").and_then(Value::as_array) {
-                    Some(options) => options
-                        .iter()
-                        .map(Value::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" | "),
-                    None => prop
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("any")
-                        .to_string(),
-                };
-                let need = if required.contains(&name.as_str()) {
-                    "required"
-                } else {
-                    "optional"
-                };
-                let desc = prop
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let _ = writeln!(out, "    - {name} ({ty}, {need}): {desc}");
-            }
-        }
-        out
+        render_tools(&self.available_tools())
     }
 
     /// A JSON Schema for one action `{"tool": name, "args": {...}}` over every
     /// registered tool (an `anyOf`, one branch per tool).
     pub fn action_schema(&self) -> Value {
-        let branches: Vec<Value> = self
-            .available_tools()
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "object",
-                    "properties": {
-                        "tool": { "type": "string", "enum": [t.name()] },
-                        "args": t.schema(),
-                    },
-                    "required": ["tool", "args"],
-                    "additionalProperties": false,
-                })
-            })
-            .collect();
-        json!({ "anyOf": branches })
+        action_schema_of(&self.available_tools())
     }
 
     /// Validates and, if the policy allows, runs a call. Unknown tools, bad
@@ -336,4 +299,72 @@ impl ToolRegistry {
         let obs = tool.call(ctx, args).await?;
         Ok(obs.truncated_to(self.output_max_bytes))
     }
+}
+
+/// The tool list for a prompt: name, risk, description and arguments.
+pub fn render_tools(tools: &[Arc<dyn Tool>]) -> String {
+    let mut out = String::new();
+    for tool in tools {
+        let _ = writeln!(
+            out,
+            "- {} [{}]: {}",
+            tool.name(),
+            tool.risk(),
+            tool.description()
+        );
+        let schema = tool.schema();
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, prop) in props {
+            let ty = match prop.get("enum").and_then(Value::as_array) {
+                Some(options) => options
+                    .iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                None => prop
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("any")
+                    .to_string(),
+            };
+            let need = if required.contains(&name.as_str()) {
+                "required"
+            } else {
+                "optional"
+            };
+            let desc = prop
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let _ = writeln!(out, "    - {name} ({ty}, {need}): {desc}");
+        }
+    }
+    out
+}
+
+/// A JSON Schema for one action `{"tool": name, "args": {...}}` over
+/// `tools` (an `anyOf`, one branch per tool).
+pub fn action_schema_of(tools: &[Arc<dyn Tool>]) -> Value {
+    let branches: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "tool": { "type": "string", "enum": [t.name()] },
+                    "args": t.schema(),
+                },
+                "required": ["tool", "args"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    json!({ "anyOf": branches })
 }

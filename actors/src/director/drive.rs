@@ -204,9 +204,11 @@ impl Run {
                 })
                 .collect();
             let resumed = sub.state == SubtaskState::Running && sub.model.is_some();
-            if !resumed {
-                self.start_attempt(&mut sub).await?;
-            }
+            let started_event = if resumed {
+                None
+            } else {
+                Some(self.start_attempt(&mut sub).await?)
+            };
             let Some(pool) = self.pool_for(&sub) else {
                 sub.state = SubtaskState::Failed;
                 sub.error = Some(format!("no specialist takes {} subtasks", sub.kind));
@@ -224,21 +226,31 @@ impl Run {
                 max_tokens: self.budgets.given.get(&sub.id).copied(),
             };
             let slots = Arc::clone(&self.env.slots);
+            let journal = self.env.journal.clone();
+            let task_id = self.task.id.clone();
             running.push(async move {
                 let started = Instant::now();
                 let _permit = slots.acquire_owned().await;
-                let outcome = pool.run(job).await;
-                (sub, outcome, started.elapsed())
+                // "Started" is journaled when a worker takes the subtask,
+                // not while it waits for one.
+                let seat = pool.wait_for_worker().await;
+                if let Some(event) = started_event {
+                    journal.record(&task_id, event).await?;
+                }
+                let outcome = pool.run_in(job, seat).await;
+                Ok::<_, AgentError>((sub, outcome, started.elapsed()))
             });
         }
-        while let Some((sub, outcome, took)) = running.next().await {
+        while let Some(done) = running.next().await {
+            let (sub, outcome, took) = done?;
             self.settle(sub, outcome, took, lost).await?;
         }
         Ok(())
     }
 
-    /// Picks the model of a new attempt and journals its start.
-    async fn start_attempt(&mut self, sub: &mut SubtaskRecord) -> Result<(), AgentError> {
+    /// Picks the model of a new attempt and records it; returns the event
+    /// to journal when a worker takes the attempt.
+    async fn start_attempt(&mut self, sub: &mut SubtaskRecord) -> Result<TaskEvent, AgentError> {
         let specialist = self
             .env
             .agents
@@ -286,19 +298,12 @@ impl Run {
             .store()
             .put_subtasks(vec![sub.clone()])
             .await?;
-        self.env
-            .journal
-            .record(
-                &self.task.id,
-                TaskEvent::SubtaskStarted {
-                    subtask: sub.id.clone(),
-                    attempt: sub.attempts,
-                    model: rec.model,
-                    reason: rec.reason,
-                },
-            )
-            .await?;
-        Ok(())
+        Ok(TaskEvent::SubtaskStarted {
+            subtask: sub.id.clone(),
+            attempt: sub.attempts,
+            model: rec.model,
+            reason: rec.reason,
+        })
     }
 
     fn pool_for(&self, sub: &SubtaskRecord) -> Option<WorkerPool> {

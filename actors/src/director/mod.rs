@@ -12,6 +12,7 @@
 //! - `drive`: one task's run.
 //! - [`plan`]: the plan's prompt, schema and checks.
 
+mod direct;
 mod drive;
 pub mod plan;
 mod recall;

@@ -173,6 +173,7 @@ pub fn parse_plan(
                 .iter()
                 .map(|d| renamed[d.as_str()].clone())
                 .collect(),
+            tools: Vec::new(),
             ..s.clone()
         })
         .collect())
@@ -224,6 +225,7 @@ pub fn records(task_id: &str, plan: &[PlannedSubtask]) -> Vec<SubtaskRecord> {
             result: None,
             error: None,
             tokens: 0,
+            tools: p.tools.clone(),
         })
         .collect()
 }

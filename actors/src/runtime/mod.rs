@@ -7,6 +7,7 @@ pub mod control;
 pub mod error;
 pub mod events;
 pub mod journal;
+pub(crate) mod sampling;
 pub mod slot;
 
 pub use approvals::{Approvals, Decision, PendingApproval, UnknownApproval};

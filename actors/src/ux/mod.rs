@@ -104,7 +104,7 @@ struct Tracked {
     conversation: Option<String>,
     line: String,
     changed: bool,
-    tokens: u64,
+    tokens: troupe_store::TokenTally,
 }
 
 /// The UX's state.
@@ -301,6 +301,7 @@ fn observe(state: &mut UxState, event: TroupeEvent) {
     match event {
         TroupeEvent::Journal(entry) => {
             let tracked = state.tracked.entry(entry.task_id.clone()).or_default();
+            tracked.tokens.add(&entry.event);
             let line = match &entry.event {
                 TaskEvent::Submitted { .. } => Some("accepted".to_string()),
                 TaskEvent::Planned { subtasks, .. } => {
@@ -313,12 +314,8 @@ fn observe(state: &mut UxState, event: TroupeEvent) {
                     subtask,
                     step,
                     tool,
-                    tokens,
                     ..
-                } => {
-                    tracked.tokens += tokens;
-                    Some(format!("{subtask} step {step}: {tool}"))
-                }
+                } => Some(format!("{subtask} step {step}: {tool}")),
                 TaskEvent::SubtaskFinished {
                     subtask, success, ..
                 } => Some(format!(
@@ -373,7 +370,7 @@ fn report(state: &mut UxState) {
         t.changed = false;
         bus.publish(TroupeEvent::Ux {
             conversation: t.conversation.clone().unwrap_or_default(),
-            text: format!("Task {id}: {} ({} tokens so far)", t.line, t.tokens),
+            text: format!("Task {id}: {} ({} tokens so far)", t.line, t.tokens.total()),
         });
     }
 }

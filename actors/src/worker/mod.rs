@@ -23,6 +23,7 @@
 //! - `recovery`: rebuilding an attempt's transcript from the journal.
 //! - [`remote`]: attempts run by a worker on another cluster node.
 
+mod compact;
 mod pool;
 mod prompt;
 mod recovery;
@@ -40,7 +41,7 @@ use troupe_tools::ToolRegistry;
 use crate::router::Router;
 use crate::runtime::{Approvals, ControlWatch, TaskJournal};
 
-pub use pool::WorkerPool;
+pub use pool::{WorkerPool, WorkerSeat};
 
 /// A test hook called in the worker actor before each step, with where the
 /// worker is. A test makes it panic to kill the worker at a chosen step.

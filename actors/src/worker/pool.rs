@@ -91,7 +91,14 @@ pub struct WorkerPool {
     /// Jobs handed to the factory and not yet answered.
     busy: Arc<AtomicUsize>,
     workers: usize,
+    /// One per local worker: a job holds one while the factory has it, so
+    /// the factory never queues and a job that holds a seat is running.
+    seats: Arc<tokio::sync::Semaphore>,
 }
+
+/// A local worker kept for one job (see [`WorkerPool::wait_for_worker`]).
+#[derive(Debug)]
+pub struct WorkerSeat(Option<tokio::sync::OwnedSemaphorePermit>);
 
 /// Counts a job as busy while it lives.
 struct Busy(Arc<AtomicUsize>);
@@ -150,6 +157,7 @@ impl WorkerPool {
             env: shared,
             busy: Arc::default(),
             workers,
+            seats: Arc::new(tokio::sync::Semaphore::new(workers)),
         })
     }
 
@@ -164,12 +172,41 @@ impl WorkerPool {
     /// [`WorkerLost::PeerLost`] when the peer running it was lost,
     /// [`WorkerLost::Stopped`] when the pool has stopped.
     pub async fn run(&self, job: SubtaskJob) -> Result<SubtaskOutcome, WorkerLost> {
-        if let Some(peers) = self.env.peers.get() {
-            let full = self.busy.load(Ordering::SeqCst) >= self.workers;
-            if let Dispatch::Ran(result) = dispatch(&self.env, &peers, &job, full).await {
-                return result;
+        self.run_in(job, WorkerSeat(None)).await
+    }
+
+    /// Waits until a local worker is free and keeps it for the next
+    /// [`Self::run_in`], so that the caller can say the job started when it
+    /// really does. On a cluster node it returns at once with no seat: a
+    /// full pool there spills the job to a peer instead of waiting.
+    pub async fn wait_for_worker(&self) -> WorkerSeat {
+        if self.env.peers.get().is_some() {
+            return WorkerSeat(None);
+        }
+        WorkerSeat(Arc::clone(&self.seats).acquire_owned().await.ok())
+    }
+
+    /// [`Self::run`] on the worker `seat` keeps (or the next free one).
+    ///
+    /// # Errors
+    /// As [`Self::run`].
+    pub async fn run_in(
+        &self,
+        job: SubtaskJob,
+        seat: WorkerSeat,
+    ) -> Result<SubtaskOutcome, WorkerLost> {
+        if seat.0.is_none() {
+            if let Some(peers) = self.env.peers.get() {
+                let full = self.busy.load(Ordering::SeqCst) >= self.workers;
+                if let Dispatch::Ran(result) = dispatch(&self.env, &peers, &job, full).await {
+                    return result;
+                }
             }
         }
+        let _seat = match seat.0 {
+            Some(permit) => Some(permit),
+            None => Arc::clone(&self.seats).acquire_owned().await.ok(),
+        };
         let _busy = Busy::new(&self.busy);
         let key = format!("{}/{}/{}", job.task_id, job.subtask.id, job.attempt);
         let job = Box::new(job);

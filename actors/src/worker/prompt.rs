@@ -3,10 +3,12 @@
 //! reply.
 
 use serde_json::{json, Value};
+use std::sync::Arc;
 use troupe_inference::backend::FinishReason;
 use troupe_inference::chat::ChatMessage;
 use troupe_tools::observation::{truncate_with_note, utf8_prefix};
-use troupe_tools::{RiskLevel, ToolRegistry};
+
+use troupe_tools::{action_schema_of, render_tools, RiskLevel, Tool, ToolRegistry};
 
 use super::recovery::StepRecord;
 use super::SubtaskJob;
@@ -36,16 +38,25 @@ fn estimate_tokens(text: &str) -> usize {
     text.len() / 3 + MESSAGE_OVERHEAD_TOKENS
 }
 
+/// Longest thought of a narrowed (one-action) subtask's step, in
+/// characters: a small model otherwise rambles until the step's limit.
+const SHORT_THOUGHT_CHARS: u64 = 160;
+
 /// The JSON Schema a step's reply is constrained to: an action on one of
-/// the registry's tools, or a final answer.
-pub(crate) fn step_schema(tools: &ToolRegistry) -> Value {
+/// `tools`, or a final answer. `short` caps the thought's length.
+pub(crate) fn step_schema(tools: &[Arc<dyn Tool>], short: bool) -> Value {
+    let thought = if short {
+        json!({ "type": "string", "maxLength": SHORT_THOUGHT_CHARS })
+    } else {
+        json!({ "type": "string" })
+    };
     json!({
         "anyOf": [
             {
                 "type": "object",
                 "properties": {
-                    "thought": { "type": "string" },
-                    "action": tools.action_schema(),
+                    "thought": thought,
+                    "action": action_schema_of(tools),
                 },
                 "required": ["thought", "action"],
                 "additionalProperties": false,
@@ -53,7 +64,7 @@ pub(crate) fn step_schema(tools: &ToolRegistry) -> Value {
             {
                 "type": "object",
                 "properties": {
-                    "thought": { "type": "string" },
+                    "thought": thought,
                     "final": { "type": "string" },
                 },
                 "required": ["thought", "final"],
@@ -86,8 +97,9 @@ fn role_of(kind: &str) -> &'static str {
 }
 
 /// The system message: the specialist's role, the rules, the tools and the
-/// reply format.
-pub(crate) fn system_message(kind: &str, tools: &ToolRegistry) -> String {
+/// reply format, with a worked example in real values (weak models copy
+/// placeholders such as `<why this step>` verbatim).
+pub(crate) fn system_message(kind: &str, tools: &[Arc<dyn Tool>]) -> String {
     format!(
         "{role}\n\n\
          You work in the task's workspace, a directory holding src/, output/, research/ \
@@ -101,12 +113,12 @@ pub(crate) fn system_message(kind: &str, tools: &ToolRegistry) -> String {
          - Give the final answer only when the subtask is done; it is what the person and \
            the subtasks after this one will read, so make it complete.\n\n\
          Tools (name [risk]: description, then arguments):\n{tools}\n\
-         Reply with exactly one JSON object and nothing else. To act:\n\
-         {{\"thought\": \"<why this step>\", \"action\": {{\"tool\": \"<tool name>\", \"args\": {{<its arguments>}}}}}}\n\
-         When the subtask is done:\n\
-         {{\"thought\": \"<briefly>\", \"final\": \"<the result>\"}}",
+         Reply with exactly one JSON object and nothing else. For example, to act:\n\
+         {{\"thought\": \"See what the workspace holds first.\", \"action\": {{\"tool\": \"list_dir\", \"args\": {{\"path\": \".\"}}}}}}\n\
+         and when the subtask is done:\n\
+         {{\"thought\": \"The tests pass.\", \"final\": \"src/fib.py defines fib(n); its three tests pass.\"}}",
         role = role_of(kind),
-        tools = tools.render_for_prompt(),
+        tools = render_tools(tools),
     )
 }
 
@@ -158,12 +170,14 @@ fn observation_message(step: u32, tool: &str, text: &str, is_error: bool) -> Str
     format!("Observation of step {step} ({tool}){marker}:\n{text}")
 }
 
-/// The chat of one step: system, task, then the history as assistant /
-/// observation turns, with the oldest turns dropped to fit
-/// `budget_tokens`. The system message, the task and the last turn are
-/// always kept; dropped turns are named in one note after the task.
+/// The chat of one step: system, the worked example's turns (if any),
+/// task, then the history as assistant / observation turns, with the oldest
+/// turns dropped to fit `budget_tokens`. The system message, the example,
+/// the task and the last turn are always kept; dropped turns are named in
+/// one note after the task.
 pub(crate) fn assemble(
     system: &str,
+    examples: &[ChatMessage],
     task: &str,
     history: &[StepRecord],
     budget_tokens: usize,
@@ -176,7 +190,12 @@ pub(crate) fn assemble(
         })
         .collect();
     let cost = |t: &(String, String)| estimate_tokens(&t.0) + estimate_tokens(&t.1);
-    let fixed = estimate_tokens(system) + estimate_tokens(task);
+    let fixed = estimate_tokens(system)
+        + estimate_tokens(task)
+        + examples
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum::<usize>();
     let mut kept: usize = turns.iter().map(cost).sum();
     let mut first = 0;
     let mut note = String::new();
@@ -186,8 +205,9 @@ pub(crate) fn assemble(
         let tools: Vec<&str> = history[..first].iter().map(|s| s.tool.as_str()).collect();
         note = format!("\n\n({first} earlier steps omitted: {})", tools.join(", "));
     }
-    let mut messages = Vec::with_capacity(2 + 2 * (turns.len() - first));
+    let mut messages = Vec::with_capacity(2 + examples.len() + 2 * (turns.len() - first));
     messages.push(ChatMessage::system(system));
+    messages.extend(examples.iter().cloned());
     messages.push(ChatMessage::user(format!("{task}{note}")));
     let last = turns.len().saturating_sub(1);
     for (i, (assistant, user)) in turns.into_iter().enumerate().skip(first) {
@@ -271,6 +291,42 @@ pub(crate) fn parse_reply(text: &str, finish: FinishReason) -> Reply {
     }
 }
 
+/// Times in a row the same action may fail the same way before the attempt
+/// stops: a model that repeats a failing call unchanged will not recover
+/// by itself, and each repeat costs a whole step of tokens.
+pub(crate) const SAME_FAILURE_LIMIT: usize = 3;
+
+/// Why the attempt stops when its last [`SAME_FAILURE_LIMIT`] steps are the
+/// same action (tool and arguments, or the same unusable reply) failing
+/// with the same observation. Repeated successes are left to the budgets.
+pub(crate) fn repeated_failure(history: &[StepRecord]) -> Option<String> {
+    let last = history.get(history.len().checked_sub(SAME_FAILURE_LIMIT)?..)?;
+    let first = last.first()?;
+    let same = last.iter().all(|s| {
+        s.is_error()
+            && s.tool == first.tool
+            && s.args == first.args
+            && s.observation_text() == first.observation_text()
+    });
+    if !same {
+        return None;
+    }
+    let what = if first.tool == INVALID_OUTPUT {
+        "the same unusable reply was given".to_string()
+    } else {
+        format!("`{}` with the same arguments failed", first.tool)
+    };
+    Some(format!(
+        "{what} {SAME_FAILURE_LIMIT} times in a row (steps {}-{}): {}",
+        first.step,
+        first.step + SAME_FAILURE_LIMIT as u32 - 1,
+        utf8_prefix(
+            first.observation_text().lines().next().unwrap_or_default(),
+            200
+        )
+    ))
+}
+
 /// The observation shown for an unusable reply.
 pub(crate) fn invalid_observation(problem: &str) -> String {
     format!(
@@ -326,6 +382,56 @@ mod tests {
         s
     }
 
+    fn failed(n: u32, tool: &str, args: Value, observation: &str) -> StepRecord {
+        let mut s = StepRecord::started(n, "t".into(), tool.into(), args, 1);
+        s.observation = Some((observation.into(), true));
+        s
+    }
+
+    #[test]
+    fn the_same_failure_three_times_in_a_row_stops_the_attempt() {
+        let args = json!({ "path": "your_path_here" });
+        let mut history = vec![
+            step(1, "list_dir", "src/"),
+            failed(2, "delete_path", args.clone(), "no such file"),
+            failed(3, "delete_path", args.clone(), "no such file"),
+        ];
+        assert_eq!(repeated_failure(&history), None, "twice is not yet a loop");
+        history.push(failed(4, "delete_path", args.clone(), "no such file"));
+        let reason = repeated_failure(&history).expect("three times stops it");
+        assert!(
+            reason.contains("delete_path") && reason.contains("3 times"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("steps 2-4") && reason.contains("no such file"),
+            "{reason}"
+        );
+
+        // Other arguments, another error, or a success in between: no loop.
+        let other = json!({ "path": "a.txt" });
+        for varied in [
+            failed(4, "delete_path", other, "no such file"),
+            failed(4, "delete_path", args.clone(), "permission denied"),
+            step(4, "delete_path", "deleted"),
+        ] {
+            history[3] = varied;
+            assert_eq!(repeated_failure(&history), None);
+        }
+
+        // Repeated successes are left to the budgets.
+        let same_ok = vec![step(1, "list_dir", "src/"); 5];
+        assert_eq!(repeated_failure(&same_ok), None);
+
+        // The same unusable reply, three times.
+        let bad = json!({ "output": "done" });
+        let invalid: Vec<StepRecord> = (1..=3)
+            .map(|n| failed(n, INVALID_OUTPUT, bad.clone(), "not JSON"))
+            .collect();
+        let reason = repeated_failure(&invalid).expect("stops");
+        assert!(reason.contains("unusable reply"), "{reason}");
+    }
+
     #[test]
     fn old_turns_are_dropped_first_and_named_in_a_note() {
         let history: Vec<StepRecord> = (1..=6)
@@ -337,7 +443,7 @@ mod tests {
                 )
             })
             .collect();
-        let messages = assemble("system", "task", &history, 2500);
+        let messages = assemble("system", &[], "task", &history, 2500);
         assert!(messages[1]
             .content
             .contains("earlier steps omitted: read_file, shell"));
@@ -349,7 +455,7 @@ mod tests {
     #[test]
     fn nothing_is_dropped_when_it_fits() {
         let history = vec![step(1, "shell", "ok")];
-        let messages = assemble("system", "task", &history, 10_000);
+        let messages = assemble("system", &[], "task", &history, 10_000);
         assert_eq!(messages.len(), 4);
         assert!(!messages[1].content.contains("omitted"));
     }

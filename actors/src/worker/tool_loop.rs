@@ -9,11 +9,13 @@ use troupe_inference::chat::ChatMessage;
 use troupe_store::TaskEvent;
 use troupe_tools::Workspace;
 
+use super::compact;
 use super::prompt::{self, Reply, FINAL, INVALID_OUTPUT};
 use super::recovery::{self, step_label, StepRecord};
 use super::step::{blocking, ActionEnd, StepCx};
 use super::{StepPoint, SubtaskJob, SubtaskOutcome, WorkerEnv};
 use crate::router::{failover_note, Call, Route, RouteError};
+use crate::runtime::sampling::agent_sampling;
 use crate::runtime::{AgentError, Control, TroupeEvent};
 
 /// Tries of a step whose prompt turned out longer than estimated, each with
@@ -148,9 +150,7 @@ impl Run<'_> {
             Ok(context) => context,
             Err(error) => return Ok(self.failed(error.to_string())),
         };
-        let schema = prompt::step_schema(&env.tools);
-        let system = prompt::system_message(&env.specialist.kind, &env.tools);
-        let task = prompt::task_message(job);
+        let step_prompt = StepPrompt::for_job(env, job);
         loop {
             let step = self.steps_done() + 1;
             if let Some(stop) = self.boundary(step) {
@@ -176,10 +176,7 @@ impl Run<'_> {
             let step_max = step_max.min(u64::from(context / 2)).max(1);
             let step_max = u32::try_from(step_max).unwrap_or(u32::MAX);
             let prompt_budget = context.saturating_sub(step_max) as usize;
-            let result = match self
-                .generate(&system, &task, &schema, step_max, prompt_budget)
-                .await
-            {
+            let result = match self.generate(&step_prompt, step_max, prompt_budget).await {
                 Ok(Generated::Done(result)) => result,
                 Ok(Generated::Cancelled) => return Ok(self.outcome_for(Control::Cancel)),
                 Err(error) => return Ok(self.failed(error.to_string())),
@@ -202,6 +199,9 @@ impl Run<'_> {
             };
             if let Some(outcome) = self.settle(&cx, record, end).await? {
                 return Ok(outcome);
+            }
+            if let Some(reason) = prompt::repeated_failure(&self.history) {
+                return Ok(self.failed(reason));
             }
         }
     }
@@ -381,18 +381,22 @@ impl Run<'_> {
     /// finish).
     async fn generate(
         &mut self,
-        system: &str,
-        task: &str,
-        schema: &Value,
+        step_prompt: &StepPrompt,
         max_tokens: u32,
         prompt_budget: usize,
     ) -> Result<Generated, RouteError> {
+        let StepPrompt {
+            system,
+            examples,
+            task,
+            schema,
+        } = step_prompt;
         let job = self.job;
         let mut budget = prompt_budget;
         let mut tries = 0;
         loop {
             tries += 1;
-            let messages = prompt::assemble(system, task, &self.history, budget);
+            let messages = prompt::assemble(system, examples, task, &self.history, budget);
             match self.generate_once(messages, schema, max_tokens).await {
                 Err(error) if error.prompt_too_long() && tries < CONTEXT_TRIES => {
                     // The estimate fell short of the real token count.
@@ -411,8 +415,17 @@ impl Run<'_> {
         max_tokens: u32,
     ) -> Result<Generated, RouteError> {
         let job = self.job;
+        let place = format!(
+            "{}/{}/{}/{}",
+            job.task_id,
+            job.subtask.id,
+            job.attempt,
+            self.steps_done() + 1
+        );
+        let specialist = &self.env.specialist;
         let request = GenerateRequest {
             max_tokens,
+            sampling: agent_sampling(specialist.temperature, specialist.seed, &place),
             constraint: Some(Constraint::JsonSchema(schema.clone())),
             session: Some(format!(
                 "{}/{}/{}",
@@ -485,4 +498,38 @@ fn pseudo_end(text: String) -> Option<ActionEnd> {
 
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
+}
+
+/// What every step of an attempt is asked with: the system message, a
+/// worked example (one-action subtasks), the task message and the reply
+/// schema.
+struct StepPrompt {
+    system: String,
+    examples: Vec<ChatMessage>,
+    task: String,
+    schema: Value,
+}
+
+impl StepPrompt {
+    /// A subtask whose tools the Director narrowed (a one-action job) gets
+    /// the short prompt with only those tools and a worked example; any
+    /// other gets the specialist's prompt with every tool.
+    fn for_job(env: &WorkerEnv, job: &SubtaskJob) -> StepPrompt {
+        let sub = &job.subtask;
+        let tools = env.tools.offered(&sub.tools);
+        if sub.tools.is_empty() {
+            return StepPrompt {
+                system: prompt::system_message(&env.specialist.kind, &tools),
+                examples: Vec::new(),
+                task: prompt::task_message(job),
+                schema: prompt::step_schema(&tools, false),
+            };
+        }
+        StepPrompt {
+            system: compact::system_message(&tools),
+            examples: compact::example_turns(&sub.description, &sub.kind, &tools),
+            task: compact::task_message(&sub.description),
+            schema: prompt::step_schema(&tools, true),
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use troupe::store::{JournalEntry, SubtaskRecord, SubtaskState, TaskEvent};
+use troupe::store::{JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TokenTally};
 
 use super::short;
 
@@ -16,7 +16,7 @@ pub(super) struct Screen {
     id: String,
     /// The next journal entry not yet shown.
     pub(super) next_seq: u64,
-    tokens: u64,
+    tokens: TokenTally,
     done: usize,
     total: usize,
     phase: &'static str,
@@ -45,7 +45,7 @@ impl Screen {
         let screen = Screen {
             id: id.to_string(),
             next_seq: 0,
-            tokens: 0,
+            tokens: TokenTally::default(),
             done: 0,
             total: 0,
             phase: "queued",
@@ -86,6 +86,7 @@ impl Screen {
     /// Updates the counts for `entry`.
     fn count(&mut self, entry: &JournalEntry) {
         self.next_seq = self.next_seq.max(entry.seq + 1);
+        self.tokens.add(&entry.event);
         match &entry.event {
             TaskEvent::Planned { subtasks, .. } => {
                 self.total = self.done + subtasks.len();
@@ -96,10 +97,8 @@ impl Screen {
                 attempt,
                 step,
                 tool,
-                tokens,
                 ..
             } => {
-                self.tokens += tokens;
                 self.tools
                     .insert((subtask.clone(), *attempt, *step), tool.clone());
             }
@@ -146,7 +145,11 @@ impl Screen {
         if let Some(bars) = &self.bars {
             bars.header.set_message(format!(
                 "{} {} · {}/{} subtasks · {} tokens",
-                self.id, self.phase, self.done, self.total, self.tokens
+                self.id,
+                self.phase,
+                self.done,
+                self.total,
+                self.tokens.total()
             ));
         }
     }
@@ -175,7 +178,11 @@ impl Screen {
             let _ = bars.multi.clear();
             println!(
                 "{} {} · {}/{} subtasks · {} tokens",
-                self.id, self.phase, self.done, self.total, self.tokens
+                self.id,
+                self.phase,
+                self.done,
+                self.total,
+                self.tokens.total()
             );
         }
     }
@@ -238,7 +245,7 @@ impl Screen {
                 "{subtask} step {step} committed: {} ({}) · {} tokens",
                 self.tool(subtask, *attempt, *step),
                 checkpoint.get(..8).unwrap_or(checkpoint),
-                self.tokens
+                self.tokens.total()
             )],
             TaskEvent::SubtaskFinished {
                 subtask,
@@ -280,7 +287,7 @@ impl Screen {
             TaskEvent::Resumed => vec!["resumed".to_string()],
             TaskEvent::Recovered { detail } => vec![format!("recovered: {}", short(detail, 120))],
             TaskEvent::Finished { state, .. } => {
-                vec![format!("finished {state} · {} tokens", self.tokens)]
+                vec![format!("finished {state} · {} tokens", self.tokens.total())]
             }
             _ => Vec::new(),
         }

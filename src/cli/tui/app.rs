@@ -7,7 +7,9 @@ use std::collections::VecDeque;
 
 use troupe::actors::model_host::HostStatus;
 use troupe::actors::runtime::{PendingApproval, TroupeEvent};
-use troupe::store::{JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState};
+use troupe::store::{
+    JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState, TokenTally,
+};
 use troupe::tools::ApprovalRequest;
 
 use crate::cli::live::short;
@@ -139,8 +141,11 @@ pub struct TaskNode {
     pub state: TaskState,
     /// Its current plan's subtasks (and earlier plans' dropped ones).
     pub subtasks: Vec<SubtaskNode>,
-    /// Tokens used so far, as its progress reports last said.
+    /// Tokens used so far: the larger of what its progress reports last
+    /// said and what its journal adds up to.
     pub tokens: u64,
+    /// The journal's count of them.
+    pub tally: TokenTally,
 }
 
 /// A tool call waiting for the person.
@@ -530,6 +535,7 @@ impl App {
                     state: TaskState::Queued,
                     subtasks: Vec::new(),
                     tokens: 0,
+                    tally: TokenTally::default(),
                 });
                 self.tasks.len() - 1
             }

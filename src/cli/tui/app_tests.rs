@@ -26,6 +26,7 @@ fn planned(ids: &[&str]) -> TaskEvent {
                 complexity: 2,
                 depends_on: Vec::new(),
                 acceptance: "done".to_string(),
+                tools: Vec::new(),
             })
             .collect(),
         model: "small".to_string(),

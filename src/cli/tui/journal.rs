@@ -14,6 +14,8 @@ pub fn sub_mut<'a>(task: &'a mut TaskNode, id: &str) -> Option<&'a mut SubtaskNo
 
 /// Updates a task's node for one of its journal events.
 pub fn follow(task: &mut TaskNode, event: &TaskEvent) {
+    task.tally.add(event);
+    task.tokens = task.tokens.max(task.tally.total());
     match event {
         TaskEvent::Planned { subtasks, .. } => {
             task.state = TaskState::Running;

@@ -7,10 +7,17 @@ use troupe_inference::backend::{Constraint, FinishReason, GenerateRequest};
 use troupe_inference::chat::ChatMessage;
 use troupe_store::{now_ms, OutcomeRecord, SubtaskRecord, SubtaskState, TaskEvent, TaskState};
 
-use super::super::{plan, recall};
+use super::super::{direct, plan, recall};
 use super::Run;
 use crate::learner::{estimate_tokens, RecommendRequest, Role};
 use crate::runtime::AgentError;
+
+/// Who planned a one-action job (journaled as its plan's model).
+pub(super) const DIRECT_PLANNER: &str = "rules";
+
+/// Why it was planned without a model.
+const DIRECT_REASON: &str =
+    "one action on the workspace: one subtask with the tools it needs, no planning call";
 
 impl Run {
     /// Makes a plan (or a new one); false when planning failed and the task
@@ -21,6 +28,15 @@ impl Run {
         history: Option<&str>,
     ) -> Result<bool, AgentError> {
         self.set_state_quiet(TaskState::Planning).await?;
+        if self.env.agents.direct && history.is_none() && existing.is_empty() {
+            let first_free = plan::next_free_id(existing);
+            let specialists = &self.env.agents.specialists;
+            if let Some(subtask) = direct::triage(&self.task.request, specialists, first_free) {
+                self.adopt(vec![subtask], DIRECT_PLANNER, DIRECT_REASON)
+                    .await?;
+                return Ok(true);
+            }
+        }
         let rec = self
             .env
             .learner
@@ -44,6 +60,7 @@ impl Run {
         for round in 0..2 {
             let started = Instant::now();
             let mut req = GenerateRequest::chat(messages.clone());
+            req.sampling = self.sampling(&format!("plan/{}/{round}", self.task.plans));
             req.constraint = Some(Constraint::JsonSchema(plan::plan_schema()));
             // The retry gets the configured maximum: the learned budget may
             // be what cut the first plan short.
@@ -66,6 +83,11 @@ impl Run {
                 }
             };
             let parsed = plan::parse_plan(&text, &self.env.agents.specialists, first_free);
+            let call = TaskEvent::DirectorCall {
+                purpose: "plan".to_string(),
+                model: rec.model.clone(),
+                tokens: u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens),
+            };
             self.env.learner.record(OutcomeRecord {
                 task_id: Some(self.task.id.clone()),
                 subtask: None,
@@ -85,25 +107,12 @@ impl Run {
             });
             match parsed {
                 Ok(planned) => {
-                    let records = plan::records(&self.task.id, &planned);
-                    self.env.journal.store().put_subtasks(records).await?;
-                    self.task.plans += 1;
-                    self.task.state = TaskState::Running;
-                    self.task.updated_ms = now_ms();
-                    self.env
-                        .journal
-                        .record_with_task(
-                            self.task.clone(),
-                            TaskEvent::Planned {
-                                subtasks: planned,
-                                model: rec.model.clone(),
-                                reason: rec.reason.clone(),
-                            },
-                        )
-                        .await?;
+                    self.adopt(planned, &rec.model, &rec.reason).await?;
+                    self.env.journal.record(&self.task.id, call).await?;
                     return Ok(true);
                 }
                 Err(problem) => {
+                    self.env.journal.record(&self.task.id, call).await?;
                     tracing::warn!(task = %self.task.id, %problem, "invalid plan");
                     messages.push(ChatMessage::assistant(text));
                     messages.push(ChatMessage::user(format!(
@@ -117,6 +126,39 @@ impl Run {
         let reason = format!("the planner's output was invalid twice: {last_error}");
         self.finish(TaskState::Failed, &reason).await?;
         Ok(false)
+    }
+
+    /// The sampling of the Director's call named `what`.
+    fn sampling(&self, what: &str) -> troupe_inference::sampling::SamplingOptions {
+        let agents = &self.env.agents;
+        let place = format!("{}/{what}", self.task.id);
+        crate::runtime::sampling::agent_sampling(agents.temperature, agents.seed, &place)
+    }
+
+    /// Stores a plan's subtasks and journals it.
+    async fn adopt(
+        &mut self,
+        planned: Vec<troupe_store::PlannedSubtask>,
+        model: &str,
+        reason: &str,
+    ) -> Result<(), AgentError> {
+        let records = plan::records(&self.task.id, &planned);
+        self.env.journal.store().put_subtasks(records).await?;
+        self.task.plans += 1;
+        self.task.state = TaskState::Running;
+        self.task.updated_ms = now_ms();
+        self.env
+            .journal
+            .record_with_task(
+                self.task.clone(),
+                TaskEvent::Planned {
+                    subtasks: planned,
+                    model: model.to_string(),
+                    reason: reason.to_string(),
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn replan(
@@ -159,6 +201,20 @@ impl Run {
 
     /// Writes the final answer and finishes the task.
     pub(super) async fn answer(&mut self, done: &[SubtaskRecord]) -> Result<(), AgentError> {
+        // A one-action job's answer is its one subtask's result: another
+        // model call would only restate it.
+        if let [only] = done {
+            if !only.tools.is_empty() {
+                let answer = only
+                    .result
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                self.task.answer = Some(answer.clone());
+                return self.finish(TaskState::Succeeded, &answer).await;
+            }
+        }
         let rec = self
             .env
             .learner
@@ -172,6 +228,7 @@ impl Run {
             .await?;
         let started = Instant::now();
         let mut req = GenerateRequest::chat(plan::answer_prompt(&self.task.request, done));
+        req.sampling = self.sampling("answer");
         req.max_tokens = self.env.agents.director_max_tokens;
         let given = req.max_tokens;
         let (answer, success, usage, cut) = match self.generate(&rec.model, req).await {
@@ -198,6 +255,15 @@ impl Run {
                 (text, false, Default::default(), false)
             }
         };
+        let tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
+        if tokens > 0 {
+            let call = TaskEvent::DirectorCall {
+                purpose: "answer".to_string(),
+                model: rec.model.clone(),
+                tokens,
+            };
+            self.env.journal.record(&self.task.id, call).await?;
+        }
         self.env.learner.record(OutcomeRecord {
             task_id: Some(self.task.id.clone()),
             subtask: None,
