@@ -118,6 +118,42 @@ fn synth_then_list_show_and_generate() {
     assert!(stderr.contains("tok/s"), "timings missing: {stderr}");
 }
 
+/// Every quantized synthetic model generates from a prompt long enough to
+/// take ggml's AMX tile path on Intel CPUs that have it (they all crashed
+/// there, exit 132/139, until build-support/ggml/troupe-ggml-fixes.h), with
+/// ggml's repacking on (the default) and off (`[inference] repack = false`,
+/// llama.cpp's `--no-repack`).
+#[test]
+fn quantized_models_generate_on_this_cpu_with_and_without_repacking() {
+    let env = Env::new();
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(6);
+    for quant in ["q8_0", "q4_0", "f16"] {
+        env.synth(quant, "small", quant);
+        for repack in ["true", "false"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
+                .args(["generate", "-m", quant, "-n", "4", "--temp", "0", &prompt])
+                .env_remove("TROUPE_CONFIG")
+                .env("TROUPE_DATA_DIR", env.dir.path().join("data"))
+                .env("TROUPE_MODELS__DIRS", format!("[{:?}]", env.models()))
+                .env("TROUPE_MODELS__HF_CACHE", env.dir.path().join("hf"))
+                .env("TROUPE_MODELS__OLLAMA", env.dir.path().join("ollama"))
+                .env("TROUPE_INFERENCE__THREADS", "2")
+                .env("TROUPE_INFERENCE__REPACK", repack)
+                .env("TROUPE_LOG", "warn")
+                .env("XDG_CONFIG_HOME", env.dir.path().join("xdg"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{quant}, repack = {repack}: exit {:?} (signal {:?})\nstderr: {}",
+                out.status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&out.status),
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
 #[test]
 fn generate_with_a_json_schema_prints_valid_json() {
     let env = Env::new();
@@ -148,6 +184,30 @@ fn generate_with_a_json_schema_prints_valid_json() {
         assert!(["yes", "no"].contains(&value["answer"].as_str().unwrap()));
         assert!(value["count"].is_i64() || value["count"].is_u64());
     }
+}
+
+#[test]
+fn logs_sent_to_a_file_carry_no_colour_codes() {
+    let env = Env::new();
+    env.synth("tiny", "tiny", "f32");
+    let out = Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["generate", "-m", "tiny", "-n", "2", "hi"])
+        .env_remove("TROUPE_CONFIG")
+        .env("TROUPE_DATA_DIR", env.dir.path().join("data"))
+        .env("TROUPE_MODELS__DIRS", format!("[{:?}]", env.models()))
+        .env("TROUPE_MODELS__HF_CACHE", env.dir.path().join("hf"))
+        .env("TROUPE_MODELS__OLLAMA", env.dir.path().join("ollama"))
+        .env("TROUPE_LOG", "info")
+        .env("XDG_CONFIG_HOME", env.dir.path().join("xdg"))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("model loaded"), "no log lines: {stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "escape codes in a redirected log: {stderr:?}"
+    );
 }
 
 #[test]

@@ -189,8 +189,14 @@ impl Catalog {
     /// configured model directory that does not exist is a problem.
     pub fn scan(sources: &CatalogSources) -> Catalog {
         let mut catalog = Catalog::default();
+        // The same directory named twice (`--models-dir` also in `[models]
+        // dirs`, or through a symlink) is one source, not two copies of
+        // every model.
+        let mut seen = std::collections::HashSet::new();
         for dir in &sources.model_dirs {
-            catalog.scan_dir(dir);
+            if seen.insert(dir.canonicalize().unwrap_or_else(|_| dir.clone())) {
+                catalog.scan_dir(dir);
+            }
         }
         if let Some(cache) = &sources.hf_cache {
             hf_cache::scan(cache, &mut catalog);

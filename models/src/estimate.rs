@@ -70,6 +70,36 @@ impl Default for EstimateParams {
     }
 }
 
+impl EstimateParams {
+    /// What troupe's engine allocates for `file` with `slots` sequences of
+    /// `per_slot` tokens each (each capped to the training context, as the
+    /// engine does), micro-batches of at most `batch_size` (and 512, the
+    /// engine's largest), and `gpu_layers` offloaded: `per_slot × slots`
+    /// cells in all.
+    pub fn for_slots(
+        file: &GgufFile,
+        per_slot: u32,
+        slots: u32,
+        batch_size: u32,
+        gpu_layers: u32,
+    ) -> Self {
+        let per_slot = match file.context_length() {
+            Some(train) if train > 0 => per_slot.min(u32::try_from(train).unwrap_or(u32::MAX)),
+            _ => per_slot,
+        };
+        Self {
+            context_length: per_slot.saturating_mul(slots),
+            parallel_sequences: slots,
+            batch_size: batch_size.min(ENGINE_MAX_UBATCH),
+            kv_cache_type: KvCacheType::F16,
+            gpu_layers,
+        }
+    }
+}
+
+/// The largest micro-batch troupe's engine hands llama.cpp.
+const ENGINE_MAX_UBATCH: u32 = 512;
+
 /// Bytes a model will need, across all devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MemoryEstimate {

@@ -289,3 +289,19 @@ fn every_problem_is_listed_in_the_hf_cache_too() {
         "the scan must not delete anything"
     );
 }
+
+#[test]
+fn the_same_directory_named_twice_is_one_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models");
+    tiny_model(&dir.join("tiny-f32.gguf"), 1);
+    let link = tmp.path().join("link-to-models");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let dotted = dir.join(".");
+
+    let catalog = Catalog::scan(&dirs_only(&[&dir, &dotted, &link]));
+
+    assert_eq!(names(&catalog), ["tiny-f32"]);
+    let entry = catalog.find("tiny-f32").expect("one match, not several");
+    assert_eq!(entry.name, "tiny-f32");
+}

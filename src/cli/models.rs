@@ -143,12 +143,15 @@ async fn show(config: &Config, name: &str, ctx: Option<u32>, json: bool) -> anyh
     let file = tokio::task::spawn_blocking(move || GgufFile::open(&path))
         .await?
         .with_context(|| format!("cannot read {}", entry.path.display()))?;
-    let params = EstimateParams {
-        context_length: ctx.unwrap_or(config.inference.context_length),
-        parallel_sequences: config.inference.parallel_slots,
-        batch_size: config.inference.batch_size,
-        ..EstimateParams::default()
-    };
+    // What `troupe serve` allocates: every slot gets its own context.
+    let per_slot = ctx.unwrap_or(config.inference.context_length);
+    let params = EstimateParams::for_slots(
+        &file,
+        per_slot,
+        config.inference.parallel_slots,
+        config.inference.batch_size,
+        config.inference.gpu_layers,
+    );
     let est = estimate(&file, &params).context("cannot estimate memory")?;
     if json {
         let value = serde_json::json!({
@@ -156,7 +159,8 @@ async fn show(config: &Config, name: &str, ctx: Option<u32>, json: bool) -> anyh
             "gguf_version": file.version,
             "tensors": file.tensors.len(),
             "memory_estimate": {
-                "context_length": params.context_length,
+                "context_length": params.context_length / params.parallel_sequences.max(1),
+                "parallel_slots": params.parallel_sequences,
                 "weights": est.weights,
                 "kv_cache": est.kv_cache,
                 "compute": est.compute,
@@ -191,9 +195,9 @@ async fn show(config: &Config, name: &str, ctx: Option<u32>, json: bool) -> anyh
         file.tensors.len()
     );
     println!(
-        "memory at ctx {} ({} slots): weights {} + KV cache {} + compute {} = {}",
-        params.context_length,
+        "memory for {} slots of {} tokens: weights {} + KV cache {} + compute {} = {}",
         params.parallel_sequences,
+        params.context_length / params.parallel_sequences.max(1),
         format_bytes(est.weights),
         format_bytes(est.kv_cache),
         format_bytes(est.compute),

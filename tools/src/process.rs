@@ -100,7 +100,8 @@ impl ProcessOutcome {
     }
 }
 
-/// The environment a child gets: `PATH` as given, `HOME` = the workspace,
+/// The environment a child gets: `PATH` as given, `HOME` as given (the
+/// task's tool home, outside the workspace),
 /// a UTF-8 locale and a dumb terminal. Nothing else from the parent, so
 /// tokens and keys in troupe's own environment never reach a tool.
 pub fn scrubbed_env(path_var: &str, home: &std::path::Path) -> Vec<(String, String)> {

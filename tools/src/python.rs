@@ -68,10 +68,10 @@ impl PythonEnv {
         ws.root().join(VENV_DIR).join("bin").join("python")
     }
 
-    fn env(&self, ws: &Workspace) -> Vec<(String, String)> {
+    fn env(&self, ws: &Workspace, home: &std::path::Path) -> Vec<(String, String)> {
         let venv = ws.root().join(VENV_DIR);
         let path = format!("{}:{}", venv.join("bin").display(), self.settings.path_var);
-        let mut env = process::scrubbed_env(&path, ws.root());
+        let mut env = process::scrubbed_env(&path, home);
         env.push(("VIRTUAL_ENV".to_string(), venv.display().to_string()));
         env.push(("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string()));
         env.push(("PYTHONUNBUFFERED".to_string(), "1".to_string()));
@@ -86,11 +86,15 @@ impl PythonEnv {
         timeout: std::time::Duration,
         label: &str,
     ) -> Observation {
+        let home = match ws.tool_home() {
+            Ok(home) => home,
+            Err(e) => return Observation::error(format!("could not prepare HOME: {e}")),
+        };
         let spec = ProcessSpec {
             program: program.clone().into_os_string(),
             args: argv,
             cwd: ws.root().to_path_buf(),
-            env: self.env(ws),
+            env: self.env(ws, &home),
             timeout,
             limits: self.settings.limits,
             output_cap: self.settings.output_max_bytes / 2,

@@ -119,8 +119,8 @@ impl Tool for ShellTool {
     }
 
     fn description(&self) -> &str {
-        "Runs a command with /bin/sh in the workspace (a clean environment, HOME = the \
-         workspace) and returns its exit code and output. Every process it starts is killed \
+        "Runs a command with /bin/sh in the workspace (a clean environment; HOME is a \
+         directory of the task's outside the workspace) and returns its exit code and output. Every process it starts is killed \
          at the timeout."
     }
 
@@ -163,11 +163,15 @@ impl Tool for ShellTool {
             )));
         }
         let timeout = self.settings.timeout_for(args::u64(&a, "timeout_s"));
+        let home = match ws.tool_home() {
+            Ok(home) => home,
+            Err(e) => return Ok(Observation::error(format!("could not prepare HOME: {e}"))),
+        };
         let spec = ProcessSpec {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), command.clone().into()],
             cwd,
-            env: process::scrubbed_env(&self.settings.path_var, ws.root()),
+            env: process::scrubbed_env(&self.settings.path_var, &home),
             timeout,
             limits: self.settings.limits,
             output_cap: self.settings.output_max_bytes / 2,

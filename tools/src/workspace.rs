@@ -15,6 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The folder under the data dir that holds every task's workspace.
 pub const WORKSPACES_DIR: &str = "workspaces";
+/// The folder beside it that holds the `HOME` of each task's tool processes:
+/// outside the workspace, so what programs drop in `HOME` (caches, rc files,
+/// `.rustup/settings.toml`) is never committed into a checkpoint.
+pub const HOMES_DIR: &str = "homes";
 /// Every checkpoint commit's message starts with this.
 pub const CHECKPOINT_PREFIX: &str = "checkpoint: ";
 /// The folders every workspace starts with.
@@ -230,6 +234,23 @@ impl Workspace {
             alias: dir.to_path_buf(),
             refusals: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The `HOME` of this task's tool processes, created on first use:
+    /// `DATA_DIR/homes/<task-id>`, beside (never inside) the workspace.
+    pub fn tool_home(&self) -> Result<PathBuf, WorkspaceError> {
+        let data_dir = self
+            .root
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(&self.root);
+        let home = data_dir.join(HOMES_DIR).join(&self.task_id);
+        std::fs::create_dir_all(&home).map_err(|source| WorkspaceError::Io {
+            op: "create",
+            path: home.clone(),
+            source,
+        })?;
+        Ok(home)
     }
 
     /// The task this workspace belongs to.

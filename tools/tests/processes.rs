@@ -198,9 +198,13 @@ async fn the_environment_is_scrubbed_and_limits_apply() {
         std::env::vars().any(|(k, _)| k.starts_with("CARGO")),
         "the test itself has CARGO_* set"
     );
+    let home = ws.tool_home().unwrap();
+    assert!(body.contains(&format!("HOME={}", home.display())), "{body}");
     assert!(
-        body.contains(&format!("HOME={}", ws.root().display())),
-        "{body}"
+        !home.starts_with(ws.root()),
+        "HOME {} is inside the workspace {}",
+        home.display(),
+        ws.root().display()
     );
 
     let obs = common::call(

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use troupe_inference::backend::LoadOptions;
-use troupe_models::estimate::{estimate, EstimateError, EstimateParams, KvCacheType};
+use troupe_models::estimate::{estimate, EstimateError, EstimateParams};
 use troupe_models::gguf::GgufFile;
 
 /// Share of the machine's memory the host uses when no budget is given.
@@ -55,9 +55,6 @@ fn mem_total_bytes(meminfo: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// llama.cpp's largest micro-batch as the llama engine sets it (`n_ubatch`).
-const ENGINE_MAX_UBATCH: u32 = 512;
-
 /// The memory the host plans for loading the model file at `path` with
 /// `opts`: [`troupe_models::estimate`] of weights, KV cache and compute
 /// buffers for `context_length × parallel_slots` cells (each slot's context
@@ -67,19 +64,13 @@ const ENGINE_MAX_UBATCH: u32 = 512;
 /// [`EstimateError`] when the file cannot be read or is not a language model.
 pub fn estimate_load_bytes(path: &Path, opts: &LoadOptions) -> Result<u64, EstimateError> {
     let file = GgufFile::open(path)?;
-    let per_slot = match file.context_length() {
-        Some(train) if train > 0 => opts
-            .context_length
-            .min(u32::try_from(train).unwrap_or(u32::MAX)),
-        _ => opts.context_length,
-    };
-    let params = EstimateParams {
-        context_length: per_slot.saturating_mul(opts.parallel_slots),
-        parallel_sequences: opts.parallel_slots,
-        batch_size: opts.batch_size.min(ENGINE_MAX_UBATCH),
-        kv_cache_type: KvCacheType::F16,
-        gpu_layers: opts.gpu_layers,
-    };
+    let params = EstimateParams::for_slots(
+        &file,
+        opts.context_length,
+        opts.parallel_slots,
+        opts.batch_size,
+        opts.gpu_layers,
+    );
     estimate(&file, &params).map(|e| e.total())
 }
 
