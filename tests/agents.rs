@@ -660,3 +660,55 @@ async fn a_subtask_is_started_when_a_worker_takes_it_not_while_it_waits() {
     assert_eq!(order[0][6..], order[1][4..], "{order:?}");
     troupe.shutdown().await;
 }
+
+/// The main job on a real model: SmolLM2-135M-Instruct, in process through
+/// llama.cpp, writes the file (the README's first command runs the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smollm2_does_the_main_job_for_real() {
+    let models = std::env::var_os("REAL_MODELS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/models"),
+        PathBuf::from,
+    );
+    let file = models.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        file.is_file(),
+        "{} is missing: run `bash scripts/fetch-models.sh`",
+        file.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "data_dir = \"data\"\n[models]\ndirs = [{models:?}]\n\
+         [inference]\nthreads = 2\ncontext_length = 4096\nparallel_slots = 1\n\
+         [agents]\nmodel = \"SmolLM2-135M-Instruct.Q4_1\"\nseed = 1\n\
+         [approval]\nexecute = \"allow\"\n"
+    );
+    std::fs::write(dir.path().join("troupe.toml"), toml).unwrap();
+    let config = troupe::config::load(&troupe::config::LoadOptions {
+        explicit: Some(dir.path().join("troupe.toml")),
+        env: Vec::new(),
+        platform_default: false,
+    })
+    .unwrap();
+    let troupe = Troupe::start(config).await.unwrap();
+    let job = "Write a file hello.txt containing the word hello";
+    let id = troupe.submit(TaskSpec::new(job)).await.unwrap();
+    let task = finish(&troupe, &id).await;
+    let view = troupe.task(&id).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Succeeded, "{:?}", view.events);
+    let written = dir
+        .path()
+        .join("data/workspaces")
+        .join(&id)
+        .join("hello.txt");
+    let text = std::fs::read_to_string(&written).unwrap_or_default();
+    assert!(text.to_lowercase().contains("hello"), "{text:?}");
+    let steps: Vec<&str> = events_of(&view)
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::StepStarted { tool, .. } => Some(tool.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, ["write_file"]);
+    troupe.shutdown().await;
+}

@@ -279,6 +279,38 @@ async fn tools_give_tool_calls_with_json_arguments() {
     assert_eq!(body["error"]["param"], "tool_choice");
 }
 
+/// A real model (SmolLM2-135M-Instruct) asked with `tools`: the call comes
+/// back well formed (a known function, JSON arguments of its schema) and on
+/// topic.
+#[tokio::test]
+async fn a_real_model_answers_tools_with_a_well_formed_call() {
+    let client = Client::connect();
+    let request = json!({
+        "model": support::server::REAL_MODEL,
+        "messages": [{"role": "user", "content": "What is the weather in Paris in celsius?"}],
+        "tools": weather_tool(),
+        "tool_choice": "required",
+        "max_tokens": 64,
+        "temperature": 0,
+    });
+    let (status, body) = client.post("/v1/chat/completions", &request).await;
+    assert_eq!(status, 200, "{body}");
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{body}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_weather_call(call);
+    let arguments: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(
+        arguments["city"].as_str().unwrap().contains("Paris"),
+        "{arguments}"
+    );
+    assert!(
+        body["usage"]["prompt_tokens"].as_u64().unwrap() > 20,
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn completions_whole_and_streamed() {
     let client = Client::connect();

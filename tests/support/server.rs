@@ -31,6 +31,26 @@ pub const BUDGET: u64 = 1 << 30;
 /// never batched with its own.
 pub const MODELS: [&str; 4] = ["tiny", "solo", "drop", "client"];
 
+/// The real model in the catalog, under this name.
+pub const REAL_MODEL: &str = "smollm2";
+const REAL_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// A real model fetched by `scripts/fetch-models.sh` (into `$REAL_MODELS_DIR`,
+/// else `target/models`); a missing one fails the test that needs it.
+pub fn real_model(file: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("REAL_MODELS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/models"),
+        std::path::PathBuf::from,
+    );
+    let path = dir.join(file);
+    assert!(
+        path.is_file(),
+        "the real model {} is missing: run `bash scripts/fetch-models.sh` (the test command does)",
+        path.display()
+    );
+    path
+}
+
 /// The running server.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
@@ -49,6 +69,10 @@ fn start() -> TestServer {
     for (seed, name) in MODELS.iter().enumerate() {
         write_model(dir.path(), name, seed as u64 + 1);
     }
+    // The real SmolLM2-135M-Instruct (scripts/fetch-models.sh) as `smollm2`.
+    let real = real_model(REAL_MODEL_FILE);
+    std::os::unix::fs::symlink(&real, dir.path().join(format!("{REAL_MODEL}.gguf")))
+        .expect("link the real model");
     let config = ModelHostConfig {
         budget_bytes: BUDGET,
         pinned: Vec::new(),

@@ -6,6 +6,7 @@ use crate::files::{DeletePath, EditFile, ReadFile, WriteFile};
 use crate::files_search::{Glob, Grep, ListDir};
 use crate::git::{GitOp, GitTool};
 use crate::http::{HttpEnv, HttpSetupError, HttpTool};
+use crate::paths::{AppendFile, CopyPath, MakeDir, MovePath};
 use crate::python::{PythonEnv, PythonOp, PythonTool};
 use crate::registry::{RegistryError, ToolRegistry};
 use crate::search::{DuckDuckGoHtml, WebSearch};
@@ -60,6 +61,10 @@ pub fn builtin_tools(
         Arc::new(Glob),
         Arc::new(Grep),
         Arc::new(DeletePath),
+        Arc::new(MovePath),
+        Arc::new(CopyPath),
+        Arc::new(AppendFile),
+        Arc::new(MakeDir),
     ];
     let run = RunSettings::from_config(cfg);
     tools.push(Arc::new(ShellTool::new(run.clone())));

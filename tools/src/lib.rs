@@ -14,7 +14,7 @@
 //!   checkpoints, restore) and the path confinement every tool goes through.
 //! - [`process`]: running a program in its own process group with rlimits,
 //!   a scrubbed environment, capped output and a timeout.
-//! - The built-in tools: [`files`] and [`files_search`], [`shell`], [`git`],
+//! - The built-in tools: [`files`], [`paths`] and [`files_search`], [`shell`], [`git`],
 //!   [`python`], [`http`], [`search`], [`ask_user`], [`memory`]. [`builtin`] registers
 //!   them from the configuration.
 
@@ -28,6 +28,7 @@ pub mod git;
 pub mod http;
 pub mod memory;
 pub mod observation;
+pub mod paths;
 pub mod process;
 pub mod python;
 pub mod registry;

@@ -47,15 +47,15 @@ const ACTIONS: [Action; 8] = [
     },
     Action {
         verbs: &["append", "add"],
-        tools: &["shell", "read_file"],
+        tools: &["append_file", "read_file"],
     },
     Action {
         verbs: &["rename", "move", "mv"],
-        tools: &["shell", "list_dir"],
+        tools: &["move_path", "list_dir"],
     },
     Action {
         verbs: &["copy", "duplicate", "cp"],
-        tools: &["shell", "list_dir"],
+        tools: &["copy_path", "list_dir"],
     },
     Action {
         verbs: &["delete", "remove", "rm"],
@@ -112,9 +112,9 @@ pub(crate) fn triage(
         return None;
     }
     let mut tools: Vec<String> = action.tools.iter().map(|t| (*t).to_string()).collect();
-    // "make a directory" is `mkdir`, not a file.
-    if directory && !tools.iter().any(|t| t == "shell") {
-        tools.insert(0, "shell".to_string());
+    // "make a directory" is `make_dir`, not a file.
+    if directory && action.verbs.contains(&"make") {
+        tools.insert(0, "make_dir".to_string());
     }
     let code = words.iter().any(|w| CODE_WORDS.contains(&w.as_str())) || request.contains(".py");
     if code {
@@ -183,12 +183,16 @@ mod tests {
                 "general",
                 "write_file",
             ),
-            ("Append the line 'done' to todo.txt", "general", "shell"),
-            ("Rename README.md to NOTES.md", "general", "shell"),
-            ("Make a directory called build", "general", "shell"),
+            (
+                "Append the line 'done' to todo.txt",
+                "general",
+                "append_file",
+            ),
+            ("Rename README.md to NOTES.md", "general", "move_path"),
+            ("Make a directory called build", "general", "make_dir"),
             ("Run `echo 42` and report its output", "general", "shell"),
             ("Delete the file README.md", "general", "delete_path"),
-            ("Copy README.md to backup.md", "general", "shell"),
+            ("Copy README.md to backup.md", "general", "copy_path"),
             (
                 "Write a Python script hello.py that prints hello",
                 "code",

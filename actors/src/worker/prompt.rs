@@ -26,7 +26,15 @@ const INVALID_OUTPUT_MAX_BYTES: usize = 2000;
 const MESSAGE_OVERHEAD_TOKENS: usize = 8;
 
 /// Tools that change files whatever their risk level says.
-const FILE_CHANGING_TOOLS: [&str; 3] = ["write_file", "edit_file", "delete_path"];
+const FILE_CHANGING_TOOLS: [&str; 7] = [
+    "write_file",
+    "edit_file",
+    "delete_path",
+    "move_path",
+    "copy_path",
+    "append_file",
+    "make_dir",
+];
 
 /// Tools that run the code a step wrote.
 const RUN_TOOLS: [&str; 2] = ["shell", "python_run"];
@@ -42,36 +50,46 @@ fn estimate_tokens(text: &str) -> usize {
 /// characters: a small model otherwise rambles until the step's limit.
 const SHORT_THOUGHT_CHARS: u64 = 160;
 
-/// The JSON Schema a step's reply is constrained to: an action on one of
-/// `tools`, or a final answer. `short` caps the thought's length.
-pub(crate) fn step_schema(tools: &[Arc<dyn Tool>], short: bool) -> Value {
-    let thought = if short {
+fn thought_schema(short: bool) -> Value {
+    if short {
         json!({ "type": "string", "maxLength": SHORT_THOUGHT_CHARS })
     } else {
         json!({ "type": "string" })
-    };
+    }
+}
+
+/// The JSON Schema of a reply that must be an action on one of `tools`
+/// (a one-action subtask's steps until one has acted: small models
+/// otherwise answer `final` at once, copying the worked example).
+pub(crate) fn action_schema(tools: &[Arc<dyn Tool>], short: bool) -> Value {
     json!({
-        "anyOf": [
-            {
-                "type": "object",
-                "properties": {
-                    "thought": thought,
-                    "action": action_schema_of(tools),
-                },
-                "required": ["thought", "action"],
-                "additionalProperties": false,
-            },
-            {
-                "type": "object",
-                "properties": {
-                    "thought": thought,
-                    "final": { "type": "string" },
-                },
-                "required": ["thought", "final"],
-                "additionalProperties": false,
-            },
-        ]
+        "type": "object",
+        "properties": {
+            "thought": thought_schema(short),
+            "action": action_schema_of(tools),
+        },
+        "required": ["thought", "action"],
+        "additionalProperties": false,
     })
+}
+
+/// The JSON Schema of a reply that must be the final answer.
+pub(crate) fn final_schema(short: bool) -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "thought": thought_schema(short),
+            "final": { "type": "string" },
+        },
+        "required": ["thought", "final"],
+        "additionalProperties": false,
+    })
+}
+
+/// The JSON Schema a step's reply is constrained to: an action on one of
+/// `tools`, or a final answer. `short` caps the thought's length.
+pub(crate) fn step_schema(tools: &[Arc<dyn Tool>], short: bool) -> Value {
+    json!({ "anyOf": [action_schema(tools, short), final_schema(short)] })
 }
 
 fn role_of(kind: &str) -> &'static str {
@@ -297,22 +315,28 @@ pub(crate) fn parse_reply(text: &str, finish: FinishReason) -> Reply {
 pub(crate) const SAME_FAILURE_LIMIT: usize = 3;
 
 /// Why the attempt stops when its last [`SAME_FAILURE_LIMIT`] steps are the
-/// same action (tool and arguments, or the same unusable reply) failing
-/// with the same observation. Repeated successes are left to the budgets.
+/// same action (tool and arguments, or the same unusable reply) with the
+/// same observation, either failing or changing files (writing the same
+/// file with the same content again changes nothing). Other repeated
+/// successes (listing, running a command) are left to the budgets.
 pub(crate) fn repeated_failure(history: &[StepRecord]) -> Option<String> {
     let last = history.get(history.len().checked_sub(SAME_FAILURE_LIMIT)?..)?;
     let first = last.first()?;
+    let failing = first.is_error();
+    let rewriting = !failing && FILE_CHANGING_TOOLS.contains(&first.tool.as_str());
     let same = last.iter().all(|s| {
-        s.is_error()
+        s.is_error() == failing
             && s.tool == first.tool
             && s.args == first.args
             && s.observation_text() == first.observation_text()
     });
-    if !same {
+    if !same || !(failing || rewriting) {
         return None;
     }
     let what = if first.tool == INVALID_OUTPUT {
         "the same unusable reply was given".to_string()
+    } else if rewriting {
+        format!("`{}` made the same change", first.tool)
     } else {
         format!("`{}` with the same arguments failed", first.tool)
     };
@@ -355,6 +379,28 @@ pub(crate) fn untested_change<'a>(
         }
     }
     untested
+}
+
+/// Whether `step` ran a tool that succeeded (not a refused answer or an
+/// unusable reply).
+pub(crate) fn acted(step: &StepRecord) -> bool {
+    !step.is_error() && step.tool != FINAL && step.tool != INVALID_OUTPUT
+}
+
+/// The observation of a one-action subtask's action that repeats the one
+/// `done` just did successfully (it is not run again).
+pub(crate) fn already_done(done: &StepRecord) -> String {
+    format!(
+        "Not run: step {} did exactly this and it worked. The job is done: answer with          `final`, saying what was done and what it returned.",
+        done.step
+    )
+}
+
+/// The observation refusing the final answer of a one-action subtask that
+/// has not acted yet.
+pub(crate) fn act_first() -> String {
+    "Not accepted: nothing has been done yet. Do the job with an action first; answer with      `final` after its observation shows it worked."
+        .to_string()
 }
 
 /// The observation refusing a code final answer given before the tests ran.
@@ -419,9 +465,15 @@ mod tests {
             assert_eq!(repeated_failure(&history), None);
         }
 
-        // Repeated successes are left to the budgets.
+        // Repeated successes are left to the budgets, but for the same
+        // change to the files made again and again.
         let same_ok = vec![step(1, "list_dir", "src/"); 5];
         assert_eq!(repeated_failure(&same_ok), None);
+        let mut rewrite = step(1, "write_file", "replaced `hello.py` (14 bytes)");
+        rewrite.args = json!({ "path": "hello.py", "content": "Hello" });
+        let rewrites = vec![rewrite; 3];
+        let reason = repeated_failure(&rewrites).expect("the same write three times stops");
+        assert!(reason.contains("same change"), "{reason}");
 
         // The same unusable reply, three times.
         let bad = json!({ "output": "done" });

@@ -22,6 +22,12 @@ use crate::runtime::{AgentError, Control, TroupeEvent};
 /// a smaller prompt budget.
 const CONTEXT_TRIES: usize = 3;
 
+/// Added to the sampling temperature per attempt after the first.
+const RETRY_TEMPERATURE_STEP: f32 = 0.3;
+
+/// The highest temperature a retry raises it to.
+const MAX_RETRY_TEMPERATURE: f32 = 1.0;
+
 /// Runs `job` to its outcome. Errors of troupe itself (the store, the
 /// workspace, the model host) end the attempt as failed, with the error as
 /// the reason.
@@ -212,12 +218,24 @@ impl Run<'_> {
         let (env, job) = (self.env, self.job);
         match reply {
             Reply::Final { thought, text } => {
-                let refusal = (env.specialist.kind == "code")
-                    .then(|| prompt::untested_change(&self.history, &env.tools))
-                    .flatten()
-                    .map(prompt::run_tests_first);
+                // A one-action subtask is not done before its action has
+                // run (small models answer at once, copying the example).
+                let nothing_done =
+                    !job.subtask.tools.is_empty() && !self.history.iter().any(prompt::acted);
+                let refusal = if nothing_done {
+                    Some(prompt::act_first())
+                } else {
+                    (env.specialist.kind == "code")
+                        .then(|| prompt::untested_change(&self.history, &env.tools))
+                        .flatten()
+                        .map(prompt::run_tests_first)
+                };
                 let Some(refusal) = refusal else {
                     self.progress(&format!("{} step {step}: final answer", job.subtask.id));
+                    let text = match job.subtask.tools.is_empty() {
+                        true => text,
+                        false => with_report(text, &self.history),
+                    };
                     return Next::Done(SubtaskOutcome::Succeeded {
                         result: text,
                         tokens: self.tokens,
@@ -241,10 +259,19 @@ impl Run<'_> {
                 thought,
                 tool,
                 args,
-            } => Next::Step(Box::new((
-                StepRecord::started(step, thought, tool, args, used),
-                None,
-            ))),
+            } => {
+                // A one-action subtask that repeats the action that just
+                // worked is not run again: it is told to answer instead.
+                let repeat = (!job.subtask.tools.is_empty())
+                    .then(|| self.history.iter().rev().find(|s| prompt::acted(s)))
+                    .flatten()
+                    .filter(|done| done.tool == tool && done.args == args)
+                    .map(prompt::already_done);
+                Next::Step(Box::new((
+                    StepRecord::started(step, thought, tool, args, used),
+                    repeat.and_then(pseudo_end),
+                )))
+            }
         }
     }
 
@@ -389,8 +416,9 @@ impl Run<'_> {
             system,
             examples,
             task,
-            schema,
+            ..
         } = step_prompt;
+        let schema = step_prompt.schema_after(&self.history);
         let job = self.job;
         let mut budget = prompt_budget;
         let mut tries = 0;
@@ -423,9 +451,15 @@ impl Run<'_> {
             self.steps_done() + 1
         );
         let specialist = &self.env.specialist;
+        // A retry on the same model samples more freely: at the attempt's
+        // temperature it would mostly repeat what just failed.
+        let temperature = (specialist.temperature
+            + RETRY_TEMPERATURE_STEP * job.attempt.saturating_sub(1) as f32)
+            .min(MAX_RETRY_TEMPERATURE)
+            .max(specialist.temperature);
         let request = GenerateRequest {
             max_tokens,
-            sampling: agent_sampling(specialist.temperature, specialist.seed, &place),
+            sampling: agent_sampling(temperature, specialist.seed, &place),
             constraint: Some(Constraint::JsonSchema(schema.clone())),
             session: Some(format!(
                 "{}/{}/{}",
@@ -508,6 +542,13 @@ struct StepPrompt {
     examples: Vec<ChatMessage>,
     task: String,
     schema: Value,
+    /// For a one-action subtask: the schema of its steps until one has
+    /// acted (an action only).
+    act_first: Option<Value>,
+    /// For a one-action subtask that is not code: the schema once its
+    /// action has worked (the answer only; small models otherwise go on
+    /// acting after the job is done).
+    then_answer: Option<Value>,
 }
 
 impl StepPrompt {
@@ -523,6 +564,8 @@ impl StepPrompt {
                 examples: Vec::new(),
                 task: prompt::task_message(job),
                 schema: prompt::step_schema(&tools, false),
+                act_first: None,
+                then_answer: None,
             };
         }
         StepPrompt {
@@ -530,6 +573,79 @@ impl StepPrompt {
             examples: compact::example_turns(&sub.description, &sub.kind, &tools),
             task: compact::task_message(&sub.description),
             schema: prompt::step_schema(&tools, true),
+            act_first: Some(prompt::action_schema(&tools, true)),
+            // A code subtask writes, then runs what it wrote.
+            then_answer: (sub.kind != "code").then(|| prompt::final_schema(true)),
         }
+    }
+
+    /// The schema of the next step, given the attempt's steps so far.
+    fn schema_after(&self, history: &[StepRecord]) -> &Value {
+        let acted = history.iter().any(prompt::acted);
+        match (&self.act_first, &self.then_answer) {
+            (Some(action_only), _) if !acted => action_only,
+            (_, Some(answer_only)) if acted => answer_only,
+            _ => &self.schema,
+        }
+    }
+}
+
+/// A one-action subtask's answer with what its last reporting step returned
+/// (see [`compact::REPORTING_TOOLS`]).
+fn with_report(answer: String, history: &[StepRecord]) -> String {
+    let last = history
+        .iter()
+        .rev()
+        .find(|s| !s.is_error() && compact::REPORTING_TOOLS.contains(&s.tool.as_str()));
+    let Some(step) = last else {
+        return answer;
+    };
+    let output = troupe_tools::observation::utf8_prefix(
+        step.observation_text().trim_end(),
+        compact::REPORT_MAX_BYTES,
+    );
+    format!("{answer}\n\n`{}` returned:\n{output}", step.tool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(tool: &str, is_error: bool) -> StepRecord {
+        let mut s = StepRecord::started(1, String::new(), tool.into(), json!({}), 1);
+        s.observation = Some(("x".into(), is_error));
+        s
+    }
+
+    fn one_action(kind: &str) -> StepPrompt {
+        StepPrompt {
+            system: String::new(),
+            examples: Vec::new(),
+            task: String::new(),
+            schema: json!("action or final"),
+            act_first: Some(json!("action only")),
+            then_answer: (kind != "code").then(|| json!("final only")),
+        }
+    }
+
+    #[test]
+    fn a_one_action_subtask_acts_first_then_answers() {
+        let general = one_action("general");
+        assert_eq!(general.schema_after(&[]), "action only");
+        // A failed action or a refused answer is not acting.
+        let failed = [record("write_file", true), record(FINAL, true)];
+        assert_eq!(general.schema_after(&failed), "action only");
+        let acted = [record("write_file", true), record("write_file", false)];
+        assert_eq!(general.schema_after(&acted), "final only");
+        // Code writes, then runs: after acting, either.
+        assert_eq!(one_action("code").schema_after(&acted), "action or final");
+        // Any other subtask: either, always.
+        let planned = StepPrompt {
+            act_first: None,
+            then_answer: None,
+            ..one_action("general")
+        };
+        assert_eq!(planned.schema_after(&[]), "action or final");
+        assert_eq!(planned.schema_after(&acted), "action or final");
     }
 }
