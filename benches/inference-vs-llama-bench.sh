@@ -21,6 +21,9 @@
 #   REPS            repetitions per test per round (default 3)
 #   BENCH_OUT       output directory     (default target/bench-out)
 #   PEER_BUILD_DIR  where the peers are  (default target/llama-peers)
+#   ONLY            run only the models whose tag contains this (e.g. gemma)
+#   BENCH_TROUPE      a troupe already built (e.g. the portable one,
+#                   scripts/build-portable.sh); default: build target/release
 # Output: BENCH_OUT/{llama-bench,troupe}-<tag>.json (pooled rounds), logs,
 # comparison.{md,json}
 set -euo pipefail
@@ -41,11 +44,15 @@ threads=${THREADS:-$(physical_cores)}
 
 mkdir -p "$out_dir"
 
-say "building troupe (release; log: $out_dir/cargo-build.log)"
-cargo build --release --bin troupe --manifest-path "$root/Cargo.toml" \
-  >"$out_dir/cargo-build.log" 2>&1 ||
-  { tail -30 "$out_dir/cargo-build.log" >&2; die "cargo build --release --bin troupe failed"; }
-troupe=$root/target/release/troupe
+if [ -n "${BENCH_TROUPE:-}" ]; then
+  troupe=$BENCH_TROUPE
+else
+  say "building troupe (release; log: $out_dir/cargo-build.log)"
+  cargo build --release --bin troupe --manifest-path "$root/Cargo.toml" \
+    >"$out_dir/cargo-build.log" 2>&1 ||
+    { tail -30 "$out_dir/cargo-build.log" >&2; die "cargo build --release --bin troupe failed"; }
+  troupe=$root/target/release/troupe
+fi
 [ -x "$troupe" ] || die "$troupe is missing after the build"
 
 llama_bench=$peer_dir/bin/llama-bench
@@ -99,6 +106,17 @@ run_troupe() { # tag model round
     { tail -20 "$out_dir/rounds/troupe-$1-$3.log" >&2; die "troupe bench inference failed on $2"; }
 }
 
+if [ -n "${ONLY:-}" ]; then
+  kept=()
+  for entry in "${models[@]}"; do
+    case ${entry%% *} in *"$ONLY"*) kept+=("$entry") ;; esac
+  done
+  [ ${#kept[@]} -gt 0 ] || die "ONLY=$ONLY matches no model"
+  models=("${kept[@]}")
+  rm -f "$out_dir"/llama-bench-*"$ONLY"*.json "$out_dir"/troupe-*"$ONLY"*.json
+else
+  rm -f "$out_dir"/llama-bench-*.json "$out_dir"/troupe-*.json
+fi
 rm -rf "$out_dir/rounds"
 mkdir -p "$out_dir/rounds"
 for entry in "${models[@]}"; do

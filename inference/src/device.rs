@@ -82,6 +82,41 @@ pub(crate) fn init_gpu_devices() {
     }
 }
 
+/// Loads ggml's backend modules in a `portable` build: every CPU variant
+/// (`libggml-cpu-haswell.so`, `-skylakex`, `-sapphirerapids`, …; ggml keeps
+/// the best one this CPU can run) and any GPU backend built beside them.
+/// They are looked for next to the executable first (where a distributed
+/// build puts them), then where this build wrote them.
+#[cfg(feature = "portable")]
+pub(crate) fn load_backend_modules() {
+    let beside_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+        // llama-cpp-2 panics on a directory name that is not UTF-8; such a
+        // build falls back to the backends directory it was built with.
+        .filter(|dir| dir.to_str().is_some() && has_cpu_variants(dir));
+    match beside_exe {
+        Some(dir) => llama_cpp_2::llama_backend::load_backends_from_path(&dir),
+        None => llama_cpp_2::llama_backend::load_backends(),
+    }
+    // SAFETY: a plain query of ggml's device registry.
+    let devices = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
+    if devices == 0 {
+        tracing::error!("no ggml backend module was found next to the executable or in the build's backends directory");
+    }
+}
+
+#[cfg(feature = "portable")]
+fn has_cpu_variants(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("libggml-cpu"))
+        })
+    })
+}
+
 /// What to tell a user who asked for GPU offload in a build that cannot do it.
 pub(crate) fn missing_gpu_reason() -> String {
     match compiled_gpu_features() {

@@ -177,8 +177,8 @@ pub enum ChatTemplate {
     /// A Jinja template: the model's own, or llama.cpp's ChatML one for a
     /// model without a template.
     Jinja {
-        /// The compiled template.
-        template: JinjaTemplate,
+        /// The compiled template (boxed: it is large, `BuiltIn` is empty).
+        template: Box<JinjaTemplate>,
         /// Whose template it is.
         source: TemplateSource,
     },
@@ -218,7 +218,7 @@ impl ChatTemplate {
         };
         match JinjaTemplate::compile(name, &source, tokens) {
             Ok(template) => Self::Jinja {
-                template,
+                template: Box::new(template),
                 source: origin,
             },
             Err(error) => {

@@ -107,6 +107,8 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, LoadError> {
     BACKEND
         .get_or_init(|| {
             memory::install_log_callback();
+            #[cfg(feature = "portable")]
+            crate::device::load_backend_modules();
             crate::device::init_gpu_devices();
             match LlamaBackend::init() {
                 Ok(backend) => Ok(backend),
