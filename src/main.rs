@@ -7,6 +7,15 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // troupe is also the sandbox helper for the processes its tools start
+    // (`troupe __troupe-sandbox …`); troupe_sandbox already did this before
+    // main, this says so here.
+    troupe_sandbox::run_helper_if_requested();
+    // Not dumpable: no process of this user (a tool's, say) may read
+    // /proc/<troupe>/environ, mem or maps, or attach to it; the keys troupe
+    // holds stay in troupe.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 use crate::load::{ConfigError, ConfigSource};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Bytes of tool output the model sees before it is truncated.
@@ -50,6 +51,25 @@ pub struct RawTools {
     /// `[tools.git]`
     #[serde(default)]
     pub git: RawGit,
+    /// `[tools.sandbox]`
+    #[serde(default)]
+    pub sandbox: RawSandbox,
+}
+
+/// `[tools.sandbox]`: the sandbox every process a tool starts runs in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    /// `required`, `best_effort` or `off`.
+    pub mode: Option<String>,
+    /// Per tool: whether it may reach the network (`python_install = true`).
+    pub network: Option<BTreeMap<String, bool>>,
+    /// More directories tools may read and execute.
+    pub extra_read: Option<Vec<PathBuf>>,
+    /// More directories tools may write.
+    pub extra_write: Option<Vec<PathBuf>>,
+    /// Processes (and threads) one tool call may have at once.
+    pub processes: Option<u64>,
 }
 
 /// `[tools.shell]`: limits for every process a tool starts.
@@ -131,6 +151,82 @@ pub struct ToolsConfig {
     pub search: SearchConfig,
     /// The git remote.
     pub git: GitConfig,
+    /// The sandbox around every process a tool starts.
+    pub sandbox: SandboxConfig,
+}
+
+/// Processes one tool call may have at once, by default.
+pub const DEFAULT_SANDBOX_PROCESSES: u64 = 256;
+
+/// The tools that start processes, which `[tools.sandbox.network]` may name,
+/// with whether each reaches the network by default.
+pub const SANDBOXED_TOOLS: [(&str, bool); 4] = [
+    ("shell", false),
+    ("python_venv", false),
+    ("python_run", false),
+    ("python_install", true),
+];
+
+/// How strictly the sandbox is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Every layer (namespaces, Landlock, seccomp, limits), or the tool
+    /// does not run and the error names what the kernel lacks.
+    Required,
+    /// Every layer the kernel offers; troupe warns once about the others.
+    BestEffort,
+    /// No sandbox: tools run with troupe's own rights.
+    Off,
+}
+
+impl SandboxMode {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Required => "required",
+            SandboxMode::BestEffort => "best_effort",
+            SandboxMode::Off => "off",
+        }
+    }
+}
+
+/// `[tools.sandbox]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SandboxConfig {
+    /// How strictly.
+    pub mode: SandboxMode,
+    /// Whether each process-starting tool may reach the network (every
+    /// name of [`SANDBOXED_TOOLS`] present).
+    pub network: BTreeMap<String, bool>,
+    /// More read-and-execute directories (absolute).
+    pub extra_read: Vec<PathBuf>,
+    /// More writable directories (absolute).
+    pub extra_write: Vec<PathBuf>,
+    /// Processes one call may have at once.
+    pub processes: u64,
+}
+
+impl SandboxConfig {
+    /// Whether `tool` may reach the network (false for a tool not listed).
+    pub fn network_for(&self, tool: &str) -> bool {
+        self.network.get(tool).copied().unwrap_or(false)
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> SandboxConfig {
+        SandboxConfig {
+            mode: SandboxMode::Required,
+            network: SANDBOXED_TOOLS
+                .iter()
+                .map(|(name, on)| (name.to_string(), *on))
+                .collect(),
+            extra_read: Vec::new(),
+            extra_write: Vec::new(),
+            processes: DEFAULT_SANDBOX_PROCESSES,
+        }
+    }
 }
 
 /// Limits for every process a tool starts.
@@ -249,6 +345,7 @@ impl Default for ToolsConfig {
                 base_url: DEFAULT_SEARCH_BASE_URL.to_string(),
             },
             git: GitConfig::default(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -282,6 +379,7 @@ pub(crate) fn resolve_tools(
         return Err(source.invalid("tools.python", "must not be empty"));
     }
     let shell = resolve_shell(raw.shell, d.shell, source)?;
+    let sandbox = resolve_sandbox(raw.sandbox, d.sandbox, source)?;
     let http = resolve_http(raw.http, d.http, source)?;
     let provider = match raw.search.provider.as_deref() {
         None | Some("duckduckgo") => SearchProviderKind::DuckDuckGo,
@@ -313,6 +411,70 @@ pub(crate) fn resolve_tools(
         http,
         search: SearchConfig { provider, base_url },
         git: GitConfig { remote },
+        sandbox,
+    })
+}
+
+fn resolve_sandbox(
+    raw: RawSandbox,
+    d: SandboxConfig,
+    source: &ConfigSource,
+) -> Result<SandboxConfig, ConfigError> {
+    let mode = match raw.mode.as_deref() {
+        None => d.mode,
+        Some("required") => SandboxMode::Required,
+        Some("best_effort") => SandboxMode::BestEffort,
+        Some("off") => SandboxMode::Off,
+        Some(other) => {
+            return Err(source.invalid(
+                "tools.sandbox.mode",
+                &format!("`{other}` is not one of required, best_effort, off"),
+            ))
+        }
+    };
+    let mut network = d.network;
+    for (tool, on) in raw.network.unwrap_or_default() {
+        if !SANDBOXED_TOOLS.iter().any(|(name, _)| *name == tool) {
+            let names: Vec<&str> = SANDBOXED_TOOLS.iter().map(|(n, _)| *n).collect();
+            return Err(source.invalid(
+                &format!("tools.sandbox.network.{tool}"),
+                &format!("`{tool}` starts no process; one of {}", names.join(", ")),
+            ));
+        }
+        network.insert(tool, on);
+    }
+    let paths = |key: &str, list: Option<Vec<PathBuf>>| -> Result<Vec<PathBuf>, ConfigError> {
+        let list = list.unwrap_or_default();
+        for p in &list {
+            if !p.is_absolute() {
+                return Err(
+                    source.invalid(key, &format!("`{}` is not an absolute path", p.display()))
+                );
+            }
+            if p == std::path::Path::new("/") {
+                return Err(source.invalid(key, "`/` would open the whole machine"));
+            }
+        }
+        Ok(list)
+    };
+    let extra_read = paths("tools.sandbox.extra_read", raw.extra_read)?;
+    let extra_write = paths("tools.sandbox.extra_write", raw.extra_write)?;
+    let processes = match raw.processes {
+        None => d.processes,
+        Some(n) if n < 8 => {
+            return Err(source.invalid(
+                "tools.sandbox.processes",
+                &format!("{n} is too few to run a shell pipeline (at least 8)"),
+            ))
+        }
+        Some(n) => n,
+    };
+    Ok(SandboxConfig {
+        mode,
+        network,
+        extra_read,
+        extra_write,
+        processes,
     })
 }
 

@@ -9,8 +9,11 @@
 //! past the first one that does not exist cannot be links, so a target that
 //! is about to be created is checked through its existing parent.
 //!
-//! The workspace's own `.git` is refused too: it holds the checkpoints that
-//! pause/resume and crash recovery depend on.
+//! A `.git` anywhere on the path is refused too: the workspace's own holds
+//! the checkpoints that pause/resume and crash recovery depend on, and a
+//! nested one written by a tool (`x/.git/config` with `worktree = /`, or a
+//! `.git` file saying `gitdir: /elsewhere`) would point the git tools at
+//! the host.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -52,8 +55,9 @@ pub enum ConfinementError {
         /// The path as requested.
         path: String,
     },
-    /// Inside the workspace's `.git`, which tools may not touch.
-    #[error("`{path}` is inside the workspace's .git directory, which holds troupe's checkpoints")]
+    /// A `.git` on the path: the workspace's own (troupe's checkpoints) or a
+    /// nested one, which could point git at a repository outside.
+    #[error("`{path}` is or lies inside a .git (git's metadata), which tools may not create, change or read; the workspace's own holds troupe's checkpoints")]
     GitDir {
         /// The path as requested.
         path: String,
@@ -196,10 +200,10 @@ pub fn resolve(root: &Path, alias: &Path, requested: &str) -> Result<PathBuf, Co
             }
         }
     }
-    if cur
-        .strip_prefix(root)
-        .is_ok_and(|rest| rest.starts_with(".git"))
-    {
+    if cur.strip_prefix(root).is_ok_and(|rest| {
+        rest.components()
+            .any(|c| c.as_os_str().to_string_lossy().eq_ignore_ascii_case(".git"))
+    }) {
         return Err(ConfinementError::GitDir {
             path: requested.to_string(),
         });

@@ -160,10 +160,32 @@ impl Tool for GitTool {
     }
 }
 
+/// Opens the repository at `requested` (a directory of the workspace):
+/// only there, never a parent found by discovery, and only when its git
+/// dir and its working tree both lie in the workspace. A nested `.git` a
+/// tool wrote (a `gitdir:` file, `core.worktree = /` in its config) would
+/// otherwise point git at the host.
 fn open(ws: &Workspace, requested: &str) -> Result<Repository, Observation> {
     let dir = resolve(ws, requested)?;
-    Repository::open(&dir)
-        .map_err(|_| Observation::error(format!("`{requested}` is not a git repository")))
+    let no_discovery = git2::RepositoryOpenFlags::NO_SEARCH;
+    let repo = Repository::open_ext(&dir, no_discovery, std::iter::empty::<&std::ffi::OsStr>())
+        .map_err(|_| Observation::error(format!("`{requested}` is not a git repository")))?;
+    let root = ws.root();
+    let inside = |p: &std::path::Path| std::fs::canonicalize(p).is_ok_and(|p| p.starts_with(root));
+    if !inside(repo.path()) {
+        return Err(Observation::error(format!(
+            "`{requested}`'s git directory lies outside the workspace; git tools open only repositories inside it"
+        )));
+    }
+    match repo.workdir() {
+        Some(tree) if inside(tree) && std::fs::canonicalize(tree).ok() == std::fs::canonicalize(&dir).ok() => Ok(repo),
+        Some(_) => Err(Observation::error(format!(
+            "`{requested}`'s working tree is set elsewhere (core.worktree); git tools open only repositories whose working tree is the folder named"
+        ))),
+        None => Err(Observation::error(format!(
+            "`{requested}` is a bare repository; git tools work on a folder with its files"
+        ))),
+    }
 }
 
 fn status(repo: &Repository) -> Result<Observation, git2::Error> {

@@ -3,7 +3,11 @@
 //! space and open files, a scrubbed environment, output read with a cap (the
 //! rest is counted and dropped, never buffered), and a timeout.
 //!
-//! The shell and python tools both run through [`run`].
+//! The shell and python tools both run through [`run`]. With a
+//! [`Sandboxing`] the program is started through troupe's sandbox helper
+//! ([`troupe_sandbox`]): its own user, PID, mount, IPC and network
+//! namespaces, Landlock, seccomp and a process cap; the helper's stdin is a
+//! pipe held here, so when troupe dies the sandbox dies with it.
 
 use std::ffi::OsString;
 use std::io;
@@ -55,6 +59,18 @@ pub struct ProcessSpec {
     pub limits: ProcessLimits,
     /// Bytes kept of each of stdout and stderr.
     pub output_cap: usize,
+    /// The sandbox to run it in; `None` runs it with troupe's own rights.
+    pub sandbox: Option<Sandboxing>,
+}
+
+/// A sandbox for one run: the helper executable and what the command may do.
+#[derive(Debug, Clone)]
+pub struct Sandboxing {
+    /// The executable that acts as the helper (troupe itself, see
+    /// [`troupe_sandbox::helper_path`]).
+    pub helper: PathBuf,
+    /// What the command may do.
+    pub policy: troupe_sandbox::Policy,
 }
 
 /// One output stream: the first bytes kept, and how many there were in all.
@@ -91,6 +107,9 @@ pub struct ProcessOutcome {
     pub stdout: Captured,
     /// stderr.
     pub stderr: Captured,
+    /// For a sandboxed run that failed with an error the sandbox may have
+    /// caused: one line naming the rule.
+    pub sandbox_note: Option<String>,
 }
 
 impl ProcessOutcome {
@@ -178,12 +197,27 @@ fn kill_group(pgid: libc::pid_t) {
 /// is left: background children are killed when the main process exits.
 /// An `Err` means the program could not be started.
 pub async fn run(spec: ProcessSpec) -> io::Result<ProcessOutcome> {
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
+    let sandbox = spec
+        .sandbox
+        .as_ref()
+        .filter(|s| s.policy.mode != troupe_sandbox::Mode::Off);
+    let (program, args) = match sandbox {
+        Some(s) => troupe_sandbox::wrap(&s.helper, &s.policy, &spec.program, &spec.args)
+            .map_err(io::Error::other)?,
+        None => (spec.program.clone(), spec.args.clone()),
+    };
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+        // The helper's stdin is its lifeline: held open here until the run
+        // is over; the command itself reads /dev/null.
+        .stdin(if sandbox.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -207,6 +241,7 @@ pub async fn run(spec: ProcessSpec) -> io::Result<ProcessOutcome> {
         });
     }
     let mut child = cmd.spawn()?;
+    let lifeline = child.stdin.take();
     let pid = child
         .id()
         .and_then(|p| libc::pid_t::try_from(p).ok())
@@ -228,6 +263,7 @@ pub async fn run(spec: ProcessSpec) -> io::Result<ProcessOutcome> {
     // command left running in the background must not outlive the call.
     kill_group(pid);
     let status = child.wait().await?;
+    drop(lifeline);
     let collect = |h: Option<tokio::task::JoinHandle<Captured>>| async move {
         match h {
             Some(mut h) => match tokio::time::timeout(DRAIN_GRACE, &mut h).await {
@@ -243,11 +279,16 @@ pub async fn run(spec: ProcessSpec) -> io::Result<ProcessOutcome> {
     let stdout = collect(stdout).await;
     let stderr = collect(stderr).await;
     use std::os::unix::process::ExitStatusExt;
+    let sandbox_note = match sandbox {
+        Some(s) if !status.success() => troupe_sandbox::denial_note(&s.policy, &stderr.text()),
+        _ => None,
+    };
     Ok(ProcessOutcome {
         exit_code: status.code(),
         signal: status.signal(),
         timed_out,
         stdout,
         stderr,
+        sandbox_note,
     })
 }

@@ -85,10 +85,28 @@ impl PythonEnv {
         argv: Vec<OsString>,
         timeout: std::time::Duration,
         label: &str,
+        tool: &str,
     ) -> Observation {
         let home = match ws.tool_home() {
             Ok(home) => home,
             Err(e) => return Observation::error(format!("could not prepare HOME: {e}")),
+        };
+        // The interpreter's own prefix (a pyenv or uv Python outside the
+        // system directories) must be readable inside the sandbox.
+        let prefix = self
+            .real
+            .get()
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|real| real.parent()?.parent().map(std::path::Path::to_path_buf));
+        let sandbox = match self.settings.sandbox.for_call(
+            tool,
+            ws.root(),
+            &home,
+            prefix.into_iter().collect(),
+            self.settings.limits,
+        ) {
+            Ok(sandbox) => sandbox,
+            Err(e) => return Observation::error(e),
         };
         let spec = ProcessSpec {
             program: program.clone().into_os_string(),
@@ -98,6 +116,7 @@ impl PythonEnv {
             timeout,
             limits: self.settings.limits,
             output_cap: self.settings.output_max_bytes / 2,
+            sandbox,
         };
         match process::run(spec).await {
             Ok(outcome) => render_outcome(label, &outcome, timeout),
@@ -125,6 +144,7 @@ impl PythonEnv {
                 ],
                 self.settings.max_timeout,
                 "creating the virtual environment",
+                "python_venv",
             )
             .await;
         if obs.is_error {
@@ -283,7 +303,10 @@ impl Tool for PythonTool {
                     }
                 }
                 let timeout = self.env.settings.max_timeout;
-                Ok(self.env.run(ws, python, argv, timeout, "pip install").await)
+                Ok(self
+                    .env
+                    .run(ws, python, argv, timeout, "pip install", "python_install")
+                    .await)
             }
             PythonOp::Run => {
                 let timeout = self.env.settings.timeout_for(args::u64(&a, "timeout_s"));
@@ -305,7 +328,10 @@ impl Tool for PythonTool {
                     _ => return Ok(Observation::error("give exactly one of `path` and `code`")),
                 }
                 argv.extend(args::strings(&a, "args").into_iter().map(OsString::from));
-                Ok(self.env.run(ws, python, argv, timeout, "the script").await)
+                Ok(self
+                    .env
+                    .run(ws, python, argv, timeout, "the script", "python_run")
+                    .await)
             }
         }
     }

@@ -2,11 +2,14 @@
 //! the limits of [`crate::process`].
 
 use crate::observation::{truncation_note, Observation};
-use crate::process::{self, ProcessLimits, ProcessOutcome, ProcessSpec};
+use crate::process::{self, ProcessLimits, ProcessOutcome, ProcessSpec, Sandboxing};
 use crate::schema::object_schema;
 use crate::tool::{args, RiskLevel, Tool, ToolContext, ToolError};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
+use troupe_config::tools::{SandboxConfig, SandboxMode};
 
 /// Settings shared by the tools that run programs.
 #[derive(Debug, Clone)]
@@ -21,6 +24,111 @@ pub struct RunSettings {
     pub output_max_bytes: usize,
     /// `PATH` for the child.
     pub path_var: String,
+    /// The sandbox around every process.
+    pub sandbox: SandboxSettings,
+}
+
+/// `[tools.sandbox]` and the helper that sets the sandbox up.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// The configuration.
+    pub config: SandboxConfig,
+    /// The helper: this executable (every program linking
+    /// [`troupe_sandbox`] is one), or why it cannot be found.
+    pub helper: Result<PathBuf, String>,
+}
+
+impl SandboxSettings {
+    /// The sandbox `config` asks for, with this executable as the helper.
+    pub fn from_config(config: &SandboxConfig) -> SandboxSettings {
+        SandboxSettings {
+            config: config.clone(),
+            helper: troupe_sandbox::helper_path()
+                .map_err(|e| format!("this program's own path is unknown: {e}")),
+        }
+    }
+
+    /// No sandbox (`mode = "off"`).
+    pub fn off() -> SandboxSettings {
+        let mut config = SandboxConfig::default();
+        config.mode = SandboxMode::Off;
+        SandboxSettings {
+            config,
+            helper: Err("the sandbox is off".to_string()),
+        }
+    }
+
+    /// The sandbox for one call of `tool` working in `workspace` with
+    /// `home` as its HOME; `read` adds read-and-execute paths (an
+    /// interpreter's prefix). `Ok(None)`: run without one (mode off, or
+    /// best effort where no helper can be found); `Err`: the sandbox is
+    /// required and cannot be had.
+    pub fn for_call(
+        &self,
+        tool: &str,
+        workspace: &Path,
+        home: &Path,
+        read: Vec<PathBuf>,
+        limits: ProcessLimits,
+    ) -> Result<Option<Sandboxing>, String> {
+        let mode = match self.config.mode {
+            SandboxMode::Off => return Ok(None),
+            SandboxMode::Required => troupe_sandbox::Mode::Required,
+            SandboxMode::BestEffort => troupe_sandbox::Mode::BestEffort,
+        };
+        let helper = match &self.helper {
+            Ok(helper) => helper.clone(),
+            Err(why) if mode == troupe_sandbox::Mode::Required => {
+                return Err(format!(
+                    "the sandbox is required ([tools.sandbox] mode = \"required\") but {why}"
+                ))
+            }
+            Err(why) => {
+                warn_once(&format!("tools run WITHOUT a sandbox: {why}"));
+                return Ok(None);
+            }
+        };
+        if mode == troupe_sandbox::Mode::BestEffort {
+            static PROBED: OnceLock<()> = OnceLock::new();
+            PROBED.get_or_init(|| {
+                let support = troupe_sandbox::probe(&helper);
+                if !support.complete() {
+                    warn_once(&format!(
+                        "the sandbox runs without what this kernel lacks ([tools.sandbox] mode = \"best_effort\"): {}",
+                        support.missing.join("; ")
+                    ));
+                }
+            });
+        }
+        let mut write = vec![workspace.to_path_buf(), home.to_path_buf()];
+        write.extend(self.config.extra_write.iter().cloned());
+        let mut read = read;
+        read.extend(self.config.extra_read.iter().cloned());
+        Ok(Some(Sandboxing {
+            helper,
+            policy: troupe_sandbox::Policy {
+                mode,
+                read,
+                write,
+                // The checkpoint history recovery depends on.
+                read_only: vec![workspace.join(".git")],
+                network: self.config.network_for(tool),
+                connect_ports: Vec::new(),
+                limits: troupe_sandbox::Limits {
+                    cpu_seconds: limits.cpu_seconds,
+                    memory_mb: limits.memory_mb,
+                    open_files: limits.open_files,
+                    processes: self.config.processes,
+                },
+            },
+        }))
+    }
+}
+
+/// Says `message` once per process, loudly.
+fn warn_once(message: &str) {
+    static WARNED: OnceLock<()> = OnceLock::new();
+    WARNED.get_or_init(|| tracing::warn!("SANDBOX: {message}"));
 }
 
 impl RunSettings {
@@ -32,6 +140,7 @@ impl RunSettings {
             limits: ProcessLimits::from_config(&cfg.shell),
             output_max_bytes: cfg.output_max_bytes,
             path_var: process::parent_path(),
+            sandbox: SandboxSettings::from_config(&cfg.sandbox),
         }
     }
 
@@ -83,6 +192,10 @@ pub fn render_outcome(label: &str, outcome: &ProcessOutcome, timeout: Duration) 
     }
     if outcome.stdout.total == 0 && outcome.stderr.total == 0 {
         text.push_str("(no output)\n");
+    }
+    if let Some(note) = &outcome.sandbox_note {
+        text.push_str(note);
+        text.push('\n');
     }
     let data = json!({
         "exit_code": outcome.exit_code,
@@ -167,6 +280,16 @@ impl Tool for ShellTool {
             Ok(home) => home,
             Err(e) => return Ok(Observation::error(format!("could not prepare HOME: {e}"))),
         };
+        let sandbox = match self.settings.sandbox.for_call(
+            "shell",
+            ws.root(),
+            &home,
+            Vec::new(),
+            self.settings.limits,
+        ) {
+            Ok(sandbox) => sandbox,
+            Err(e) => return Ok(Observation::error(e)),
+        };
         let spec = ProcessSpec {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), command.clone().into()],
@@ -175,6 +298,7 @@ impl Tool for ShellTool {
             timeout,
             limits: self.settings.limits,
             output_cap: self.settings.output_max_bytes / 2,
+            sandbox,
         };
         match process::run(spec).await {
             Ok(outcome) => Ok(render_outcome("the command", &outcome, timeout)),

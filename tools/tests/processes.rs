@@ -5,9 +5,10 @@ mod common;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use troupe_config::tools::SandboxConfig;
 use troupe_tools::process::ProcessLimits;
 use troupe_tools::python::{PythonEnv, PythonOp, PythonTool};
-use troupe_tools::shell::{RunSettings, ShellTool};
+use troupe_tools::shell::{RunSettings, SandboxSettings, ShellTool};
 use troupe_tools::{Tool, ToolRegistry};
 
 fn settings(output_max_bytes: usize) -> RunSettings {
@@ -21,6 +22,9 @@ fn settings(output_max_bytes: usize) -> RunSettings {
         },
         output_max_bytes,
         path_var: "/usr/local/bin:/usr/bin:/bin".to_string(),
+        // Required: every layer, as troupe runs tools by default; this test
+        // binary is its own sandbox helper (troupe_sandbox::EARLY_HELPER).
+        sandbox: SandboxSettings::from_config(&SandboxConfig::default()),
     }
 }
 
@@ -366,4 +370,45 @@ async fn python_makes_a_venv_installs_a_local_package_and_runs_code() {
         "{}",
         obs.text
     );
+}
+
+#[tokio::test]
+async fn a_shell_call_is_sandboxed_even_when_policy_allows_everything() {
+    let (data, ws) = common::workspace("sh-sandbox");
+    let outside = data.path().join("outside.txt");
+    std::fs::write(&outside, "host file\n").unwrap();
+    let r = shell(8192);
+    // Writing outside the workspace: refused by Landlock, with the rule named.
+    let obs = common::call(
+        &r,
+        &ws,
+        "shell",
+        json!({ "command": format!("echo changed > {}", outside.display()) }),
+    )
+    .await;
+    assert!(obs.is_error, "{}", obs.text);
+    assert!(obs.text.contains("(sandbox:"), "{}", obs.text);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "host file\n");
+    // This process (troupe, holding the keys) is not in the sandbox's /proc,
+    // and the command is in a PID namespace of its own.
+    let me = std::process::id();
+    let obs = common::call(
+        &r,
+        &ws,
+        "shell",
+        json!({ "command": format!("cat /proc/{me}/environ; echo; cat /proc/1/cmdline | tr '\\0' ' '") }),
+    )
+    .await;
+    assert!(obs.text.contains("No such file"), "{}", obs.text);
+    assert!(obs.text.contains("__troupe-sandbox"), "{}", obs.text);
+    // No route out: only loopback.
+    let obs = common::call(
+        &r,
+        &ws,
+        "shell",
+        json!({ "command": "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '" }),
+    )
+    .await;
+    assert_eq!(obs.text.lines().nth(2), Some("lo"), "{}", obs.text);
+    assert_eq!(obs.text.lines().count(), 3, "{}", obs.text);
 }

@@ -414,3 +414,61 @@ async fn web_search_asks_the_provider_and_lists_results() {
         obs.text
     );
 }
+
+/// A nested repository written to aim git at the host (attack 1 of the
+/// hostile-model review): its git dir or working tree outside the
+/// workspace, or a folder without its own repository (no discovery of a
+/// parent's).
+#[tokio::test]
+async fn git_tools_refuse_repositories_that_point_outside_the_workspace() {
+    let (data, ws) = common::workspace("git-escape");
+    let r = git_tools(None);
+    // core.worktree = / in a nested repository's config.
+    let x = ws.root().join("x");
+    let repo = git2::Repository::init(&x).unwrap();
+    repo.config()
+        .unwrap()
+        .set_str("core.worktree", "/")
+        .unwrap();
+    let obs = common::call(
+        &r,
+        &ws,
+        "git_diff",
+        json!({ "repo": "x", "path": "etc/passwd" }),
+    )
+    .await;
+    assert!(obs.is_error, "{}", obs.text);
+    assert!(
+        obs.text.contains("working tree is set elsewhere"),
+        "{}",
+        obs.text
+    );
+    assert!(!obs.text.contains("root:"), "{}", obs.text);
+    // A `.git` file naming a repository outside.
+    let elsewhere = data.path().join("elsewhere");
+    git2::Repository::init(&elsewhere).unwrap();
+    std::fs::create_dir_all(ws.root().join("sub")).unwrap();
+    std::fs::write(
+        ws.root().join("sub/.git"),
+        format!("gitdir: {}\n", elsewhere.join(".git").display()),
+    )
+    .unwrap();
+    let obs = common::call(
+        &r,
+        &ws,
+        "git_commit",
+        json!({ "repo": "sub", "message": "in" }),
+    )
+    .await;
+    assert!(obs.is_error, "{}", obs.text);
+    assert!(
+        obs.text.contains("git directory lies outside"),
+        "{}",
+        obs.text
+    );
+    // A plain folder: no discovery of the workspace's own repository.
+    std::fs::create_dir_all(ws.root().join("plain")).unwrap();
+    let obs = common::call(&r, &ws, "git_status", json!({ "repo": "plain" })).await;
+    assert!(obs.is_error, "{}", obs.text);
+    assert!(obs.text.contains("is not a git repository"), "{}", obs.text);
+}

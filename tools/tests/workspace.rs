@@ -186,6 +186,14 @@ fn each_escape_is_refused_and_recorded() {
         (".git/config", |e| {
             matches!(e, ConfinementError::GitDir { .. })
         }),
+        // A nested repository a tool could aim at the host.
+        ("x/.git/config", |e| {
+            matches!(e, ConfinementError::GitDir { .. })
+        }),
+        ("sub/.git", |e| matches!(e, ConfinementError::GitDir { .. })),
+        ("sub/.GIT/HEAD", |e| {
+            matches!(e, ConfinementError::GitDir { .. })
+        }),
         ("", |e| matches!(e, ConfinementError::Empty)),
     ];
     for (path, expected) in &cases {
