@@ -153,6 +153,9 @@ pub struct GgufFile {
     pub data_offset: u64,
     /// File size in bytes.
     pub file_size: u64,
+    /// Metadata strings that were not valid UTF-8 (read with U+FFFD in
+    /// their place): key → the array indices (0 for a single string).
+    pub non_utf8: BTreeMap<String, Vec<u64>>,
 }
 
 impl GgufFile {
@@ -187,7 +190,7 @@ impl GgufFile {
         )?;
         check_count(&r, "the metadata count", n_kv, MAX_KV, MIN_KV_BYTES)?;
 
-        let metadata = read_metadata(&mut r, n_kv)?;
+        let (metadata, non_utf8) = read_metadata(&mut r, n_kv)?;
         let alignment = read_alignment(path, &metadata)?;
         let tensors = read_tensor_infos(&mut r, n_tensors)?;
         let data_offset = r
@@ -202,6 +205,7 @@ impl GgufFile {
             tensors,
             data_offset,
             file_size: r.file_size(),
+            non_utf8,
         };
         file.check_tensor_placement()?;
         tracing::debug!(
@@ -383,17 +387,23 @@ fn check_count(
     Ok(())
 }
 
-fn read_metadata(
-    r: &mut BoundedReader,
-    n_kv: u64,
-) -> Result<BTreeMap<String, GgufValue>, GgufError> {
+/// Metadata by key, and the strings that were not UTF-8 (see
+/// [`GgufFile::non_utf8`]).
+type Metadata = (BTreeMap<String, GgufValue>, BTreeMap<String, Vec<u64>>);
+
+fn read_metadata(r: &mut BoundedReader, n_kv: u64) -> Result<Metadata, GgufError> {
     let mut metadata = BTreeMap::new();
+    let mut non_utf8 = BTreeMap::new();
     let mut budget = MAX_METADATA_VALUES;
     for i in 0..n_kv {
         let key = r.strict_string(&format!("the key of metadata entry {i}"), MAX_KEY_LEN)?;
         let what = format!("the value of '{key}'");
         let value_type = r.u32(&what)?;
-        let value = read_value(r, value_type, &key, &what, &mut budget)?;
+        let mut invalid = Vec::new();
+        let value = read_value(r, value_type, &key, &what, &mut budget, &mut invalid)?;
+        if !invalid.is_empty() {
+            non_utf8.insert(key.clone(), invalid);
+        }
         if metadata.contains_key(&key) {
             return Err(GgufError::DuplicateKey {
                 path: r.path().to_path_buf(),
@@ -402,7 +412,7 @@ fn read_metadata(
         }
         metadata.insert(key, value);
     }
-    Ok(metadata)
+    Ok((metadata, non_utf8))
 }
 
 /// Bytes one value of a scalar type takes on disk (a string's is its length
@@ -423,6 +433,7 @@ fn read_value(
     key: &str,
     what: &str,
     budget: &mut u64,
+    invalid: &mut Vec<u64>,
 ) -> Result<GgufValue, GgufError> {
     if value_type == ARRAY_TYPE {
         let elem_type = r.u32(what)?;
@@ -440,12 +451,20 @@ fn read_value(
         // `count` is bounded by the file's remaining bytes; still grow the
         // vector as elements arrive rather than trusting it up front.
         let mut items = Vec::with_capacity(count.min(1 << 16) as usize);
-        for _ in 0..count {
-            items.push(read_scalar(r, elem_type, key, what)?);
+        for i in 0..count {
+            let (item, valid) = read_scalar(r, elem_type, key, what)?;
+            if !valid {
+                invalid.push(i);
+            }
+            items.push(item);
         }
         return Ok(GgufValue::Array(items));
     }
-    read_scalar(r, value_type, key, what)
+    let (value, valid) = read_scalar(r, value_type, key, what)?;
+    if !valid {
+        invalid.push(0);
+    }
+    Ok(value)
 }
 
 fn read_scalar(
@@ -453,8 +472,12 @@ fn read_scalar(
     value_type: u32,
     key: &str,
     what: &str,
-) -> Result<GgufValue, GgufError> {
-    Ok(match value_type {
+) -> Result<(GgufValue, bool), GgufError> {
+    if value_type == 8 {
+        let (text, valid) = r.lossy_string(what)?;
+        return Ok((GgufValue::String(text), valid));
+    }
+    let value = match value_type {
         0 => GgufValue::U8(u8::from_le_bytes(r.array(what)?)),
         1 => GgufValue::I8(i8::from_le_bytes(r.array(what)?)),
         2 => GgufValue::U16(u16::from_le_bytes(r.array(what)?)),
@@ -463,7 +486,6 @@ fn read_scalar(
         5 => GgufValue::I32(i32::from_le_bytes(r.array(what)?)),
         6 => GgufValue::F32(f32::from_le_bytes(r.array(what)?)),
         7 => GgufValue::Bool(u8::from_le_bytes(r.array(what)?) != 0),
-        8 => GgufValue::String(r.lossy_string(what)?),
         10 => GgufValue::U64(u64::from_le_bytes(r.array(what)?)),
         11 => GgufValue::I64(i64::from_le_bytes(r.array(what)?)),
         12 => GgufValue::F64(f64::from_le_bytes(r.array(what)?)),
@@ -474,14 +496,16 @@ fn read_scalar(
                 value_type: other,
             })
         }
-    })
+    };
+    Ok((value, true))
 }
 
 fn read_alignment(path: &Path, metadata: &BTreeMap<String, GgufValue>) -> Result<u64, GgufError> {
     match metadata.get("general.alignment") {
         None => Ok(DEFAULT_ALIGNMENT),
-        // llama.cpp accepts only a u32 here.
-        Some(GgufValue::U32(a)) if a.is_power_of_two() => Ok(u64::from(*a)),
+        // llama.cpp accepts only a u32 here, and its loader aborts on an
+        // alignment below 8 (as `general.alignment = 1` showed).
+        Some(GgufValue::U32(a)) if a.is_power_of_two() && *a >= 8 => Ok(u64::from(*a)),
         Some(other) => Err(GgufError::BadAlignment {
             path: path.to_path_buf(),
             found: format!("{other:?}"),

@@ -117,7 +117,7 @@ impl Builder {
     }
 }
 
-/// A minimal file that passes `validate_for_llama`: 4 tokens, embedding 32.
+/// A minimal file that passes `validate_for_llama`: 5 tokens, embedding 32.
 fn minimal_llama() -> Builder {
     let f32s = |v: f32| v.to_le_bytes().to_vec();
     let i32s = |v: i32| v.to_le_bytes().to_vec();
@@ -131,20 +131,21 @@ fn minimal_llama() -> Builder {
         .u32("llama.attention.head_count", 4)
         .u32("llama.attention.head_count_kv", 2)
         .str("tokenizer.ggml.model", "gpt2")
-        .strs("tokenizer.ggml.tokens", &["a", "b", "ab", "<s>"])
+        // "Ċ" is the newline in a byte-level BPE vocabulary.
+        .strs("tokenizer.ggml.tokens", &["a", "b", "ab", "<s>", "\u{10A}"])
         .strs("tokenizer.ggml.merges", &["a b"])
         .array(
             "tokenizer.ggml.scores",
             T_F32,
-            &[f32s(0.0), f32s(0.0), f32s(0.0), f32s(0.0)],
+            &[f32s(0.0), f32s(0.0), f32s(0.0), f32s(0.0), f32s(0.0)],
         )
         .array(
             "tokenizer.ggml.token_type",
             T_I32,
-            &[i32s(1), i32s(1), i32s(1), i32s(3)],
+            &[i32s(1), i32s(1), i32s(1), i32s(3), i32s(1)],
         )
-        .tensor("token_embd.weight", &[32, 4], 0, 0)
-        .data(32 * 4 * 4)
+        .tensor("token_embd.weight", &[32, 5], 0, 0)
+        .data(32 * 5 * 4)
 }
 
 struct Files {
@@ -196,7 +197,7 @@ fn the_minimal_file_is_valid() {
         .expect("minimal file opens");
     file.validate_for_llama().expect("minimal file validates");
     assert_eq!(file.tensors[0].ggml_type, GgmlType::F32);
-    assert_eq!(file.parameter_count(), 128);
+    assert_eq!(file.parameter_count(), 160);
     // No general.file_type: the dominant tensor type names the quantization.
     assert_eq!(file.quantization(), "F32");
     assert_eq!(file.context_length(), Some(128));
@@ -394,7 +395,7 @@ fn llama_validation_errors_are_specific() {
             e,
             GgufError::TokenArrayMismatch {
                 len: 1,
-                tokens: 4,
+                tokens: 5,
                 ..
             }
         ),
@@ -404,16 +405,16 @@ fn llama_validation_errors_are_specific() {
     let e = files
         .validate(
             &minimal_llama()
-                .tensor("token_embd.weight", &[32, 5], 0, 0)
-                .data(32 * 5 * 4),
+                .tensor("token_embd.weight", &[32, 6], 0, 0)
+                .data(32 * 6 * 4),
         )
         .expect_err("vocab mismatch");
     assert!(
         matches!(
             e,
             GgufError::VocabMismatch {
-                dim: 5,
-                tokens: 4,
+                dim: 6,
+                tokens: 5,
                 ..
             }
         ),
@@ -480,4 +481,62 @@ fn random_byte_flips_never_panic() {
     }
     // Most flips land in token text, which stays valid; some must break it.
     assert!(refused > 0, "no mutated file was refused");
+}
+
+/// The five files that passed troupe's checks and aborted llama.cpp
+/// (issue 15, item 7), each now refused naming the file and the field.
+#[test]
+fn files_that_aborted_llama_cpp_are_refused_naming_the_field() {
+    let mut files = Files::new();
+    let f32s = |v: f32| v.to_le_bytes().to_vec();
+    // general.alignment = 1.
+    let e = files
+        .open(&minimal_llama().u32("general.alignment", 1).build())
+        .expect_err("alignment 1");
+    assert!(matches!(e, GgufError::BadAlignment { .. }), "{e}");
+    assert!(
+        e.to_string().contains("general.alignment") && e.to_string().contains(".gguf"),
+        "{e}"
+    );
+    // A negative norm epsilon.
+    let e = files
+        .validate(&minimal_llama().kv("llama.attention.layer_norm_rms_epsilon", T_F32, f32s(-1.0)))
+        .expect_err("negative epsilon");
+    assert!(
+        e.to_string()
+            .contains("llama.attention.layer_norm_rms_epsilon"),
+        "{e}"
+    );
+    let e = files
+        .validate(&minimal_llama().kv("llama.attention.layer_norm_epsilon", T_F32, f32s(f32::NAN)))
+        .expect_err("NaN epsilon");
+    assert!(e.to_string().contains("layer_norm_epsilon"), "{e}");
+    // A SentencePiece tokenizer model over a byte-level BPE vocabulary.
+    let e = files
+        .validate(&minimal_llama().str("tokenizer.ggml.model", "llama"))
+        .expect_err("llama over gpt2");
+    assert!(
+        matches!(&e, GgufError::BadKey { key, .. } if key == "tokenizer.ggml.model"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("does not match"), "{e}");
+    // Every token the same.
+    let e = files
+        .validate(&minimal_llama().strs("tokenizer.ggml.tokens", &["a"; 5]))
+        .expect_err("identical tokens");
+    assert!(e.to_string().contains("token 1 repeats token 0"), "{e}");
+    // Tokens that are not UTF-8 in a byte-level BPE vocabulary.
+    let mut bad = vec![gguf_string("a"), gguf_string("b"), gguf_string("ab")];
+    bad.push({
+        let mut raw = 2u64.to_le_bytes().to_vec();
+        raw.extend_from_slice(&[0xff, 0xfe]);
+        raw
+    });
+    bad.push(gguf_string("\u{10A}"));
+    let e = files
+        .validate(&minimal_llama().array("tokenizer.ggml.tokens", T_STRING, &bad))
+        .expect_err("non-UTF-8 token");
+    assert!(e.to_string().contains("token 3 is not valid UTF-8"), "{e}");
+    // The valid file still validates.
+    files.validate(&minimal_llama()).expect("the minimal file");
 }

@@ -85,8 +85,8 @@ pub enum GgufError {
         /// The key.
         key: String,
     },
-    /// `general.alignment` is not a u32 power of two.
-    #[error("{path}: general.alignment is {found}; it must be a u32 power of two")]
+    /// `general.alignment` is not a u32 power of two of at least 8.
+    #[error("{path}: general.alignment is {found}; it must be a u32 power of two, at least 8")]
     BadAlignment {
         /// The file.
         path: PathBuf,

@@ -47,6 +47,7 @@ impl GgufFile {
             });
         }
         self.check_hparams(arch)?;
+        self.check_norm_epsilons(arch)?;
         let n_tokens = self.check_tokenizer()?;
         self.check_token_embedding(n_tokens)
     }
@@ -127,6 +128,29 @@ impl GgufFile {
         Ok(())
     }
 
+    /// Every norm epsilon (`{arch}.attention.layer_norm_rms_epsilon`, …)
+    /// must be a finite number ≥ 0: llama.cpp asserts on a negative one.
+    fn check_norm_epsilons(&self, arch: &str) -> Result<(), GgufError> {
+        let prefix = format!("{arch}.");
+        for (key, value) in &self.metadata {
+            if !key.starts_with(&prefix) || !key.ends_with("epsilon") {
+                continue;
+            }
+            let eps = match value {
+                GgufValue::F32(v) => f64::from(*v),
+                GgufValue::F64(v) => *v,
+                _ => return Err(self.bad_key(key, "a norm epsilon must be a float")),
+            };
+            if !eps.is_finite() || eps < 0.0 {
+                return Err(self.bad_key(
+                    key,
+                    format!("{eps} is not a norm epsilon (a finite number, at least 0)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the tokenizer and returns the number of tokens.
     fn check_tokenizer(&self) -> Result<u64, GgufError> {
         const MODEL: &str = "tokenizer.ggml.model";
@@ -167,6 +191,7 @@ impl GgufFile {
         if n_tokens == 0 {
             return Err(self.bad_key(TOKENS, "it is empty"));
         }
+        self.check_token_texts(model)?;
         for key in ["tokenizer.ggml.scores", "tokenizer.ggml.token_type"] {
             match self.get(key) {
                 None => {}
@@ -183,6 +208,64 @@ impl GgufFile {
             }
         }
         Ok(n_tokens)
+    }
+
+    /// What llama.cpp's vocabulary loader asserts on: every token distinct,
+    /// valid UTF-8 in a byte-level BPE vocabulary (it decodes every token),
+    /// and a token for the newline in the form the tokenizer model looks up
+    /// (`<0x0A>` for SentencePiece, `Ċ` for byte-level BPE), which is also
+    /// how a tokenizer model that does not match its vocabulary shows.
+    fn check_token_texts(&self, model: &str) -> Result<(), GgufError> {
+        const TOKENS: &str = "tokenizer.ggml.tokens";
+        let Some(GgufValue::Array(tokens)) = self.get(TOKENS) else {
+            return Ok(());
+        };
+        let invalid: &[u64] = self.non_utf8.get(TOKENS).map_or(&[], Vec::as_slice);
+        if BPE_MODELS.contains(&model) {
+            if let Some(i) = invalid.first() {
+                return Err(self.bad_key(
+                    TOKENS,
+                    format!(
+                        "token {i} is not valid UTF-8, which a '{model}' (byte-level BPE) vocabulary needs"
+                    ),
+                ));
+            }
+        }
+        let mut seen: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(tokens.len());
+        let mut skip = invalid.iter().peekable();
+        for (i, token) in tokens.iter().enumerate() {
+            // A token that was not UTF-8 is compared by its lossy text only
+            // if that were exact; it is not, so such tokens are skipped.
+            if skip.peek().is_some_and(|&&j| j == i as u64) {
+                skip.next();
+                continue;
+            }
+            let Some(text) = token.as_str() else { continue };
+            if let Some(first) = seen.insert(text, i) {
+                return Err(self.bad_key(
+                    TOKENS,
+                    format!(
+                        "token {i} repeats token {first} ({text:?}); llama.cpp needs every token distinct"
+                    ),
+                ));
+            }
+        }
+        let newline: &[&str] = match model {
+            "llama" => &["<0x0A>", "\n"],
+            m if BPE_MODELS.contains(&m) => &["\u{10A}", "\n"],
+            _ => &[],
+        };
+        if !newline.is_empty() && !newline.iter().any(|n| seen.contains_key(n)) {
+            return Err(self.bad_key(
+                "tokenizer.ggml.model",
+                format!(
+                    "'{model}' looks the newline up as {:?}, which the vocabulary lacks: the tokenizer model does not match its vocabulary",
+                    newline[0]
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_token_embedding(&self, n_tokens: u64) -> Result<(), GgufError> {

@@ -129,12 +129,12 @@ impl BoundedReader {
 
     /// Reads a string value; invalid UTF-8 is replaced rather than refused,
     /// because some converted vocabularies hold such tokens and llama.cpp
-    /// loads them.
-    pub(crate) fn lossy_string(&mut self, what: &str) -> Result<String, GgufError> {
+    /// loads them. The flag says whether the bytes were valid UTF-8.
+    pub(crate) fn lossy_string(&mut self, what: &str) -> Result<(String, bool), GgufError> {
         let bytes = self.bytes(what, MAX_STRING_LEN)?;
         Ok(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            Ok(s) => (s, true),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
         })
     }
 }
