@@ -405,3 +405,123 @@ fn the_serve_command_boots_the_troupe_and_stops_on_sigterm() {
         "serve exits cleanly on SIGTERM: {status:?}"
     );
 }
+
+/// Attack 8 of the hostile-model review: without a key (the default), a
+/// web page in the user's browser POSTed `text/plain` to
+/// `/api/approvals/{id}` and ran the pending shell command; a rebound DNS
+/// name reached the API. Refused now, and the call stays pending.
+#[tokio::test]
+async fn a_web_page_cannot_approve_or_reach_the_api_without_a_key() {
+    let server = tasks_support::start_keyless("ask").await;
+    let id = server.submit().await;
+    let mut stream = server.events(&id, None).await;
+    let mut buffer = String::new();
+    read_until(&mut stream, &mut buffer, "approval").await;
+    let (_, pending) = server.get("/api/approvals").await;
+    let call = pending["data"][0]["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = server.url(&format!("/api/approvals/{call}"));
+    let body = r#"{"approved": true}"#;
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    };
+    // A form or fetch without preflight from another site.
+    let (status, answer) = send(
+        server
+            .http
+            .post(&url)
+            .header("content-type", "text/plain")
+            .header("origin", "http://evil.example")
+            .body(body),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_error(&answer, "cross_site");
+    // A sandboxed frame elsewhere: `Origin: null`, cross-site.
+    let (status, answer) = send(
+        server
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("origin", "null")
+            .header("sec-fetch-site", "cross-site")
+            .body(body),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_error(&answer, "cross_site");
+    // The same body as text/plain with no Origin (a non-browser client
+    // must say what it sends).
+    let (status, answer) = send(
+        server
+            .http
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(body),
+    )
+    .await;
+    assert_eq!(status, 415, "{answer}");
+    assert_error(&answer, "unsupported_media_type");
+    // DNS rebinding: the page's own name resolved to 127.0.0.1.
+    let (status, answer) = send(
+        server
+            .http
+            .get(server.url("/api/approvals"))
+            .header("host", "evil.example:8080"),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_error(&answer, "host_not_allowed");
+    let (_, still) = server.get("/api/approvals").await;
+    assert_eq!(still["data"].as_array().map(Vec::len), Some(1), "{still}");
+    // The dashboard's own same-origin JSON request still works.
+    let (status, decided) = send(
+        server
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("origin", server.base.clone())
+            .body(r#"{"approved": false, "reason": "not from a page"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{decided}");
+    server.stop().await;
+}
+
+/// Attack 9: thousands of idle connections filled the descriptors and
+/// `/health` went unanswered. With 4,000 open and silent it answers within
+/// 15 s (silent connections are closed after 5 s).
+#[tokio::test]
+async fn health_answers_while_thousands_of_connections_sit_idle() {
+    let server = tasks_support::start_keyless("allow").await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..4000 {
+        match tokio::net::TcpStream::connect(&addr).await {
+            Ok(stream) => idle.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(idle.len() >= 1000, "only {} connections opened", idle.len());
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        server.http.get(server.url("/health")).send(),
+    )
+    .await
+    .expect("/health answered within 15 s")
+    .expect("request sent");
+    assert_eq!(response.status(), 200);
+    eprintln!(
+        "{} idle connections; /health answered in {:?}",
+        idle.len(),
+        started.elapsed()
+    );
+    drop(idle);
+    server.stop().await;
+}

@@ -40,6 +40,9 @@ pub struct RawServe {
     pub keep_alive_s: Option<u64>,
     /// Largest request body.
     pub max_body: Option<String>,
+    /// Host names (besides loopback ones) the server answers to without a
+    /// key: `Host` is checked against them (DNS rebinding).
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `[serve]`, resolved.
@@ -58,6 +61,9 @@ pub struct ServeConfig {
     pub keep_alive: Duration,
     /// Largest request body in bytes.
     pub max_body_bytes: u64,
+    /// Host names besides loopback ones that requests may name (lower case,
+    /// without a port).
+    pub allowed_hosts: Vec<String>,
 }
 
 pub(crate) fn resolve_serve(
@@ -95,7 +101,22 @@ pub(crate) fn resolve_serve(
             &format!("{max_body_bytes} bytes is below 1 KiB"),
         ));
     }
+    let mut allowed_hosts = Vec::new();
+    for host in raw.allowed_hosts.unwrap_or_default() {
+        let h = host.trim().to_ascii_lowercase();
+        let valid = !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !valid {
+            return Err(source.invalid(
+                "serve.allowed_hosts",
+                &format!("`{host}` is not a host name or address"),
+            ));
+        }
+        allowed_hosts.push(h);
+    }
     Ok(ServeConfig {
+        allowed_hosts,
         addr,
         api_key,
         memory_budget,

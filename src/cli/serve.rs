@@ -35,9 +35,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     pin: Vec<String>,
     /// Require `Authorization: Bearer KEY` on every route but /health
-    /// (default: `[serve] api_key`, or TROUPE_SERVE__API_KEY).
-    #[arg(long, value_name = "KEY")]
+    /// (default: `[serve] api_key`, or TROUPE_SERVE__API_KEY). Every user
+    /// of the machine sees it in `ps`: prefer --api-key-file or the
+    /// environment.
+    #[arg(long, value_name = "KEY", conflicts_with = "api_key_file")]
     api_key: Option<String>,
+    /// Read the API key from this file (its first line).
+    #[arg(long, value_name = "PATH")]
+    api_key_file: Option<std::path::PathBuf>,
     /// Largest request body, e.g. `4MiB`; larger ones get 413.
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
@@ -87,7 +92,27 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let max_body_bytes =
         usize::try_from(max_body).context("the body cap does not fit this machine's memory")?;
     let addr = args.addr.unwrap_or(serve.addr);
-    let api_key = args.api_key.clone().or_else(|| serve.api_key.clone());
+    if args.api_key.is_some() {
+        tracing::warn!("--api-key on the command line is visible to every user of this machine in `ps`; use --api-key-file or TROUPE_SERVE__API_KEY");
+    }
+    let key_from_file = match &args.api_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the API key file {}", path.display()))?;
+            let key = text.lines().next().unwrap_or("").trim().to_string();
+            if key.is_empty() {
+                anyhow::bail!("the API key file {} is empty", path.display());
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    let api_key = args
+        .api_key
+        .clone()
+        .or(key_from_file)
+        .or_else(|| serve.api_key.clone());
+    let allowed_hosts = serve.allowed_hosts.clone();
     let config = with_flags(config, &args);
     if !addr.ip().is_loopback() && api_key.is_none() {
         tracing::warn!(addr = %addr, "listening beyond loopback without an API key: anyone who can reach this address can use the models and start tasks");
@@ -138,6 +163,7 @@ pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
 
     let mut state = AppState::with_troupe(running.clone());
     state.api_key = api_key;
+    state.allowed_hosts = allowed_hosts;
     state.max_body_bytes = max_body_bytes;
     let mut slot = SentenceEmbedderSlot::from_config(&memory, &hf_cache);
     if let Some(embedder) = memory_embedder {

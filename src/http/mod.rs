@@ -27,10 +27,12 @@
 mod auth;
 mod chat;
 mod completions;
+mod conn;
 mod dashboard;
 mod embeddings;
 mod error;
 mod generation;
+mod guard;
 mod mcp;
 mod metrics;
 mod models;
@@ -80,6 +82,12 @@ pub struct AppState {
     /// The sentence embedder `/v1/embeddings` serves besides the host's
     /// models, loaded at its first request.
     pub sentence_embedder: Arc<SentenceEmbedderSlot>,
+    /// Host names besides loopback ones that requests may name without a
+    /// key (`[serve] allowed_hosts`; see `guard`).
+    pub allowed_hosts: Vec<String>,
+    /// The address the server is bound to, as a host name (set by
+    /// [`serve`] when it is not a wildcard).
+    pub bound_hosts: Vec<String>,
 }
 
 impl AppState {
@@ -93,6 +101,8 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             troupe: None,
             sentence_embedder: Arc::new(SentenceEmbedderSlot::default()),
+            allowed_hosts: Vec::new(),
+            bound_hosts: Vec::new(),
         }
     }
 
@@ -143,6 +153,12 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state),
             auth::require_api_key,
         ))
+        // Before the key: a cross-site or rebound request is refused
+        // whatever it carries.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard::check_site,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             metrics::count_requests,
@@ -164,12 +180,19 @@ pub fn router(state: AppState) -> Router {
 /// An I/O error of the listener.
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    mut state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let follower = tokio::spawn(Arc::clone(&state.metrics).follow_host(state.host.events()));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, auth = state.api_key.is_some(), agents = state.troupe.is_some(), "serving over HTTP");
+        if !addr.ip().is_unspecified() {
+            let ip = match addr.ip() {
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            };
+            state.bound_hosts.push(ip);
+        }
     }
     let troupe = state.troupe.clone();
     let shutdown = async move {
@@ -179,9 +202,7 @@ pub async fn serve(
             troupe.stop().await;
         }
     };
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = conn::serve_connections(listener, router(state), shutdown).await;
     follower.abort();
     result
 }

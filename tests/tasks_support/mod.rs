@@ -90,6 +90,16 @@ pub async fn start(execute: &str) -> Server {
 
 /// A server over the data dir in `dir` (a second start resumes its tasks).
 pub async fn start_in(dir: tempfile::TempDir, execute: &str) -> Server {
+    start_with_key(dir, execute, Some(API_KEY)).await
+}
+
+/// A server with no API key (the default of `troupe serve`): the helpers'
+/// bearer header is then ignored.
+pub async fn start_keyless(execute: &str) -> Server {
+    start_with_key(tempfile::tempdir().expect("temp dir"), execute, None).await
+}
+
+async fn start_with_key(dir: tempfile::TempDir, execute: &str, key: Option<&str>) -> Server {
     let config = troupe::config::load(&LoadOptions {
         explicit: Some(write_config(dir.path(), execute)),
         env: Vec::new(),
@@ -102,7 +112,7 @@ pub async fn start_in(dir: tempfile::TempDir, execute: &str) -> Server {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut state = AppState::with_troupe(RunningTroupe::new(troupe));
-    state.api_key = Some(API_KEY.to_string());
+    state.api_key = key.map(str::to_string);
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(serve(listener, state, async {
         let _ = stopped.await;
