@@ -22,3 +22,6 @@ bash scripts/fetch-mcp-servers.sh
 # One build from a clean clone: incremental state would only take disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked "$@"
+# The sandbox's escape tests once more as an unprivileged user (nobody),
+# when the suite ran as root.
+bash scripts/sandbox-unprivileged.sh

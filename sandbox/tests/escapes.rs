@@ -8,7 +8,13 @@ use std::time::{Duration, Instant};
 
 use troupe_sandbox::{wrap, Limits, Mode, Policy};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_troupe-sandbox");
+/// The helper: this package's binary, or `SANDBOX_TEST_HELPER` when the
+/// tests run as another user from a copy (scripts/sandbox-unprivileged.sh).
+fn helper() -> PathBuf {
+    std::env::var_os("SANDBOX_TEST_HELPER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_troupe-sandbox")))
+}
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -22,7 +28,9 @@ impl Rig {
         // Under the target directory, not /tmp: the sandbox mounts a
         // private /tmp when no policy path lies there, which is what
         // troupe's own data directory looks like.
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let base = std::env::var_os("SANDBOX_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
         let dir = tempfile::tempdir_in(base).unwrap();
         let workspace = dir.path().join("ws");
         let home = dir.path().join("home");
@@ -60,7 +68,7 @@ impl Rig {
 
     fn command(&self, policy: &Policy, script: &str) -> Command {
         let (program, args) = wrap(
-            Path::new(HELPER),
+            &helper(),
             policy,
             "/bin/sh".as_ref(),
             &["-c".into(), script.into()],
@@ -365,7 +373,7 @@ fn libc_sigsegv() -> i32 {
 
 #[test]
 fn the_probe_finds_every_layer_on_this_kernel() {
-    let support = troupe_sandbox::probe(Path::new(HELPER));
+    let support = troupe_sandbox::probe(&helper());
     assert!(support.complete(), "{support:?}");
     assert!(support.landlock_abi >= 1, "{support:?}");
 }
