@@ -86,6 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     &request.id,
                     true,
                     Some("approved by the embed example".into()),
+                    troupe::store::Approver::Embedder,
                 )?;
             }
             _ => {}

@@ -144,10 +144,16 @@ impl Troupe {
         id: &str,
         approved: bool,
         reason: Option<String>,
+        by: troupe_store::Approver,
     ) -> Result<PendingApproval, troupe_actors::runtime::UnknownApproval> {
-        self.tree
-            .approvals
-            .decide(id, Decision { approved, reason })
+        self.tree.approvals.decide(
+            id,
+            Decision {
+                approved,
+                reason,
+                by,
+            },
+        )
     }
 
     /// A task with its subtasks and journal.

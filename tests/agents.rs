@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use troupe::actors::runtime::TroupeEvent;
 use troupe::actors::ux::Intent;
 use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
-use troupe::store::{SubtaskState, TaskEvent, TaskState};
+use troupe::store::{Approver, SubtaskState, TaskEvent, TaskState};
 use troupe::supervision::BootOptions;
 use troupe::{TaskSpec, Troupe};
 
@@ -513,15 +513,24 @@ async fn a_risky_tool_call_waits_for_the_persons_approval() {
     assert_eq!(request.tool, "shell");
     assert_eq!(troupe.pending_approvals().len(), 1);
     // Nothing runs while it waits; an unknown id is refused.
-    assert!(troupe.decide("no-such-id", true, None).is_err());
-    let decided = troupe.decide(&request.id[..8], true, None).unwrap();
+    assert!(troupe
+        .decide("no-such-id", true, None, Approver::Embedder)
+        .is_err());
+    let decided = troupe
+        .decide(&request.id[..8], true, None, Approver::Embedder)
+        .unwrap();
     assert_eq!(decided.task_id, id);
     let task = finish(&troupe, &id).await;
     assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
     let view = troupe.task(&id).await.unwrap().unwrap();
-    assert!(events_of(&view)
-        .iter()
-        .any(|e| matches!(e, TaskEvent::ApprovalDecided { approved: true, .. })));
+    assert!(events_of(&view).iter().any(|e| matches!(
+        e,
+        TaskEvent::ApprovalDecided {
+            approved: true,
+            by: Some(Approver::Embedder),
+            ..
+        }
+    )));
     troupe.shutdown().await;
 }
 

@@ -115,6 +115,8 @@ async fn a_person_runs_the_troupe_from_the_browser() {
         .wait_journal(&second, |e| e["type"] == "approval_decided")
         .await;
     assert_eq!(decided["event"]["approved"], false, "{decided}");
+    // Journaled with who answered: the person in the dashboard.
+    assert_eq!(decided["event"]["by"], "dashboard", "{decided}");
     let observed = server
         .wait_journal(&second, |e| {
             e["type"] == "step_observed" && e["step"] == 3 && e["is_error"] == true
@@ -289,6 +291,44 @@ async fn without_the_key_only_the_login_page_answers() {
         "{html}"
     );
     assert!(!html.contains("<script>alert"), "{html}");
+
+    // The cookie is a session token, not the key (hex or plain), and
+    // logging out ends it.
+    let hex_key: String = API_KEY.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !session.contains(API_KEY) && !session.contains(&hex_key),
+        "{session}"
+    );
+    let out = http
+        .post(server.url("/logout"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(out.status().as_u16(), 303);
+    let after = http
+        .get(server.url("/api/tasks"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(after.status().as_u16(), 401, "the session ended");
+
+    // Failed logins are limited: after 5 wrong keys within a minute even
+    // the right one waits (429).
+    let login = |key: &str| {
+        http.post(server.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("key={key}"))
+            .send()
+    };
+    for _ in 0..4 {
+        let wrong = login("guess").await.expect("sent");
+        assert_eq!(wrong.status().as_u16(), 401);
+    }
+    let limited = login(API_KEY).await.expect("sent");
+    assert_eq!(limited.status().as_u16(), 429);
+    assert!(limited.headers().get("set-cookie").is_none());
 
     server.stop().await;
 }

@@ -248,9 +248,15 @@ async fn a_tool_call_waits_for_approval_over_http() {
         .await;
     assert_eq!(status, 200, "{decided}");
     assert_eq!(decided["approved"], true);
+    assert_eq!(decided["by"], "api_key", "{decided}");
     let after = read_until(&mut stream, &mut buffer, "finished").await;
     let kinds: Vec<&str> = after.iter().map(|e| e.event.as_str()).collect();
     assert!(kinds.contains(&"approval_decided"), "{kinds:?}");
+    let journaled = after
+        .iter()
+        .find(|e| e.event == "approval_decided")
+        .expect("approval_decided");
+    assert_eq!(journaled.data["event"]["by"], "api_key", "{journaled:?}");
     assert_eq!(after.last().unwrap().data["event"]["state"], "succeeded");
     assert!(
         stream.chunk().await.unwrap().is_none(),
@@ -490,6 +496,7 @@ async fn a_web_page_cannot_approve_or_reach_the_api_without_a_key() {
     )
     .await;
     assert_eq!(status, 200, "{decided}");
+    assert_eq!(decided["by"], "local_http", "{decided}");
     server.stop().await;
 }
 

@@ -317,6 +317,7 @@ async fn a_subtask_runs_on_the_peer_with_the_model_and_everything_comes_back() {
             Decision {
                 approved: true,
                 reason: None,
+                by: troupe_store::Approver::Embedder,
             },
         )
         .expect("decided");

@@ -579,13 +579,20 @@ async fn decide_shell(approved: bool) -> (Rig, String) {
     assert_eq!(pending[0].subtask, "s1");
     let reason = (!approved).then(|| "not now".to_string());
     rig.approvals
-        .decide(&request.id, Decision { approved, reason })
+        .decide(
+            &request.id,
+            Decision {
+                approved,
+                reason,
+                by: troupe_store::Approver::Embedder,
+            },
+        )
         .expect("decided");
     let (result, _) = succeeded(running.await.expect("the run"));
     let journal = rig.journal().await;
     assert!(journal.iter().any(|e| matches!(
         &e.event,
-        TaskEvent::ApprovalDecided { request_id, approved: a } if *request_id == request.id && *a == approved
+        TaskEvent::ApprovalDecided { request_id, approved: a, by: Some(troupe_store::Approver::Embedder) } if *request_id == request.id && *a == approved
     )));
     pool.stop();
     (rig, result)

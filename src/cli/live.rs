@@ -293,7 +293,7 @@ async fn decide(
 ) {
     // The worker registers a call before announcing it, so an id from an
     // event or from the pending list can be decided at once.
-    if let Err(error) = troupe.decide(id, approved, reason) {
+    if let Err(error) = troupe.decide(id, approved, reason, troupe_store::Approver::Terminal) {
         screen.line(&format!("could not answer the approval: {error}"));
     }
 }

@@ -331,10 +331,12 @@ fn details(entry: &JournalEntry) -> String {
         TaskEvent::ApprovalDecided {
             request_id,
             approved,
+            by,
         } => format!(
-            "request {} {}",
+            "request {} {}{}",
             hash(request_id),
-            if *approved { "approved" } else { "denied" }
+            if *approved { "approved" } else { "denied" },
+            by.map_or_else(String::new, |b| format!(" by {}", b.as_str()))
         ),
         TaskEvent::SubtaskFinished {
             subtask,

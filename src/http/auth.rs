@@ -1,8 +1,10 @@
 //! Bearer-token authentication: with an API key configured, every route but
 //! `/health`, the dashboard's login page and its static assets needs
-//! `Authorization: Bearer <key>`, or the dashboard's session cookie holding
-//! the same key (set by `POST /login`). A browser asking for a page without
-//! either is sent to the login page; every other request gets 401.
+//! `Authorization: Bearer <key>`, or the dashboard's session cookie (a
+//! token `POST /login` gave for the key). A browser asking for a page
+//! without either is sent to the login page; every other request gets 401.
+//! The request then carries a [`Caller`]: which door it came through, which
+//! is what the journal records as who approved a tool call.
 //!
 //! The comparison takes the same time wherever the first differing byte is,
 //! so the key cannot be guessed byte by byte from response times.
@@ -19,22 +21,31 @@ use super::dashboard;
 use super::error::ApiError;
 use super::AppState;
 
+/// How a request was let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller(pub troupe_store::Approver);
+
 /// Middleware refusing requests without the configured key (401).
 pub async fn require_api_key(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(key) = state.api_key.as_deref() else {
+        request
+            .extensions_mut()
+            .insert(Caller(troupe_store::Approver::LocalHttp));
         return next.run(request).await;
     };
     let path = request.uri().path();
     if path == "/health" || dashboard::is_public(path) {
         return next.run(request).await;
     }
-    if dashboard::session_key(request.headers())
-        .is_some_and(|given| constant_time_eq(&given, key.as_bytes()))
+    if dashboard::session_token(request.headers()).is_some_and(|t| state.sessions.is_open(key, &t))
     {
+        request
+            .extensions_mut()
+            .insert(Caller(troupe_store::Approver::Dashboard));
         return next.run(request).await;
     }
     let given = request
@@ -48,6 +59,9 @@ pub async fn require_api_key(
             "this server needs an API key: send `Authorization: Bearer <key>`",
         ),
         Some(given) if constant_time_eq(given.as_bytes(), key.as_bytes()) => {
+            request
+                .extensions_mut()
+                .insert(Caller(troupe_store::Approver::ApiKey));
             return next.run(request).await;
         }
         Some(_) => ApiError::unauthorized("incorrect API key"),

@@ -38,6 +38,7 @@ mod metrics;
 mod models;
 mod ollama;
 mod openai;
+mod session;
 mod tasks;
 mod tasks_sse;
 mod tools;
@@ -88,6 +89,8 @@ pub struct AppState {
     /// The address the server is bound to, as a host name (set by
     /// [`serve`] when it is not a wildcard).
     pub bound_hosts: Vec<String>,
+    /// The dashboard's sessions and the login's rate limit.
+    pub sessions: Arc<session::Sessions>,
 }
 
 impl AppState {
@@ -103,6 +106,7 @@ impl AppState {
             sentence_embedder: Arc::new(SentenceEmbedderSlot::default()),
             allowed_hosts: Vec::new(),
             bound_hosts: Vec::new(),
+            sessions: Arc::new(session::Sessions::default()),
         }
     }
 

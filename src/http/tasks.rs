@@ -313,13 +313,19 @@ struct DecideBody {
 async fn decide(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    extensions: axum::http::Extensions,
     JsonBody(body): JsonBody<DecideBody>,
 ) -> Result<Json<Value>, ApiError> {
     let troupe = running(&state)?.get().await?;
-    match troupe.decide(&id, body.approved, body.reason) {
+    // Set by the auth middleware for every request that reaches here.
+    let by = extensions
+        .get::<super::auth::Caller>()
+        .map_or(troupe_store::Approver::LocalHttp, |c| c.0);
+    match troupe.decide(&id, body.approved, body.reason, by) {
         Ok(call) => Ok(Json(json!({
             "id": call.request.id,
             "approved": body.approved,
+            "by": by.as_str(),
             "task_id": call.task_id,
             "subtask": call.subtask,
             "tool": call.request.tool,

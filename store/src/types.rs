@@ -279,6 +279,10 @@ pub enum TaskEvent {
         request_id: String,
         /// Yes or no.
         approved: bool,
+        /// Who answered, through which door (absent in journals written
+        /// before troupe recorded it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Approver>,
     },
     /// A subtask ended.
     SubtaskFinished {
@@ -565,4 +569,44 @@ pub struct ProviderCall {
     /// Why it failed, when it did.
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// Who answered a tool call's approval: the way in, since only a person
+/// holding that door's credential can use it. Journaled with the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Approver {
+    /// The terminal troupe runs in (`troupe run`'s live view, the TUI).
+    Terminal,
+    /// The web dashboard, with a logged-in session.
+    Dashboard,
+    /// An HTTP client holding the API key.
+    ApiKey,
+    /// An HTTP client on a server without a key (loopback only).
+    LocalHttp,
+    /// A chat command to the UX (`approve …`).
+    Chat,
+    /// A program embedding troupe's actor API.
+    Embedder,
+    /// The answer given before a crash, replayed on recovery.
+    Replayed,
+    /// Nobody: the question could not be put to a person (a denial).
+    Unasked,
+}
+
+impl Approver {
+    /// The name used in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approver::Terminal => "terminal",
+            Approver::Dashboard => "dashboard",
+            Approver::ApiKey => "api_key",
+            Approver::LocalHttp => "local_http",
+            Approver::Chat => "chat",
+            Approver::Embedder => "embedder",
+            Approver::Replayed => "replayed",
+            Approver::Unasked => "unasked",
+        }
+    }
 }

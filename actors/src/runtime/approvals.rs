@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
-use troupe_store::TaskId;
+use troupe_store::{Approver, TaskId};
 use troupe_tools::ApprovalRequest;
 
 /// The person's answer.
@@ -15,6 +15,13 @@ pub struct Decision {
     pub approved: bool,
     /// Why, if they said.
     pub reason: Option<String>,
+    /// Who answered (journaled with the answer).
+    #[serde(default = "embedder")]
+    pub by: Approver,
+}
+
+fn embedder() -> Approver {
+    Approver::Embedder
 }
 
 /// One call waiting.

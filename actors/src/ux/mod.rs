@@ -215,8 +215,15 @@ fn say(
                     Err(e) => e,
                 })
             }
-            Some(Command::Decide(approved, id, reason)) => {
-                command(match approvals.decide(&id, Decision { approved, reason }) {
+            Some(Command::Decide(approved, id, reason)) => command(
+                match approvals.decide(
+                    &id,
+                    Decision {
+                        approved,
+                        reason,
+                        by: troupe_store::Approver::Chat,
+                    },
+                ) {
                     Ok(p) => format!(
                         "{} `{}` for task {}.",
                         if approved { "Approved" } else { "Denied" },
@@ -224,8 +231,8 @@ fn say(
                         p.task_id
                     ),
                     Err(e) => e.to_string(),
-                })
-            }
+                },
+            ),
             Some(Command::Work(job)) => work(&director, &conversation, job, None).await,
             Some(Command::Chat(t)) => chat::chat(&replier, &conversation, &t, true).await,
             None => {

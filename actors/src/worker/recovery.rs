@@ -149,6 +149,7 @@ pub(crate) fn read(entries: &[JournalEntry], subtask: &str, attempt: u32) -> Att
             TaskEvent::ApprovalDecided {
                 request_id,
                 approved,
+                ..
             } => {
                 if let Some(record) = requests.get(request_id).and_then(|s| steps.get_mut(s)) {
                     record.approved = Some(*approved);
@@ -256,6 +257,7 @@ mod tests {
             TaskEvent::ApprovalDecided {
                 request_id: "r1".into(),
                 approved: false,
+                by: None,
             },
         ];
         let entries: Vec<_> = events

@@ -95,6 +95,7 @@ impl StepCx<'_> {
             Some(approved) => Decision {
                 approved,
                 reason: None,
+                by: troupe_store::Approver::Replayed,
             },
             None => match self.ask(&request).await? {
                 Asked::Decided(decision) => decision,
@@ -164,12 +165,14 @@ impl StepCx<'_> {
             answer = answer => answer.unwrap_or_else(|_| Decision {
                 approved: false,
                 reason: Some("the question could not be put to the person".to_string()),
+                by: troupe_store::Approver::Unasked,
             }),
             stop = control.stopped() => return Ok(Asked::Stopped(stop)),
         };
         self.record(TaskEvent::ApprovalDecided {
             request_id: request.id.clone(),
             approved: decision.approved,
+            by: Some(decision.by),
         })
         .await?;
         Ok(Asked::Decided(decision))

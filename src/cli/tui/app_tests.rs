@@ -266,6 +266,7 @@ fn approvals_are_selected_decided_and_dropped_once_answered() {
             TaskEvent::ApprovalDecided {
                 request_id: "a-1".to_string(),
                 approved: true,
+                by: Some(troupe_store::Approver::Terminal),
             },
         ),
         0,

@@ -213,7 +213,7 @@ fn act(troupe: &Arc<Troupe>, app: &mut App, jobs: &mut JoinSet<Done>, action: Ac
         }
         Action::Decide { id, approved } => {
             let word = if approved { "approved" } else { "denied" };
-            match troupe.decide(&id, approved, None) {
+            match troupe.decide(&id, approved, None, troupe_store::Approver::Terminal) {
                 Ok(call) => {
                     app.decided(&id);
                     app.say(

@@ -1,12 +1,17 @@
 //! The login page. With an API key set, the person types it here once; the
-//! answer is an HttpOnly, SameSite=Strict session cookie holding it, which
-//! the browser then sends on every request, `fetch` and `EventSource` alike
-//! (an `EventSource` cannot send an `Authorization` header). HttpOnly keeps
-//! it from scripts; SameSite=Strict keeps other sites from riding on it.
+//! answer is an HttpOnly, SameSite=Strict cookie holding a random session
+//! token (never the key: a MAC under a key derived from it; see
+//! `http::session`), which the browser then sends
+//! on every request, `fetch` and `EventSource` alike (an `EventSource`
+//! cannot send an `Authorization` header). HttpOnly keeps it from scripts;
+//! SameSite=Strict keeps other sites from riding on it. Failed logins are
+//! rate-limited per client address.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -19,8 +24,8 @@ use super::{escape_html, html_response};
 /// The cookie's name.
 const SESSION_COOKIE: &str = "troupe_key";
 
-/// The key carried by the request's session cookie, if it has one.
-pub(in crate::http) fn session_key(headers: &HeaderMap) -> Option<Vec<u8>> {
+/// The session token the request's cookie carries, if it has one.
+pub(in crate::http) fn session_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -28,7 +33,8 @@ pub(in crate::http) fn session_key(headers: &HeaderMap) -> Option<Vec<u8>> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
-        .and_then(|(_, value)| hex_decode(value))
+        .map(|(_, value)| value.to_string())
+        .filter(|value| !value.is_empty())
 }
 
 /// Where to go after logging in.
@@ -54,32 +60,49 @@ pub(super) async fn page(State(state): State<Arc<AppState>>, Query(next): Query<
     render(StatusCode::OK, None, &safe_next(next.next.as_deref()))
 }
 
-/// `POST /login`: the right key sets the cookie and goes on to `next`; a
-/// wrong one shows the form again (401).
+/// `POST /login`: the right key starts a session (its token in the
+/// cookie) and goes on to `next`; a wrong one shows the form again (401);
+/// too many wrong ones from one address get 429 for a while.
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
+    extensions: axum::http::Extensions,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
     let Some(key) = state.api_key.as_deref() else {
         return Redirect::to(&next).into_response();
     };
+    let addr = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    if let Err(wait) = state.sessions.may_try(addr) {
+        return render(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many wrong keys from this address; try again in {} s.",
+                wait.as_secs().max(1)
+            )),
+            &next,
+        );
+    }
     if !constant_time_eq(form.key.trim().as_bytes(), key.as_bytes()) {
+        state.sessions.failed(addr);
         return render(
             StatusCode::UNAUTHORIZED,
             Some("That is not this server's API key."),
             &next,
         );
     }
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-        hex_encode(key.as_bytes())
-    );
+    let token = state.sessions.start(key);
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
     with_cookie(Redirect::to(&next).into_response(), &cookie)
 }
 
-/// `POST /logout`: forgets the cookie.
-pub(super) async fn logout() -> Response {
+/// `POST /logout`: ends the session and forgets the cookie.
+pub(super) async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        state.sessions.end(&token);
+    }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     with_cookie(Redirect::to("/login").into_response(), &cookie)
 }
@@ -113,34 +136,20 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// Hex, so that any key fits in a cookie value.
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_cookie_round_trips_any_key() {
-        let key = "k; é=\"x\"";
+    fn the_cookie_carries_the_session_token() {
         let mut headers = HeaderMap::new();
-        let cookie = format!("other=1; {SESSION_COOKIE}={}", hex_encode(key.as_bytes()));
-        headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        assert_eq!(session_key(&headers).as_deref(), Some(key.as_bytes()));
-        headers.insert(header::COOKIE, HeaderValue::from_static("troupe_key=zz"));
-        assert_eq!(session_key(&headers), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("other=1; troupe_key=abc123"),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("abc123"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("troupe_key="));
+        assert_eq!(session_token(&headers), None);
     }
 
     #[test]

@@ -44,7 +44,7 @@ use super::error::ApiError;
 use super::tasks::running;
 use super::AppState;
 
-pub(super) use login::session_key;
+pub(super) use login::session_token;
 
 /// What the browser may load and run: only troupe's own files, no inline
 /// script, so that text that slipped past escaping still cannot run.
