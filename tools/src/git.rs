@@ -151,8 +151,15 @@ impl Tool for GitTool {
                 GitOp::Status => with_repo(&status),
                 GitOp::Diff => with_repo(&|r| diff(r, args::str(&a, "path"))),
                 GitOp::Log => with_repo(&|r| log(r, args::u64(&a, "max_count").unwrap_or(20))),
-                GitOp::Commit => with_repo(&|r| commit(r, &args::string(&a, "message"))),
-                GitOp::Pull => with_repo(&|r| pull(r, url)),
+                // The workspace's checkpoint lock: a commit writes the index
+                // a checkpoint or restore may be writing.
+                GitOp::Commit | GitOp::Pull => match ws.lock() {
+                    Err(e) => Observation::error(e.to_string()),
+                    Ok(_lock) if op == GitOp::Commit => {
+                        with_repo(&|r| commit(r, &args::string(&a, "message")))
+                    }
+                    Ok(_lock) => with_repo(&|r| pull(r, url)),
+                },
                 GitOp::Push => with_repo(&|r| push(r, url)),
             })
         })

@@ -291,6 +291,40 @@ impl Workspace {
         }
     }
 
+    /// Holds the workspace's checkpoint lock until dropped: one checkpoint
+    /// or restore at a time, across every `Workspace` value and process
+    /// that opens this workspace (subtasks sharing it, a recovery racing a
+    /// worker's checkpoint). An exclusive `flock` on `.git/troupe.lock`,
+    /// which the kernel releases when the holder dies.
+    pub(crate) fn lock(&self) -> Result<WorkspaceLock, WorkspaceError> {
+        use std::os::fd::AsRawFd;
+        let path = self.root.join(".git").join("troupe.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| WorkspaceError::Io {
+                op: "open the checkpoint lock",
+                path: path.clone(),
+                source,
+            })?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(WorkspaceLock { _file: file });
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                return Err(WorkspaceError::Io {
+                    op: "take the checkpoint lock",
+                    path,
+                    source: error,
+                });
+            }
+        }
+    }
+
     pub(crate) fn repo(&self) -> Result<Repository, WorkspaceError> {
         Repository::open(&self.root).map_err(|e| self.git("open", e))
     }
@@ -309,9 +343,26 @@ impl Workspace {
     /// `step`. A checkpoint is made even when nothing changed, so every step
     /// has one to return to.
     pub fn checkpoint(&self, step: &str) -> Result<CheckpointId, WorkspaceError> {
+        let _lock = self.lock()?;
         let repo = self.repo()?;
         let message = format!("{CHECKPOINT_PREFIX}{}", step.trim());
-        let id = commit_all(&repo, &message).map_err(|e| self.git("commit", e))?;
+        // Another subtask's tool may be writing a file of the shared
+        // workspace while it is read ("file changed before we could read
+        // it", or gone by the time it is read): read again, a few times.
+        let mut attempt = 0;
+        let id = loop {
+            match commit_all(&repo, &message) {
+                Ok(id) => break id,
+                Err(e)
+                    if matches!(e.class(), git2::ErrorClass::Filesystem | git2::ErrorClass::Os)
+                        && attempt < 10 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(5 * attempt));
+                }
+                Err(e) => return Err(self.git("commit", e)),
+            }
+        };
         tracing::debug!(task = %self.task_id, %id, step, "checkpoint");
         Ok(CheckpointId(id.to_string()))
     }
@@ -372,6 +423,7 @@ impl Workspace {
     /// not in it are removed. Ignored paths (`.venv/`) and repositories
     /// cloned inside the workspace, which checkpoints do not record, stay.
     pub fn restore(&self, id: &CheckpointId) -> Result<(), WorkspaceError> {
+        let _lock = self.lock()?;
         let repo = self.repo()?;
         let commit = self.commit_of(&repo, id)?;
         let mut checkout = CheckoutBuilder::new();
@@ -407,6 +459,13 @@ impl Workspace {
         tracing::info!(task = %self.task_id, %id, "workspace restored");
         Ok(())
     }
+}
+
+/// The checkpoint lock of a workspace, held while this lives (closing the
+/// file releases the `flock`).
+#[derive(Debug)]
+pub(crate) struct WorkspaceLock {
+    _file: std::fs::File,
 }
 
 /// The step a checkpoint commit's message names; `None` for other commits.

@@ -284,3 +284,43 @@ async fn tools_refuse_escapes_with_an_observation_and_touch_nothing_outside() {
     assert!(ws.root().join(".git").is_dir());
     assert_eq!(ws.refusals().len(), 3);
 }
+
+/// Attack 6 of the hostile-model review: a recovery's restore raced another
+/// subtask's checkpoint on the shared workspace ("the index is locked") and
+/// the subtask started over. Checkpoints and restores from separate
+/// `Workspace` values (as separate subtasks hold them) now take turns.
+#[test]
+fn checkpoints_and_restores_of_one_workspace_never_collide() {
+    let data = tempfile::tempdir().unwrap();
+    let ws = Workspace::create(data.path(), "shared").unwrap();
+    let base = ws.checkpoint("base").unwrap();
+    let threads: Vec<_> = (0..3)
+        .map(|worker| {
+            let dir = data.path().to_path_buf();
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let ws = Workspace::open(&dir, "shared").unwrap();
+                for round in 0..25 {
+                    std::fs::write(
+                        ws.root().join(format!("output/w{worker}.txt")),
+                        format!("{round}\n"),
+                    )
+                    .unwrap();
+                    ws.checkpoint(&format!("w{worker} r{round}"))
+                        .unwrap_or_else(|e| panic!("checkpoint w{worker} r{round}: {e}"));
+                    if round % 5 == 4 {
+                        ws.restore(&base)
+                            .unwrap_or_else(|e| panic!("restore w{worker} r{round}: {e}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("no checkpoint or restore failed");
+    }
+    // Restores moved the branch back to `base` along the way; the history
+    // is whole and still reaches it.
+    let steps: Vec<String> = ws.checkpoints().unwrap().into_iter().map(|c| c.step).collect();
+    assert!(steps.iter().any(|s| s == "base"), "{steps:?}");
+}
