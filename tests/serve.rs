@@ -698,3 +698,38 @@ async fn the_openai_python_client_works_against_the_server() {
     );
     eprintln!("{stdout}");
 }
+
+/// Issue 15, item 7: a malformed model file dropped into a running server's
+/// models directory (here a negative norm epsilon, on which llama.cpp
+/// aborts) gets an error for that model naming the field, and the server
+/// and its other models keep working.
+#[tokio::test]
+async fn a_malformed_model_dropped_in_gets_an_error_and_the_server_keeps_serving() {
+    let dir = support::server::server().models_dir().to_path_buf();
+    let good = dir.join("tiny.gguf");
+    let mut bytes = std::fs::read(&good).expect("a model to copy");
+    let key = b"llama.attention.layer_norm_rms_epsilon";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the synthetic model has the key");
+    // After the key: the value type (u32, 6 = f32), then the value.
+    let value = at + key.len() + 4;
+    bytes[value..value + 4].copy_from_slice(&(-1.0f32).to_le_bytes());
+    std::fs::write(dir.join("bad-epsilon.gguf"), &bytes).expect("write the bad model");
+
+    let client = Client::connect();
+    let (status, body) = client
+        .post("/v1/chat/completions", &chat("bad-epsilon", 4))
+        .await;
+    assert!((400..600).contains(&status), "{status} {body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("layer_norm_rms_epsilon") && message.contains("bad-epsilon.gguf"),
+        "{body}"
+    );
+    let response = client.http.get(client.url("/health")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let (status, body) = client.post("/v1/chat/completions", &chat("tiny", 4)).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -164,6 +164,16 @@ pub enum CatalogError {
         /// The matching entries' names (with paths when names repeat).
         candidates: Vec<String>,
     },
+    /// The name is that of a file the scan skipped as unusable.
+    #[error("{name:?} is {}, which troupe cannot load: {reason}", .path.display())]
+    Skipped {
+        /// The name asked for.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// Why the scan skipped it.
+        reason: String,
+    },
     /// The path given is a file, but not a model llama.cpp can load.
     #[error("{} is not a usable model: {source}", .path.display())]
     InvalidFile {
@@ -281,6 +291,19 @@ impl Catalog {
                     });
                 }
             }
+        }
+        // A file by that name the scan had to skip: say why, rather than
+        // that no such model exists.
+        if let Some(problem) = self.problems.iter().find(|p| {
+            p.path
+                .file_stem()
+                .is_some_and(|stem| normalize(&stem.to_string_lossy()) == query)
+        }) {
+            return Err(CatalogError::Skipped {
+                name: name.to_owned(),
+                path: problem.path.clone(),
+                reason: problem.reason.clone(),
+            });
         }
         Err(CatalogError::NotFound {
             name: name.to_owned(),

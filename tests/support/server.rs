@@ -58,6 +58,13 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
+impl TestServer {
+    /// The models directory the server's catalog reads.
+    pub fn models_dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
 /// Starts the server on first use.
 pub fn server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();

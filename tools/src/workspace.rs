@@ -354,8 +354,10 @@ impl Workspace {
             match commit_all(&repo, &message) {
                 Ok(id) => break id,
                 Err(e)
-                    if matches!(e.class(), git2::ErrorClass::Filesystem | git2::ErrorClass::Os)
-                        && attempt < 10 =>
+                    if matches!(
+                        e.class(),
+                        git2::ErrorClass::Filesystem | git2::ErrorClass::Os
+                    ) && attempt < 10 =>
                 {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(5 * attempt));

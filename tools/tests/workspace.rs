@@ -321,6 +321,11 @@ fn checkpoints_and_restores_of_one_workspace_never_collide() {
     }
     // Restores moved the branch back to `base` along the way; the history
     // is whole and still reaches it.
-    let steps: Vec<String> = ws.checkpoints().unwrap().into_iter().map(|c| c.step).collect();
+    let steps: Vec<String> = ws
+        .checkpoints()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.step)
+        .collect();
     assert!(steps.iter().any(|s| s == "base"), "{steps:?}");
 }
