@@ -62,6 +62,16 @@ pub enum ConfinementError {
         /// The path as requested.
         path: String,
     },
+    /// A name with a control character (a newline, a tab, …) or a Unicode
+    /// direction override, which make a listing or a diff show something
+    /// other than what is there.
+    #[error("`{path}` has a {what} in a file name; names may not hold control or text-direction characters")]
+    UnsafeName {
+        /// The path as requested (escaped).
+        path: String,
+        /// What was found.
+        what: &'static str,
+    },
     /// A component could not be inspected.
     #[error("cannot inspect `{path}`: {reason}")]
     Inspect {
@@ -70,6 +80,21 @@ pub enum ConfinementError {
         /// The I/O error, in words.
         reason: String,
     },
+}
+
+/// What makes a file name unsafe to show, if anything: control characters
+/// (a newline splits a listing line; an escape sequence rewrites the
+/// terminal) and the Unicode direction marks and overrides (U+200E/F,
+/// U+202A–U+202E, U+2066–U+2069) that make `txt.exe` read as `exe.txt`.
+fn unsafe_char(text: &str) -> Option<&'static str> {
+    text.chars().find_map(|c| match c {
+        '\n' | '\r' => Some("line break"),
+        c if c.is_control() => Some("control character"),
+        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
+            Some("text-direction character")
+        }
+        _ => None,
+    })
 }
 
 enum Step {
@@ -109,6 +134,12 @@ fn below<'a>(path: &'a Path, root: &Path, alias: &Path) -> Option<&'a Path> {
 pub fn resolve(root: &Path, alias: &Path, requested: &str) -> Result<PathBuf, ConfinementError> {
     if requested.is_empty() {
         return Err(ConfinementError::Empty);
+    }
+    if let Some(what) = unsafe_char(requested) {
+        return Err(ConfinementError::UnsafeName {
+            path: requested.escape_debug().to_string(),
+            what,
+        });
     }
     let req = Path::new(requested);
     let mut pending = VecDeque::new();

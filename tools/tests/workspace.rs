@@ -195,6 +195,15 @@ fn each_escape_is_refused_and_recorded() {
             matches!(e, ConfinementError::GitDir { .. })
         }),
         ("", |e| matches!(e, ConfinementError::Empty)),
+        ("output/a\nb.txt", |e| {
+            matches!(e, ConfinementError::UnsafeName { .. })
+        }),
+        ("output/\u{1b}[2Jx", |e| {
+            matches!(e, ConfinementError::UnsafeName { .. })
+        }),
+        ("output/invoice\u{202E}txt.exe", |e| {
+            matches!(e, ConfinementError::UnsafeName { .. })
+        }),
     ];
     for (path, expected) in &cases {
         match ws.resolve(path) {
