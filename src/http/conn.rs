@@ -124,11 +124,12 @@ pub(super) async fn serve_connections(
             let _permit = permit;
             // hyper's automatic protocol detection waits for the first
             // bytes without a limit: a silent connection ends here.
-            if tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.readable())
-                .await
-                .is_err()
-            {
-                return;
+            // (`peek` waits for a byte; `readable` may report a fresh
+            // socket ready before anything arrived.)
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
             }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let _ = watcher.watch(connection.into_owned()).await;
