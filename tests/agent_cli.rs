@@ -193,9 +193,17 @@ fn committed_steps(journal: &[Value]) -> Vec<(String, u64, u64)> {
 /// The checkpoint labels of the workspace's steps (`s1 attempt 1 step 2:
 /// write_file`), oldest first.
 fn step_checkpoints(workspace: &Path) -> Vec<String> {
+    // The workspace's git dir lies outside it: DATA_DIR/git/<task>.git.
+    let task = workspace.file_name().expect("task id");
+    let git_dir = workspace
+        .parent()
+        .and_then(Path::parent)
+        .expect("data dir")
+        .join("git")
+        .join(format!("{}.git", task.to_string_lossy()));
     let out = Command::new("git")
-        .arg("-C")
-        .arg(workspace)
+        .arg("--git-dir")
+        .arg(&git_dir)
         .args(["log", "--reverse", "--format=%s"])
         .output()
         .unwrap();

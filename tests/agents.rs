@@ -104,10 +104,18 @@ fn events_of(view: &troupe::TaskView) -> Vec<&TaskEvent> {
 }
 
 fn git_log(workspace: &Path) -> Vec<String> {
+    // The workspace's git dir lies outside it: DATA_DIR/git/<task>.git.
+    let task = workspace.file_name().expect("task id").to_string_lossy();
+    let git_dir = workspace
+        .parent()
+        .and_then(Path::parent)
+        .expect("data dir")
+        .join("git")
+        .join(format!("{task}.git"));
     let out = std::process::Command::new("git")
         .args([
-            "-C",
-            &workspace.display().to_string(),
+            "--git-dir",
+            &git_dir.display().to_string(),
             "log",
             "--format=%s",
             "--reverse",

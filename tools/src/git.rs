@@ -174,6 +174,13 @@ impl Tool for GitTool {
 /// otherwise point git at the host.
 fn open(ws: &Workspace, requested: &str) -> Result<Repository, Observation> {
     let dir = resolve(ws, requested)?;
+    // The workspace itself: troupe's own repository, whose git dir lies
+    // outside the workspace on purpose.
+    if dir == ws.root() {
+        return ws
+            .repo()
+            .map_err(|e| Observation::error(format!("the workspace's repository: {e}")));
+    }
     let no_discovery = git2::RepositoryOpenFlags::NO_SEARCH;
     let repo = Repository::open_ext(&dir, no_discovery, std::iter::empty::<&std::ffi::OsStr>())
         .map_err(|_| Observation::error(format!("`{requested}` is not a git repository")))?;

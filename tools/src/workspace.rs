@@ -1,8 +1,11 @@
 //! A task's workspace: `DATA_DIR/workspaces/<task-id>/` with `src/`,
 //! `output/`, `research/` and a `README.md` the agent keeps its notes in. It
-//! is a git repository; a checkpoint is a commit made after each completed
-//! step, and restoring one is how pause/resume and crash recovery put the
-//! files back.
+//! is the work tree of a git repository whose git dir lies outside it, in
+//! `DATA_DIR/git/<task-id>.git`, so that nothing a tool does in the
+//! workspace (sandboxed or not) can rewrite the history recovery depends
+//! on; a checkpoint is a commit made after each completed step, and
+//! restoring one is how pause/resume and crash recovery put the files back.
+//! Workspaces made before the git dir moved keep theirs in `.git`.
 //!
 //! libgit2 calls block; async callers run them on a blocking thread.
 
@@ -19,6 +22,9 @@ pub const WORKSPACES_DIR: &str = "workspaces";
 /// outside the workspace, so what programs drop in `HOME` (caches, rc files,
 /// `.rustup/settings.toml`) is never committed into a checkpoint.
 pub const HOMES_DIR: &str = "homes";
+/// The folder beside it that holds each workspace's git dir
+/// (`<task-id>.git`).
+pub const GIT_DIRS_DIR: &str = "git";
 /// Every checkpoint commit's message starts with this.
 pub const CHECKPOINT_PREFIX: &str = "checkpoint: ";
 /// The folders every workspace starts with.
@@ -129,6 +135,9 @@ pub struct Workspace {
     task_id: String,
     root: PathBuf,
     alias: PathBuf,
+    /// The repository's git dir: `DATA_DIR/git/<task-id>.git`, or the
+    /// workspace's own `.git` for one made before the git dir moved.
+    git_dir: PathBuf,
     // A std Mutex: it is held only to push or copy, never across an await.
     refusals: Mutex<Vec<Refusal>>,
 }
@@ -177,6 +186,11 @@ impl Workspace {
         data_dir.join(WORKSPACES_DIR).join(task_id)
     }
 
+    /// The git dir of `task_id`'s workspace under `data_dir`.
+    pub fn git_dir_for(data_dir: &Path, task_id: &str) -> PathBuf {
+        data_dir.join(GIT_DIRS_DIR).join(format!("{task_id}.git"))
+    }
+
     /// Creates the workspace of `task_id`: the layout, README.md, a git
     /// repository and an initial checkpoint.
     pub fn create(data_dir: &Path, task_id: &str) -> Result<Workspace, WorkspaceError> {
@@ -189,6 +203,10 @@ impl Workspace {
         if dir.exists() {
             return Err(WorkspaceError::AlreadyExists { path: dir });
         }
+        let git_dir = Workspace::git_dir_for(data_dir, task_id);
+        if git_dir.exists() {
+            return Err(WorkspaceError::AlreadyExists { path: git_dir });
+        }
         std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         for sub in LAYOUT_DIRS {
             let keep = dir.join(sub).join(".gitkeep");
@@ -199,14 +217,26 @@ impl Workspace {
         std::fs::write(&readme_path, readme(task_id)).map_err(io("write", &readme_path))?;
         let ignore = dir.join(".gitignore");
         std::fs::write(&ignore, GITIGNORE).map_err(io("write", &ignore))?;
+        let dir_canonical = dir.canonicalize().map_err(io("canonicalize", &dir))?;
+        let git_parent = data_dir.join(GIT_DIRS_DIR);
+        std::fs::create_dir_all(&git_parent).map_err(io("create", &git_parent))?;
         let mut opts = git2::RepositoryInitOptions::new();
-        opts.initial_head("main");
-        Repository::init_opts(&dir, &opts).map_err(|source| WorkspaceError::Git {
+        opts.initial_head("main")
+            .no_dotgit_dir(true)
+            .workdir_path(&dir_canonical);
+        Repository::init_opts(&git_dir, &opts).map_err(|source| WorkspaceError::Git {
             op: "init",
-            path: dir.clone(),
+            path: git_dir.clone(),
             source,
         })?;
-        let ws = Workspace::at(task_id, &dir)?;
+        // libgit2 links the work tree to its git dir with a `.git` file;
+        // troupe opens the git dir itself, and the workspace holds no git
+        // metadata at all.
+        let link = dir.join(".git");
+        if link.is_file() {
+            std::fs::remove_file(&link).map_err(io("remove", &link))?;
+        }
+        let ws = Workspace::at(task_id, &dir, git_dir)?;
         ws.checkpoint(&format!("workspace created for task {task_id}"))?;
         tracing::info!(task = task_id, path = %ws.root.display(), "workspace created");
         Ok(ws)
@@ -216,13 +246,18 @@ impl Workspace {
     pub fn open(data_dir: &Path, task_id: &str) -> Result<Workspace, WorkspaceError> {
         check_task_id(task_id)?;
         let dir = Workspace::path_for(data_dir, task_id);
-        if !dir.join(".git").is_dir() {
-            return Err(WorkspaceError::NotFound { path: dir });
+        let git_dir = Workspace::git_dir_for(data_dir, task_id);
+        if dir.is_dir() && git_dir.is_dir() {
+            return Workspace::at(task_id, &dir, git_dir);
         }
-        Workspace::at(task_id, &dir)
+        // A workspace made before the git dir moved out of it.
+        if dir.join(".git").is_dir() {
+            return Workspace::at(task_id, &dir, dir.join(".git"));
+        }
+        Err(WorkspaceError::NotFound { path: dir })
     }
 
-    fn at(task_id: &str, dir: &Path) -> Result<Workspace, WorkspaceError> {
+    fn at(task_id: &str, dir: &Path, git_dir: PathBuf) -> Result<Workspace, WorkspaceError> {
         let root = dir.canonicalize().map_err(|source| WorkspaceError::Io {
             op: "canonicalize",
             path: dir.to_path_buf(),
@@ -232,6 +267,7 @@ impl Workspace {
             task_id: task_id.to_string(),
             root,
             alias: dir.to_path_buf(),
+            git_dir,
             refusals: Mutex::new(Vec::new()),
         })
     }
@@ -261,6 +297,12 @@ impl Workspace {
     /// The workspace directory (canonical).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The repository's git dir (outside the workspace, see the module
+    /// documentation).
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
     }
 
     /// Resolves a path the model wrote to a real path inside the workspace,
@@ -294,11 +336,11 @@ impl Workspace {
     /// Holds the workspace's checkpoint lock until dropped: one checkpoint
     /// or restore at a time, across every `Workspace` value and process
     /// that opens this workspace (subtasks sharing it, a recovery racing a
-    /// worker's checkpoint). An exclusive `flock` on `.git/troupe.lock`,
-    /// which the kernel releases when the holder dies.
+    /// worker's checkpoint). An exclusive `flock` on `troupe.lock` in the
+    /// git dir, which the kernel releases when the holder dies.
     pub(crate) fn lock(&self) -> Result<WorkspaceLock, WorkspaceError> {
         use std::os::fd::AsRawFd;
-        let path = self.root.join(".git").join("troupe.lock");
+        let path = self.git_dir.join("troupe.lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -325,8 +367,15 @@ impl Workspace {
         }
     }
 
-    pub(crate) fn repo(&self) -> Result<Repository, WorkspaceError> {
-        Repository::open(&self.root).map_err(|e| self.git("open", e))
+    /// The workspace's repository (opened through its git dir, whose
+    /// `core.worktree` names the workspace).
+    pub fn repo(&self) -> Result<Repository, WorkspaceError> {
+        let repo = Repository::open(&self.git_dir).map_err(|e| self.git("open", e))?;
+        // The work tree is the workspace wherever the data dir now lies
+        // (core.worktree keeps the path it was created under).
+        repo.set_workdir(&self.root, false)
+            .map_err(|e| self.git("open", e))?;
+        Ok(repo)
     }
 
     pub(crate) fn git(&self, op: &'static str, source: git2::Error) -> WorkspaceError {

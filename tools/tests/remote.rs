@@ -161,7 +161,7 @@ async fn clone_pull_and_push_against_a_bare_repository() {
     // the clone keeps its own history and is left as it is.
     std::fs::write(b.root().join("research/notes.md"), "n\n").unwrap();
     let id = b.checkpoint("after the clone").unwrap();
-    let repo = git2::Repository::open(b.root()).unwrap();
+    let repo = b.repo().unwrap();
     let tree = repo.head().unwrap().peel_to_tree().unwrap();
     assert!(tree
         .get_path(std::path::Path::new("research/notes.md"))

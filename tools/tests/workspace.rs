@@ -54,7 +54,11 @@ fn a_new_workspace_has_the_layout_a_readme_and_a_first_checkpoint() {
     }
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     assert!(readme.contains("task-1"));
-    assert!(root.join(".git").is_dir());
+    // The history lies outside the workspace, where no tool reaches.
+    assert!(!root.join(".git").exists());
+    let git_dir = data.path().join("git").join("task-1.git");
+    assert!(git_dir.join("HEAD").is_file());
+    assert_eq!(ws.git_dir(), git_dir);
     let cps = ws.checkpoints().unwrap();
     assert_eq!(cps.len(), 1);
     assert!(cps[0].step.contains("created"), "{:?}", cps[0]);
@@ -126,7 +130,7 @@ fn ignored_environments_survive_a_restore_and_are_not_checkpointed() {
     std::fs::create_dir_all(root.join(".venv/bin")).unwrap();
     std::fs::write(root.join(".venv/bin/python"), "x").unwrap();
     let id = ws.checkpoint("with venv").unwrap();
-    let repo = git2::Repository::open(root).unwrap();
+    let repo = ws.repo().unwrap();
     let tree = repo
         .find_commit(git2::Oid::from_str(&id.0).unwrap())
         .unwrap()
@@ -290,7 +294,7 @@ async fn tools_refuse_escapes_with_an_observation_and_touch_nothing_outside() {
     )
     .await;
     assert!(obs.is_error);
-    assert!(ws.root().join(".git").is_dir());
+    assert!(ws.git_dir().join("HEAD").is_file());
     assert_eq!(ws.refusals().len(), 3);
 }
 
@@ -337,4 +341,26 @@ fn checkpoints_and_restores_of_one_workspace_never_collide() {
         .map(|c| c.step)
         .collect();
     assert!(steps.iter().any(|s| s == "base"), "{steps:?}");
+}
+
+/// A workspace made before the git dir moved out (`.git` inside) still
+/// opens, checkpoints and restores.
+#[test]
+fn a_workspace_with_its_git_dir_inside_still_works() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("workspaces").join("old");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/a.txt"), "a\n").unwrap();
+    let mut opts = git2::RepositoryInitOptions::new();
+    opts.initial_head("main");
+    git2::Repository::init_opts(&dir, &opts).unwrap();
+    let ws = Workspace::open(data.path(), "old").unwrap();
+    assert_eq!(ws.git_dir(), dir.canonicalize().unwrap().join(".git"));
+    let id = ws.checkpoint("first").unwrap();
+    std::fs::write(dir.join("src/a.txt"), "changed\n").unwrap();
+    ws.restore(&id).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("src/a.txt")).unwrap(),
+        "a\n"
+    );
 }

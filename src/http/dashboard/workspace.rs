@@ -180,7 +180,7 @@ async fn data_dir(state: &AppState) -> Result<PathBuf, ApiError> {
 /// cannot name a directory elsewhere).
 fn open(data_dir: &FsPath, id: &str) -> Result<Repository, ApiError> {
     let workspace = Workspace::open(data_dir, id).map_err(workspace_error)?;
-    Repository::open(workspace.root()).map_err(git)
+    workspace.repo().map_err(workspace_error)
 }
 
 fn head_commit(repo: &Repository) -> Result<Commit<'_>, ApiError> {
