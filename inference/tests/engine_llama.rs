@@ -535,37 +535,3 @@ async fn a_session_reuses_its_cached_prompt_and_matches_a_fresh_run() {
     assert_eq!(alone.usage.cached_prompt_tokens, 0);
     assert_eq!(alone.text, second.text);
 }
-
-/// Indicative speed on the "small" synthetic model (not a benchmark; run
-/// with `--ignored --nocapture`).
-#[tokio::test]
-#[ignore = "writes a 40 MB model; prints throughput"]
-async fn throughput_on_small_q8_0() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("small-q8_0.gguf");
-    let spec = SynthSpec {
-        shape: SynthShape::Small,
-        quant: SynthQuant::Q8_0,
-        seed: 1,
-    };
-    write_synthetic(&path, &spec).expect("write small model");
-    let options = LoadOptions {
-        context_length: 1024,
-        threads: Some(2),
-        ..LoadOptions::default()
-    };
-    let model = load(&path, options).await;
-    let prompt = "lorem ipsum dolor sit amet ".repeat(20);
-    let req = GenerateRequest {
-        constraint: None,
-        ..greedy(&prompt, 128)
-    };
-    let (_, result) = run(&*model, req).await;
-    eprintln!(
-        "small q8_0, 2 threads: prompt {} tokens at {:.1} tok/s; generation {} tokens at {:.1} tok/s",
-        result.usage.prompt_tokens,
-        result.timings.prompt_tokens_per_s,
-        result.usage.completion_tokens,
-        result.timings.generation_tokens_per_s
-    );
-}

@@ -415,13 +415,14 @@ fn a_second_open_says_the_directory_is_in_use() {
 
 const HOLD_DIR: &str = "TROUPE_STORE_TEST_HOLD_DIR";
 
-/// Runs only as the child process of `another_process_gets_in_use`: holds
-/// the store open until its stdin closes.
+/// Not a test: the child process of `another_process_gets_in_use`, which
+/// starts this binary with `--ignored --exact` and the directory in
+/// [`HOLD_DIR`]. Holds the store open until its stdin closes.
 #[test]
+#[ignore = "the child process of another_process_gets_in_use, started by it"]
 fn hold_store_for_parent_process() {
-    let Some(dir) = std::env::var_os(HOLD_DIR) else {
-        return;
-    };
+    let dir = std::env::var_os(HOLD_DIR)
+        .expect("started by another_process_gets_in_use, which names the directory");
     let _store = Store::open(Path::new(&dir)).unwrap();
     println!("HOLDING");
     let mut line = String::new();
@@ -432,7 +433,12 @@ fn hold_store_for_parent_process() {
 fn another_process_gets_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["hold_store_for_parent_process", "--exact", "--nocapture"])
+        .args([
+            "hold_store_for_parent_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(HOLD_DIR, dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

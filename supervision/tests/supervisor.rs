@@ -141,13 +141,17 @@ async fn a_panicking_child_is_restarted_and_its_handle_keeps_working() {
 async fn too_many_failures_escalate_by_stopping_the_supervisor() {
     let (slot, _sup, done) = start(2).await;
     for expected in 0..3 {
-        // Wait for generation `expected`, then make it fail.
+        // Wait for generation `expected` (each failure so far restarted the
+        // child), then make it fail.
+        let mut reached = false;
         for _ in 0..100 {
             if generation(&slot).await == Some(expected) {
+                reached = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        assert!(reached, "generation {expected} of the child never answered");
         let _ = slot.get().cast(Poke(true, None));
     }
     tokio::time::timeout(Duration::from_secs(5), done)
