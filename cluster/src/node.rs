@@ -25,7 +25,7 @@ use crate::remote::{self, RemoteServer};
 use crate::serve::{ModelServer, ServeMsg, ServerArgs, MODEL_SERVERS_GROUP};
 use crate::workers::{NodeWorkPeers, WorkArgs, WorkMsg, WorkPeers, WorkServer};
 use crate::ClusterError;
-use troupe_actors::worker::remote::{WorkerHost, WorkerOffer, WorkerPeers};
+use troupe_actors::worker::remote::{WorkerHost, WorkerPeers};
 
 /// Longest wait for a joined peer to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -342,12 +342,6 @@ impl ClusterNode {
             node: self.inner.name.clone(),
             peers: Arc::clone(&self.inner.work_peers),
         })
-    }
-
-    /// Peers' offers of workers: their free workers per specialist and
-    /// their models.
-    pub async fn worker_offers(&self) -> Vec<WorkerOffer> {
-        self.inner.work_peers.offers(&self.inner.name).await
     }
 
     /// The context length of `model` on the first peer that serves it and

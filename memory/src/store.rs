@@ -153,16 +153,6 @@ impl MemoryStore {
             .store(ef_search.max(1), Ordering::Relaxed);
     }
 
-    /// Waits for a background index build, if one runs.
-    pub fn wait_for_index(&self) {
-        let handle = self.inner.build.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            if handle.join().is_err() {
-                tracing::error!("the memory index build thread panicked");
-            }
-        }
-    }
-
     /// Checks that vectors of `model_id` with `dim` dimensions may be stored
     /// or searched here.
     pub fn check_space(&self, model_id: &str, dim: usize) -> Result<(), MemoryError> {

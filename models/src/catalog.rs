@@ -31,33 +31,6 @@ pub struct CatalogSources {
     pub ollama_models: Option<PathBuf>,
 }
 
-impl CatalogSources {
-    /// `model_dirs` plus the Hugging Face cache and Ollama store where their
-    /// tools put them: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
-    /// `~/.cache/huggingface/hub`; `$OLLAMA_MODELS`, else `~/.ollama/models`.
-    pub fn from_env_defaults(model_dirs: Vec<PathBuf>) -> Self {
-        let env_path = |key: &str| {
-            std::env::var_os(key)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        let home = dirs::home_dir();
-        let hf_cache = env_path("HF_HUB_CACHE")
-            .or_else(|| env_path("HF_HOME").map(|h| h.join("hub")))
-            .or_else(|| {
-                home.as_ref()
-                    .map(|h| h.join(".cache").join("huggingface").join("hub"))
-            });
-        let ollama_models = env_path("OLLAMA_MODELS")
-            .or_else(|| home.as_ref().map(|h| h.join(".ollama").join("models")));
-        Self {
-            model_dirs,
-            hf_cache,
-            ollama_models,
-        }
-    }
-}
-
 /// Where a catalog entry was found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -83,11 +83,6 @@ impl RunningTroupe {
         }
     }
 
-    /// Whether [`RunningTroupe::stop`] has been called.
-    pub fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
-    }
-
     /// Resolves once [`RunningTroupe::stop`] has been called.
     pub(super) fn stopping(&self) -> watch::Receiver<bool> {
         self.stopping.subscribe()

@@ -61,12 +61,6 @@ impl GenerationStream {
         self.rx.recv().await
     }
 
-    /// [`GenerationStream::next`] for synchronous callers (not on an async
-    /// runtime thread: it blocks).
-    pub fn blocking_next(&mut self) -> Option<GenerationEvent> {
-        self.rx.blocking_recv()
-    }
-
     /// Asks the engine to stop this request. Decoding stops within one token
     /// and the stream ends with `Done` whose finish reason is
     /// [`super::FinishReason::Cancelled`] (unless it finished first).
