@@ -8,9 +8,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // troupe is also the sandbox helper for the processes its tools start
-    // (`troupe __troupe-sandbox …`); troupe_sandbox already did this before
-    // main, this says so here.
-    troupe_sandbox::run_helper_if_requested();
+    // (`troupe __troupe-sandbox …`): troupe_sandbox::EARLY_HELPER takes
+    // such a start over before main runs.
     // Not dumpable: no process of this user (a tool's, say) may read
     // /proc/<troupe>/environ, mem or maps, or attach to it; the keys troupe
     // holds stay in troupe.

@@ -83,12 +83,7 @@ fn run(policy: &Policy, command: &[OsString]) -> ! {
     check(policy.mode, Layer::Namespaces, namespaces, &mut missing);
 
     let (status_read, status_write) = layers::pipe().unwrap_or_else(|e| fail(&e));
-    // SAFETY: this process is single-threaded (a fresh exec of the helper),
-    // so the child may run arbitrary code after fork.
-    let init = unsafe { libc::fork() };
-    if init < 0 {
-        fail(&format!("fork: {}", std::io::Error::last_os_error()));
-    }
+    let init = fork_or_fail();
     if init == 0 {
         drop(lifeline);
         drop(status_read);
@@ -107,6 +102,59 @@ fn run(policy: &Policy, command: &[OsString]) -> ! {
     layers::exit_like(status)
 }
 
+/// What [`apply_layers`] set up that later steps depend on.
+struct Applied {
+    /// The namespace has its own /proc (the process cap counts in it).
+    own_proc: bool,
+    /// The Landlock ABI in force (0: none).
+    landlock_abi: i32,
+}
+
+/// Sets up, in this process, every layer after the namespaces, in the
+/// crate documentation's order; a failed one ends the run in required mode
+/// (see [`check`]) or is added to `missing`.
+fn apply_layers(policy: &Policy, in_namespaces: bool, missing: &mut Vec<String>) -> Applied {
+    let mode = policy.mode;
+    let mut own_proc = false;
+    if in_namespaces {
+        let mounted = layers::mounts(policy);
+        own_proc = mounted.is_ok();
+        check(mode, Layer::Mounts, mounted, missing);
+        if !policy.network {
+            check(mode, Layer::Loopback, layers::loopback_up(), missing);
+        }
+    }
+    check(mode, Layer::Limits, layers::limits(&policy.limits), missing);
+    check(mode, Layer::NoNewPrivs, layers::no_new_privs(), missing);
+    if in_namespaces {
+        check(
+            mode,
+            Layer::Capabilities,
+            layers::drop_capabilities(),
+            missing,
+        );
+    }
+    let landlock = layers::landlock(policy);
+    let landlock_abi = *landlock.as_ref().unwrap_or(&0);
+    check(mode, Layer::Landlock, landlock.map(|_| ()), missing);
+    check(mode, Layer::Seccomp, layers::seccomp(), missing);
+    Applied {
+        own_proc,
+        landlock_abi,
+    }
+}
+
+/// `fork`, or the end of the helper when it fails.
+fn fork_or_fail() -> libc::pid_t {
+    // SAFETY: the helper is single-threaded (a fresh exec, and every child
+    // it forks stays so), so the child may run arbitrary code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail(&format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    pid
+}
+
 /// PID 1 of the sandbox (or a plain child where there are no namespaces).
 fn init_main(
     policy: &Policy,
@@ -116,49 +164,8 @@ fn init_main(
     mut missing: Vec<String>,
 ) -> ! {
     layers::die_with_parent();
-    let mode = policy.mode;
-    let mut own_proc = false;
-    if in_namespaces {
-        let mounted = layers::mounts(policy);
-        own_proc = mounted.is_ok();
-        check(mode, Layer::Mounts, mounted, &mut missing);
-        if !policy.network {
-            check(mode, Layer::Loopback, layers::loopback_up(), &mut missing);
-        }
-    }
-    check(
-        mode,
-        Layer::Limits,
-        layers::limits(&policy.limits),
-        &mut missing,
-    );
-    check(
-        mode,
-        Layer::NoNewPrivs,
-        layers::no_new_privs(),
-        &mut missing,
-    );
-    if in_namespaces {
-        check(
-            mode,
-            Layer::Capabilities,
-            layers::drop_capabilities(),
-            &mut missing,
-        );
-    }
-    check(
-        mode,
-        Layer::Landlock,
-        layers::landlock(policy).map(|_| ()),
-        &mut missing,
-    );
-    check(mode, Layer::Seccomp, layers::seccomp(), &mut missing);
-
-    // SAFETY: still single-threaded.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        fail(&format!("fork: {}", std::io::Error::last_os_error()));
-    }
+    let applied = apply_layers(policy, in_namespaces, &mut missing);
+    let child = fork_or_fail();
     if child == 0 {
         drop(status_write);
         let error = std::process::Command::new(&command[0])
@@ -173,7 +180,7 @@ fn init_main(
         std::process::exit(127);
     }
     // The cap needs this namespace's own /proc to count in.
-    let cap = own_proc.then_some(policy.limits.processes);
+    let cap = applied.own_proc.then_some(policy.limits.processes);
     let status = layers::reap_until(child, cap);
     let mut out = std::fs::File::from(status_write);
     let _ = out.write_all(&status.to_ne_bytes());
@@ -209,62 +216,14 @@ fn probe_main() -> ! {
         &mut missing,
     );
     let (report_read, report_write) = layers::pipe().unwrap_or_else(|e| fail(&e));
-    // SAFETY: single-threaded, as in `run`.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        fail(&format!("fork: {}", std::io::Error::last_os_error()));
-    }
+    let child = fork_or_fail();
     if child == 0 {
         drop(report_read);
         layers::die_with_parent();
-        let mut abi = 0;
-        if in_namespaces {
-            check(
-                Mode::BestEffort,
-                Layer::Mounts,
-                layers::mounts(&policy),
-                &mut missing,
-            );
-            check(
-                Mode::BestEffort,
-                Layer::Loopback,
-                layers::loopback_up(),
-                &mut missing,
-            );
-        }
-        check(
-            Mode::BestEffort,
-            Layer::Limits,
-            layers::limits(&policy.limits),
-            &mut missing,
-        );
-        check(
-            Mode::BestEffort,
-            Layer::NoNewPrivs,
-            layers::no_new_privs(),
-            &mut missing,
-        );
-        if in_namespaces {
-            check(
-                Mode::BestEffort,
-                Layer::Capabilities,
-                layers::drop_capabilities(),
-                &mut missing,
-            );
-        }
-        match layers::landlock(&policy) {
-            Ok(version) => abi = version,
-            Err(e) => missing.push(format!("{}: {e}", Layer::Landlock.name())),
-        }
-        check(
-            Mode::BestEffort,
-            Layer::Seccomp,
-            layers::seccomp(),
-            &mut missing,
-        );
+        let applied = apply_layers(&policy, in_namespaces, &mut missing);
         let report = Support {
             missing,
-            landlock_abi: abi,
+            landlock_abi: applied.landlock_abi,
         };
         let mut out = std::fs::File::from(report_write);
         let _ = out.write_all(

@@ -164,21 +164,6 @@ pub fn wrap(
     Ok((helper.as_os_str().to_owned(), argv))
 }
 
-/// Runs the helper and exits when this process was started as one (its
-/// first argument is [`HELPER_ARG`]); returns otherwise.
-///
-/// Every program that links this crate already does this before `main`
-/// (see [`EARLY_HELPER`]), so the running executable can always serve as
-/// the helper ([`helper_path`]); calling it first thing in `main` as well
-/// says so in the code and costs nothing.
-pub fn run_helper_if_requested() {
-    let mut args = std::env::args_os();
-    let _ = args.next();
-    if args.next().as_deref() == Some(OsStr::new(HELPER_ARG)) {
-        helper::main(args.collect());
-    }
-}
-
 /// The helper's entry before `main`, from the ELF `.init_array`: the C
 /// library calls it with `argc`, `argv` and `envp` while the process is
 /// still single-threaded, before Rust's runtime or any `#[tokio::main]`

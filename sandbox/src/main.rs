@@ -1,8 +1,11 @@
 //! `troupe-sandbox __troupe-sandbox <policy JSON> -- <program> [args…]`:
-//! the sandbox helper on its own (troupe itself is one too).
+//! the sandbox helper on its own (troupe itself is one too). Linking the
+//! crate is what makes it one: `troupe_sandbox::EARLY_HELPER` runs the
+//! helper before `main` when the first argument asks for it.
 
 fn main() {
-    troupe_sandbox::run_helper_if_requested();
+    // Keeps the .init_array entry linked into this binary.
+    std::hint::black_box(&troupe_sandbox::EARLY_HELPER);
     eprintln!(
         "troupe-sandbox is started by troupe: troupe-sandbox {} <policy JSON> -- <program> [args...]",
         troupe_sandbox::HELPER_ARG

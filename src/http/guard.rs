@@ -114,7 +114,7 @@ pub(super) async fn check_site(
         // `Sec-Fetch-Site: same-origin`; a sandboxed frame elsewhere also
         // sends `Origin: null`, but `cross-site`.
         let origin = header_text(headers, header::ORIGIN);
-        let cross = match header_text(headers, "sec-fetch-site".parse().expect("header name")) {
+        let cross = match header_text(headers, header::HeaderName::from_static("sec-fetch-site")) {
             Some("same-origin") | Some("none") => false,
             Some(_) => true,
             None => origin.is_some_and(|origin| {
