@@ -16,6 +16,22 @@ physical_cores() {
   echo "$n"
 }
 
+# Sets `troupe` to the binary to measure: $TROUPE when given (e.g. the
+# portable build of scripts/build-portable.sh), else a release build made
+# here. Uses `root` and `out_dir` (the build log goes there).
+release_troupe() {
+  if [ -n "${TROUPE:-}" ]; then
+    troupe=$TROUPE
+  else
+    say "building troupe (release; log: $out_dir/cargo-build.log)"
+    cargo build --release --bin troupe --manifest-path "$root/Cargo.toml" \
+      >"$out_dir/cargo-build.log" 2>&1 ||
+      { tail -30 "$out_dir/cargo-build.log" >&2; die "cargo build --release --bin troupe failed"; }
+    troupe=$root/target/release/troupe
+  fi
+  [ -x "$troupe" ] || die "$troupe is missing"
+}
+
 # Stops the server whose pid is in `server_pid` (started by this shell or by
 # http_load.py): SIGTERM, up to 10 s to exit, then SIGKILL.
 server_pid=

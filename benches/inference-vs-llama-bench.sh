@@ -22,7 +22,7 @@
 #   BENCH_OUT       output directory     (default target/bench-out)
 #   PEER_BUILD_DIR  where the peers are  (default target/llama-peers)
 #   ONLY            run only the models whose tag contains this (e.g. gemma)
-#   BENCH_TROUPE      a troupe already built (e.g. the portable one,
+#   TROUPE          a troupe already built (e.g. the portable one,
 #                   scripts/build-portable.sh); default: build target/release
 # Output: BENCH_OUT/{llama-bench,troupe}-<tag>.json (pooled rounds), logs,
 # comparison.{md,json}
@@ -44,16 +44,7 @@ threads=${THREADS:-$(physical_cores)}
 
 mkdir -p "$out_dir"
 
-if [ -n "${BENCH_TROUPE:-}" ]; then
-  troupe=$BENCH_TROUPE
-else
-  say "building troupe (release; log: $out_dir/cargo-build.log)"
-  cargo build --release --bin troupe --manifest-path "$root/Cargo.toml" \
-    >"$out_dir/cargo-build.log" 2>&1 ||
-    { tail -30 "$out_dir/cargo-build.log" >&2; die "cargo build --release --bin troupe failed"; }
-  troupe=$root/target/release/troupe
-fi
-[ -x "$troupe" ] || die "$troupe is missing after the build"
+release_troupe
 
 llama_bench=$peer_dir/bin/llama-bench
 if [ ! -x "$llama_bench" ]; then

@@ -36,16 +36,7 @@ shape=${SHAPE:-small}
 threads=${THREADS:-$(physical_cores)}
 mkdir -p "$out_dir"
 
-if [ -n "${TROUPE:-}" ]; then
-  troupe=$TROUPE
-else
-  say "building troupe (release; log: $out_dir/cargo-build.log)"
-  cargo build --release --bin troupe --manifest-path "$root/Cargo.toml" \
-    >"$out_dir/cargo-build.log" 2>&1 ||
-    { tail -30 "$out_dir/cargo-build.log" >&2; die "cargo build --release --bin troupe failed"; }
-  troupe=$root/target/release/troupe
-fi
-[ -x "$troupe" ] || die "$troupe is missing"
+release_troupe
 troupe=$(realpath "$troupe")
 
 for tool in llama-batched-bench llama-server; do
