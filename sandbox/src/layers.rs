@@ -173,6 +173,63 @@ fn bind_read_only(path: &Path, source: &Path) -> Result<(), String> {
     mount(None, path, None, flags, None)
 }
 
+/// A fresh tmpfs on `/tmp`. Policy paths that lie under the host's `/tmp`
+/// (a workspace in a temporary data dir) are carried into it: bound to a
+/// staging directory in the already private `shm`, then bound back at the
+/// same path inside the new `/tmp`. Without `shm` to stage in, `/tmp` stays
+/// the host's when a policy path lies there.
+fn private_tmp(policy: &Policy, shm: &Path) -> Result<(), String> {
+    let tmp = Path::new("/tmp");
+    let keep: Vec<&PathBuf> = policy
+        .read
+        .iter()
+        .chain(&policy.write)
+        .filter(|p| under(p, tmp) && p.exists())
+        .collect();
+    if !keep.is_empty() && !shm.is_dir() {
+        return Ok(());
+    }
+    let staged: Vec<PathBuf> = (0..keep.len())
+        .map(|i| shm.join(format!(".troupe-keep-{i}")))
+        .collect();
+    let io = |what: &str, path: &Path, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    for (path, stage) in keep.iter().zip(&staged) {
+        if path.is_dir() {
+            std::fs::create_dir(stage).map_err(|e| io("creating", stage, e))?;
+        } else {
+            std::fs::write(stage, b"").map_err(|e| io("creating", stage, e))?;
+        }
+        mount(Some(path), stage, None, libc::MS_BIND | libc::MS_REC, None)?;
+    }
+    mount(
+        Some(Path::new("tmpfs")),
+        tmp,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777,size=1g"),
+    )?;
+    for (path, stage) in keep.iter().zip(&staged) {
+        if stage.is_dir() {
+            std::fs::create_dir_all(path).map_err(|e| io("creating", path, e))?;
+        } else {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+            }
+            std::fs::write(path, b"").map_err(|e| io("creating", path, e))?;
+        }
+        mount(Some(stage), path, None, libc::MS_BIND | libc::MS_REC, None)?;
+        let stage_c = c_path(stage)?;
+        // SAFETY: umount2 with a NUL-terminated path; the stage is ours.
+        unsafe { libc::umount2(stage_c.as_ptr(), libc::MNT_DETACH) };
+        let _ = if stage.is_dir() {
+            std::fs::remove_dir(stage)
+        } else {
+            std::fs::remove_file(stage)
+        };
+    }
+    Ok(())
+}
+
 /// Whether `inner` is `outer` or below it.
 fn under(inner: &Path, outer: &Path) -> bool {
     inner.starts_with(outer)
@@ -201,8 +258,8 @@ fn private_etc_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 }
 
 /// The mount namespace: nothing propagates to the host, a fresh `/proc`
-/// for the PID namespace, a private `/tmp` (unless a policy path lies
-/// under it) and `/dev/shm`, the read-only paths, and, when troupe runs as
+/// for the PID namespace, a private `/dev/shm` and `/tmp` (keeping the
+/// policy's paths that lie under `/tmp`), the read-only paths, and, when troupe runs as
 /// root, `/etc`'s private files hidden.
 pub(crate) fn mounts(policy: &Policy) -> Result<(), String> {
     mount(
@@ -219,17 +276,6 @@ pub(crate) fn mounts(policy: &Policy) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )?;
-    let tmp = Path::new("/tmp");
-    let policy_paths = || policy.read.iter().chain(&policy.write);
-    if !policy_paths().any(|p| under(p, tmp)) {
-        mount(
-            Some(Path::new("tmpfs")),
-            tmp,
-            Some("tmpfs"),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            Some("mode=1777,size=1g"),
-        )?;
-    }
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
         mount(
@@ -240,6 +286,7 @@ pub(crate) fn mounts(policy: &Policy) -> Result<(), String> {
             Some("mode=1777,size=256m"),
         )?;
     }
+    private_tmp(policy, shm)?;
     for path in &policy.read_only {
         if path.exists() {
             bind_read_only(path, path)?;
@@ -415,13 +462,14 @@ pub(crate) fn landlock(policy: &Policy) -> Result<i32, String> {
     let mut write: Vec<PathBuf> = policy.write.clone();
     write.extend(["/dev/null", "/dev/zero", "/dev/full", "/dev/shm"].map(PathBuf::from));
     let tmp = Path::new("/tmp");
-    if !policy
+    let host_tmp_kept = policy
         .read
         .iter()
         .chain(&policy.write)
         .any(|p| under(p, tmp))
-    {
-        // The private tmpfs mounted over it.
+        && !Path::new("/dev/shm").is_dir();
+    if !host_tmp_kept {
+        // The private tmpfs mounted over it (see `private_tmp`).
         write.push(tmp.to_path_buf());
     }
     let exists = |p: &PathBuf| p.exists();

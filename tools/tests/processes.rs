@@ -374,8 +374,11 @@ async fn python_makes_a_venv_installs_a_local_package_and_runs_code() {
 
 #[tokio::test]
 async fn a_shell_call_is_sandboxed_even_when_policy_allows_everything() {
-    let (data, ws) = common::workspace("sh-sandbox");
-    let outside = data.path().join("outside.txt");
+    let (_data, ws) = common::workspace("sh-sandbox");
+    // Not under /tmp: the sandbox's own /tmp is a throwaway tmpfs, where a
+    // write "succeeds" without reaching the host.
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let outside = host.path().join("outside.txt");
     std::fs::write(&outside, "host file\n").unwrap();
     let r = shell(8192);
     // Writing outside the workspace: refused by Landlock, with the rule named.
