@@ -185,8 +185,10 @@ async fn http_mcp_needs_the_bearer_key_and_serves_the_agents() {
         "{} is missing: run scripts/fetch-mcp-servers.sh",
         everything.display()
     );
+    // It runs in troupe's sandbox, granted the installed packages.
+    let packages = sdk_dir().join("../../..").canonicalize().unwrap();
     let env = Env::new(&format!(
-        "[[mcp.servers]]\nname = \"everything\"\ncommand = \"node\"\nargs = [{everything:?}, \"stdio\"]\nrisk = \"read\"\n"
+        "[[mcp.servers]]\nname = \"everything\"\ncommand = \"node\"\nargs = [{everything:?}, \"stdio\"]\nread = [{packages:?}]\nrisk = \"read\"\n"
     ));
     let config = load(&LoadOptions {
         explicit: Some(env.config_path()),

@@ -8,8 +8,11 @@
 //! name = "everything"              # letters, digits, `-`, `_`; prefixes its tools
 //! command = "npx"                  # a program started with stdio as the protocol…
 //! args = ["-y", "@modelcontextprotocol/server-everything"]
-//! env = { LOG_LEVEL = "warn" }     # added to troupe's environment
+//! env = { LOG_LEVEL = "warn" }     # its environment: these, PATH, HOME, LANG, TERM
 //! cwd = "."                        # relative to this file
+//! read = ["/opt/mcp"]              # the sandbox: more read-and-execute paths,
+//! write = ["notes"]                # …writable paths (relative to this file),
+//! network = false                  # …and the network (default: risk = "network")
 //! risk = "execute"                 # read | write | execute (default) | network
 //! enabled = true
 //! backoff_ms = 500                 # first restart delay, doubled per failure…
@@ -65,6 +68,12 @@ pub struct RawMcpServer {
     pub env: Option<BTreeMap<String, String>>,
     /// Its working directory.
     pub cwd: Option<PathBuf>,
+    /// Paths the sandboxed server may read and execute.
+    pub read: Option<Vec<PathBuf>>,
+    /// Paths the sandboxed server may write.
+    pub write: Option<Vec<PathBuf>>,
+    /// Whether the sandboxed server may reach the network.
+    pub network: Option<bool>,
     /// A streamable HTTP endpoint (instead of `command`).
     pub url: Option<String>,
     /// Bearer token sent to `url`.
@@ -122,10 +131,12 @@ pub enum McpTransport {
         command: String,
         /// Its arguments.
         args: Vec<String>,
-        /// Variables added to troupe's environment.
+        /// Its environment besides `PATH`, `HOME`, `LANG` and `TERM`.
         env: BTreeMap<String, String>,
         /// Working directory; none: troupe's.
         cwd: Option<PathBuf>,
+        /// What it may reach inside `[tools.sandbox]`'s sandbox.
+        sandbox: ServerSandbox,
     },
     /// A streamable HTTP endpoint.
     Http {
@@ -134,6 +145,21 @@ pub enum McpTransport {
         /// Sent as `Authorization: Bearer <token>`.
         bearer_token: Option<String>,
     },
+}
+
+/// What a stdio server's sandbox grants besides the system directories,
+/// its program's prefix and its working directory (read) and a private
+/// `/tmp` that is its HOME (write). The server gets `PATH`, `HOME`, `LANG`,
+/// `TERM` and its `env`, nothing else of troupe's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ServerSandbox {
+    /// More read-and-execute paths (absolute).
+    pub read: Vec<PathBuf>,
+    /// Writable paths (absolute).
+    pub write: Vec<PathBuf>,
+    /// Whether it may reach the network (default: its risk is `network`).
+    pub network: bool,
 }
 
 /// One MCP server.
@@ -168,6 +194,7 @@ impl McpServerConfig {
                 args: args.iter().map(|a| a.to_string()).collect(),
                 env: BTreeMap::new(),
                 cwd: None,
+                sandbox: ServerSandbox::default(),
             },
         )
     }
@@ -237,6 +264,8 @@ fn resolve_server(
             &format!("`{name}` must be 1-64 letters, digits, `-` or `_`"),
         ));
     }
+    let risk = resolve_risk(raw.risk.as_deref(), &key, source)?;
+    let absolute = |c: PathBuf| if c.is_absolute() { c } else { base.join(c) };
     let transport = match (raw.command, raw.url) {
         (Some(_), Some(_)) => {
             return Err(source.invalid(
@@ -261,9 +290,22 @@ fn resolve_server(
                 command,
                 args: raw.args.unwrap_or_default(),
                 env: raw.env.unwrap_or_default(),
-                cwd: raw
-                    .cwd
-                    .map(|c| if c.is_absolute() { c } else { base.join(c) }),
+                cwd: raw.cwd.map(absolute),
+                sandbox: ServerSandbox {
+                    read: raw
+                        .read
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(absolute)
+                        .collect(),
+                    write: raw
+                        .write
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(absolute)
+                        .collect(),
+                    network: raw.network.unwrap_or(risk == McpRisk::Network),
+                },
             }
         }
         (None, Some(url)) => {
@@ -277,6 +319,9 @@ fn resolve_server(
                 ("args", raw.args.is_some()),
                 ("env", raw.env.is_some()),
                 ("cwd", raw.cwd.is_some()),
+                ("read", raw.read.is_some()),
+                ("write", raw.write.is_some()),
+                ("network", raw.network.is_some()),
             ] {
                 if set {
                     return Err(
@@ -288,18 +333,6 @@ fn resolve_server(
                 url,
                 bearer_token: raw.bearer_token,
             }
-        }
-    };
-    let risk = match raw.risk.as_deref() {
-        None | Some("execute") => McpRisk::Execute,
-        Some("read") => McpRisk::Read,
-        Some("write") => McpRisk::Write,
-        Some("network") => McpRisk::Network,
-        Some(other) => {
-            return Err(source.invalid(
-                &key("risk"),
-                &format!("`{other}` is not one of read, write, execute, network"),
-            ))
         }
     };
     let (backoff, backoff_max) = resolve_backoff(
@@ -327,5 +360,24 @@ fn resolve_server(
             DEFAULT_STARTUP_TIMEOUT_S,
         )?,
         call_timeout: seconds("call_timeout_s", raw.call_timeout_s, DEFAULT_CALL_TIMEOUT_S)?,
+    })
+}
+
+fn resolve_risk(
+    risk: Option<&str>,
+    key: &impl Fn(&str) -> String,
+    source: &ConfigSource,
+) -> Result<McpRisk, ConfigError> {
+    Ok(match risk {
+        None | Some("execute") => McpRisk::Execute,
+        Some("read") => McpRisk::Read,
+        Some("write") => McpRisk::Write,
+        Some("network") => McpRisk::Network,
+        Some(other) => {
+            return Err(source.invalid(
+                &key("risk"),
+                &format!("`{other}` is not one of read, write, execute, network"),
+            ))
+        }
     })
 }

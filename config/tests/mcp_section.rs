@@ -102,6 +102,16 @@ fn bad_entries_name_the_key_and_say_why() {
             "stdio",
         ),
         (
+            "name = \"a\"\nurl = \"http://h/mcp\"\nnetwork = false",
+            "mcp.servers[0].network",
+            "stdio",
+        ),
+        (
+            "name = \"a\"\nurl = \"http://h/mcp\"\nread = [\"/x\"]",
+            "mcp.servers[0].read",
+            "stdio",
+        ),
+        (
             "name = \"a\"\ncommand = \"x\"\nbackoff_ms = 5000\nbackoff_max_ms = 10",
             "mcp.servers[0].backoff_ms",
             "more than",
@@ -119,4 +129,48 @@ fn bad_entries_name_the_key_and_say_why() {
     );
     assert_eq!(k, "mcp.servers[1].name");
     assert!(reason.contains("two servers"), "{reason}");
+}
+
+#[test]
+fn a_stdio_servers_sandbox_grant_is_read() {
+    let cfg = load_text(
+        r#"
+[[mcp.servers]]
+name = "closed"
+command = "node"
+
+[[mcp.servers]]
+name = "fetcher"
+command = "node"
+risk = "network"
+read = ["/srv/mcp", "lib"]
+write = ["notes"]
+
+[[mcp.servers]]
+name = "explicit"
+command = "node"
+risk = "network"
+network = false
+"#,
+    )
+    .unwrap();
+    let grant = |i: usize| match &cfg.mcp.servers[i].transport {
+        McpTransport::Stdio { sandbox, .. } => sandbox.clone(),
+        other => panic!("stdio expected, got {other:?}"),
+    };
+    let closed = grant(0);
+    assert!(!closed.network && closed.read.is_empty() && closed.write.is_empty());
+    let fetcher = grant(1);
+    assert!(
+        fetcher.network,
+        "risk = \"network\" opens the network by default"
+    );
+    assert_eq!(fetcher.read[0], std::path::Path::new("/srv/mcp"));
+    assert!(
+        fetcher.read[1].is_absolute() && fetcher.read[1].ends_with("lib"),
+        "relative to the file: {:?}",
+        fetcher.read
+    );
+    assert!(fetcher.write[0].is_absolute() && fetcher.write[0].ends_with("notes"));
+    assert!(!grant(2).network, "network = false wins over the risk");
 }

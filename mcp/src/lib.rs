@@ -31,7 +31,7 @@ use troupe_config::mcp::{McpConfig, McpServerConfig};
 use troupe_tools::registry::ToolSource;
 use troupe_tools::{Tool, ToolRegistry};
 
-pub use server::{ConnectError, ServerPhase, ServerStatus};
+pub use server::{ConnectError, Launch, ServerPhase, ServerStatus};
 pub use tool::{tool_name, McpTool, NAME_SEPARATOR};
 
 use server::ServerShared;
@@ -54,8 +54,14 @@ impl std::fmt::Debug for McpTools {
 impl McpTools {
     /// Starts a supervisor task per server and returns at once; the servers
     /// come up in the background. Must be called inside a tokio runtime.
-    pub fn spawn(servers: impl IntoIterator<Item = McpServerConfig>) -> Arc<McpTools> {
-        let servers: Vec<Arc<ServerShared>> = servers.into_iter().map(ServerShared::new).collect();
+    pub fn spawn(
+        servers: impl IntoIterator<Item = McpServerConfig>,
+        launch: &Launch,
+    ) -> Arc<McpTools> {
+        let servers: Vec<Arc<ServerShared>> = servers
+            .into_iter()
+            .map(|config| ServerShared::new(config, launch.clone()))
+            .collect();
         let tasks = servers
             .iter()
             .map(|s| tokio::spawn(server::supervise(Arc::clone(s))))
@@ -67,8 +73,8 @@ impl McpTools {
     /// attempt has connected or failed (or its `startup_timeout_s` passed),
     /// so that the tools of servers that work are there for the first task.
     /// A server that fails keeps being retried in the background.
-    pub async fn start(config: &McpConfig) -> Arc<McpTools> {
-        let mcp = McpTools::spawn(config.enabled().cloned());
+    pub async fn start(config: &McpConfig, launch: &Launch) -> Arc<McpTools> {
+        let mcp = McpTools::spawn(config.enabled().cloned(), launch);
         mcp.wait_started().await;
         mcp
     }
@@ -141,12 +147,16 @@ impl ToolSource for McpTools {
     }
 }
 
-/// Starts the enabled servers of `config` (see [`McpTools::start`]) and adds
-/// their tools to `registry`. `None`, and nothing added, when no server is
-/// enabled.
-pub async fn attach(config: &McpConfig, registry: &mut ToolRegistry) -> Option<Arc<McpTools>> {
+/// Starts the enabled servers of `config` (see [`McpTools::start`]), stdio
+/// ones sandboxed as `launch` says, and adds their tools to `registry`.
+/// `None`, and nothing added, when no server is enabled.
+pub async fn attach(
+    config: &McpConfig,
+    launch: &Launch,
+    registry: &mut ToolRegistry,
+) -> Option<Arc<McpTools>> {
     config.enabled().next()?;
-    let mcp = McpTools::start(config).await;
+    let mcp = McpTools::start(config, launch).await;
     registry.add_source(Arc::clone(&mcp) as Arc<dyn ToolSource>);
     Some(mcp)
 }

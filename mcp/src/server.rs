@@ -2,6 +2,9 @@
 //! a streamable HTTP endpoint), the state its tools read, and the task that
 //! keeps it running, restarting it with exponential backoff.
 
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +15,9 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{watch, Notify};
-use troupe_config::mcp::{McpServerConfig, McpTransport};
+use troupe_config::mcp::{McpServerConfig, McpTransport, ServerSandbox};
+use troupe_tools::process::ProcessLimits;
+use troupe_tools::shell::SandboxSettings;
 
 use crate::tool::{McpTool, NAME_SEPARATOR};
 
@@ -77,9 +82,31 @@ pub struct ServerStatus {
     pub connections: u64,
 }
 
+/// How stdio servers are started: in `[tools.sandbox]`'s sandbox, under
+/// `[tools.shell]`'s memory and file limits.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The sandbox settings (mode, helper, extra paths, process cap).
+    pub sandbox: SandboxSettings,
+    /// Address space and open files per process (no CPU-time limit: a
+    /// server runs as long as troupe does).
+    pub limits: ProcessLimits,
+}
+
+impl Launch {
+    /// What `[tools]` sets.
+    pub fn from_config(tools: &troupe_config::ToolsConfig) -> Launch {
+        Launch {
+            sandbox: SandboxSettings::from_config(&tools.sandbox),
+            limits: ProcessLimits::from_config(&tools.shell),
+        }
+    }
+}
+
 /// The server as its tools and its supervisor see it.
 pub(crate) struct ServerShared {
     pub(crate) config: McpServerConfig,
+    launch: Launch,
     // A std Mutex: held to clone or swap the connection, never across an await.
     conn: Mutex<Conn>,
     status: watch::Sender<ServerStatus>,
@@ -93,7 +120,7 @@ struct Conn {
 }
 
 impl ServerShared {
-    pub(crate) fn new(config: McpServerConfig) -> Arc<ServerShared> {
+    pub(crate) fn new(config: McpServerConfig, launch: Launch) -> Arc<ServerShared> {
         let status = ServerStatus {
             name: config.name.clone(),
             phase: ServerPhase::Starting,
@@ -103,6 +130,7 @@ impl ServerShared {
         };
         Arc::new(ServerShared {
             config,
+            launch,
             conn: Mutex::new(Conn::default()),
             status: watch::Sender::new(status),
             broken: Notify::new(),
@@ -274,11 +302,18 @@ async fn run_once(server: &Arc<ServerShared>) -> (bool, String) {
     let config = &server.config;
     let startup = config.startup_timeout;
     let timeout = ConnectError::Timeout(startup.as_secs());
-    let (service, pid) = match tokio::time::timeout(startup, connect(config)).await {
+    let connecting = connect(config, &server.launch);
+    let connected = match tokio::time::timeout(startup, connecting).await {
         Ok(Ok(connected)) => connected,
         Ok(Err(e)) => return (false, e.to_string()),
         Err(_) => return (false, timeout.to_string()),
     };
+    // The lifeline lives until this connection is over.
+    let Connected {
+        service,
+        pid,
+        _lifeline: _lifeline_held,
+    } = connected;
     let tools = match tokio::time::timeout(startup, service.peer().list_all_tools()).await {
         Ok(Ok(tools)) => tools,
         Ok(Err(e)) => return (false, ConnectError::ListTools(e.to_string()).to_string()),
@@ -300,7 +335,7 @@ async fn run_once(server: &Arc<ServerShared>) -> (bool, String) {
 
 type Client = RunningService<RoleClient, ()>;
 
-async fn connect(config: &McpServerConfig) -> Result<(Client, Option<u32>), ConnectError> {
+async fn connect(config: &McpServerConfig, launch: &Launch) -> Result<Connected, ConnectError> {
     let init = |e: rmcp::service::ClientInitializeError| ConnectError::Initialize(e.to_string());
     match &config.transport {
         McpTransport::Stdio {
@@ -308,26 +343,31 @@ async fn connect(config: &McpServerConfig) -> Result<(Client, Option<u32>), Conn
             args,
             env,
             cwd,
+            sandbox,
         } => {
-            let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env);
-            if let Some(cwd) = cwd {
-                cmd.current_dir(cwd);
-            }
             let spawn = |source| ConnectError::Spawn {
                 command: command.clone(),
                 source,
             };
+            let (cmd, lifeline) =
+                stdio_command(command, args, env, cwd.as_deref(), sandbox, launch)
+                    .map_err(spawn)?;
             let (process, stderr) = TokioChildProcess::builder(cmd)
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(spawn)?;
+            // The child has its copy of the read end now.
+            let lifeline = lifeline.map(|(_read, write)| write);
             let pid = process.id();
             if let Some(stderr) = stderr {
                 tokio::spawn(forward_stderr(config.name.clone(), stderr));
             }
             let service = ().serve(process).await.map_err(init)?;
-            Ok((service, pid))
+            Ok(Connected {
+                service,
+                pid,
+                _lifeline: lifeline,
+            })
         }
         McpTransport::Http { url, bearer_token } => {
             let mut transport = StreamableHttpClientTransportConfig::with_uri(url.as_str());
@@ -336,13 +376,109 @@ async fn connect(config: &McpServerConfig) -> Result<(Client, Option<u32>), Conn
             }
             let transport = StreamableHttpClientTransport::from_config(transport);
             let service = ().serve(transport).await.map_err(init)?;
-            Ok((service, None))
+            Ok(Connected {
+                service,
+                pid: None,
+                _lifeline: None,
+            })
         }
         #[allow(unreachable_patterns)]
         _ => Err(ConnectError::Initialize(
             "this transport is not supported".to_string(),
         )),
     }
+}
+
+/// A live connection. For a sandboxed stdio server, `_lifeline` is troupe's
+/// end of the helper's lifeline: dropping it (with the connection) kills
+/// the server and everything it started.
+struct Connected {
+    service: Client,
+    pid: Option<u32>,
+    _lifeline: Option<OwnedFd>,
+}
+
+/// The command that starts a stdio server: through the sandbox helper
+/// unless `[tools.sandbox] mode = "off"`, with a scrubbed environment
+/// (`PATH`, `HOME`, `LANG`, `TERM` and the server's `env`), so no key in
+/// troupe's environment reaches it. With a sandbox, also the lifeline
+/// pipe: (read end for the child, write end to hold).
+fn stdio_command(
+    command: &str,
+    args: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    cwd: Option<&Path>,
+    grant: &ServerSandbox,
+    launch: &Launch,
+) -> std::io::Result<(tokio::process::Command, Option<(OwnedFd, OwnedFd)>)> {
+    let path_var = troupe_tools::process::parent_path();
+    // Found here, so a missing program is "could not start" whether or not
+    // the helper stands between.
+    let program = find_program(command, &path_var).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such program on PATH")
+    })?;
+    let mut read = grant.read.clone();
+    read.extend(program_prefix(&program));
+    read.extend(cwd.map(Path::to_path_buf));
+    let sandboxing = launch
+        .sandbox
+        .for_server(read, grant.write.clone(), grant.network, launch.limits)
+        .map_err(std::io::Error::other)?;
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let (program, argv) = match &sandboxing {
+        Some(s) => troupe_sandbox::wrap(&s.helper, &s.policy, command.as_ref(), &args)
+            .map_err(std::io::Error::other)?,
+        None => (OsString::from(command), args),
+    };
+    // Inside the sandbox /tmp is the server's own (and HOME with it).
+    let home = match &sandboxing {
+        Some(_) => PathBuf::from("/tmp"),
+        None => std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from),
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(argv)
+        .env_clear()
+        .envs(troupe_tools::process::scrubbed_env(&path_var, &home))
+        .envs(env);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let lifeline = match sandboxing {
+        Some(_) => {
+            let (read, write) = troupe_sandbox::lifeline_pipe()?;
+            let read_fd = read.as_raw_fd();
+            // SAFETY: inherit_lifeline only calls dup2/fcntl, which are
+            // async-signal-safe; `read` stays open in the parent until the
+            // child has been spawned.
+            unsafe {
+                cmd.pre_exec(move || troupe_sandbox::inherit_lifeline(read_fd));
+            }
+            Some((read, write))
+        }
+        None => None,
+    };
+    Ok((cmd, lifeline))
+}
+
+/// `command` as a file: itself when it names a path, else the first match
+/// in `path_var`.
+fn find_program(command: &str, path_var: &str) -> Option<PathBuf> {
+    if command.contains('/') {
+        let path = PathBuf::from(command);
+        return path.is_file().then_some(path);
+    }
+    std::env::split_paths(path_var)
+        .map(|dir| dir.join(command))
+        .find(|p| p.is_file())
+}
+
+/// The installation prefix of `program` (`/opt/node` for
+/// `/opt/node/bin/node`), so that an interpreter outside the system
+/// directories can run.
+fn program_prefix(program: &Path) -> Option<PathBuf> {
+    let real = program.canonicalize().ok()?;
+    let bin = real.parent()?;
+    Some(bin.parent().unwrap_or(bin).to_path_buf())
 }
 
 /// A stdio server's stderr goes to troupe's log (never to stdout, which may

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use troupe_config::{load, Config, LoadOptions};
-use troupe_mcp::{attach, McpTools, ServerPhase, ServerStatus};
+use troupe_mcp::{attach, Launch, McpTools, ServerPhase, ServerStatus};
 use troupe_tools::{
     ApprovalPolicy, Observation, ToolContext, ToolOutcome, ToolRegistry, Workspace,
 };
@@ -59,7 +59,8 @@ async fn setup(toml: &str) -> Setup {
     })
     .unwrap();
     let mut registry = ToolRegistry::new(ApprovalPolicy::from_config(&config.approval), 16 * 1024);
-    let mcp = attach(&config.mcp, &mut registry)
+    let launch = Launch::from_config(&config.tools);
+    let mcp = attach(&config.mcp, &launch, &mut registry)
         .await
         .expect("a server is configured");
     let workspace = Workspace::create(&config.data_dir, "mcp-test").unwrap();
@@ -71,12 +72,32 @@ async fn setup(toml: &str) -> Setup {
     }
 }
 
+/// The installed packages: what a sandboxed server must be granted to read
+/// (its script and the modules it imports).
+fn packages_root() -> PathBuf {
+    servers_dir().join("../..").canonicalize().unwrap()
+}
+
 fn everything_toml(extra: &str) -> String {
     let script = server_script("server-everything");
     format!(
-        "[[mcp.servers]]\nname = \"everything\"\ncommand = \"node\"\nargs = [\"{}\", \"stdio\"]\n{extra}\n",
-        script.display()
+        "[[mcp.servers]]\nname = \"everything\"\ncommand = \"node\"\nargs = [\"{}\", \"stdio\"]\nread = [\"{}\"]\n{extra}\n",
+        script.display(),
+        packages_root().display()
     )
+}
+
+/// Host processes whose environment holds `marker` (found through /proc).
+fn processes_marked(marker: &str) -> Vec<u32> {
+    let needle = format!("TROUPE_TEST_MARKER={marker}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .collect()
 }
 
 async fn call(s: &Setup, tool: &str, args: serde_json::Value) -> Observation {
@@ -212,8 +233,10 @@ async fn filesystem_server_reads_a_file() {
     let root = files.path().canonicalize().unwrap();
     std::fs::write(root.join("notes.txt"), "troupe was here\n").unwrap();
     let s = setup(&format!(
-        "[[mcp.servers]]\nname = \"fs\"\ncommand = \"node\"\nargs = [\"{}\", \"{}\"]\nrisk = \"read\"\n",
+        "[[mcp.servers]]\nname = \"fs\"\ncommand = \"node\"\nargs = [\"{}\", \"{}\"]\nrisk = \"read\"\nread = [\"{}\", \"{}\"]\n",
         script.display(),
+        root.display(),
+        packages_root().display(),
         root.display()
     ))
     .await;
@@ -265,4 +288,86 @@ async fn a_server_that_cannot_start_is_retried_and_its_tools_say_why() {
         "{obs:?}"
     );
     assert!(s.registry.available_tools().is_empty());
+}
+
+#[tokio::test]
+async fn a_stdio_server_runs_sandboxed_with_a_scrubbed_environment() {
+    // The filesystem server is told it may serve two directories; the
+    // sandbox grants it only one, so the other is as good as absent.
+    let script = server_script("server-filesystem");
+    let granted = tempfile::tempdir().unwrap();
+    let withheld = tempfile::tempdir().unwrap();
+    let granted_root = granted.path().canonicalize().unwrap();
+    let withheld_root = withheld.path().canonicalize().unwrap();
+    std::fs::write(granted_root.join("ok.txt"), "granted\n").unwrap();
+    std::fs::write(withheld_root.join("secret.txt"), "withheld\n").unwrap();
+    let marker = format!("{}-{}", std::process::id(), line!());
+    let s = setup(&format!(
+        "[[mcp.servers]]\nname = \"fs\"\ncommand = \"node\"\nargs = [\"{script}\", \"{granted}\", \"{withheld}\"]\nrisk = \"read\"\nread = [\"{packages}\", \"{granted}\"]\nenv = {{ TROUPE_TEST_MARKER = \"{marker}\" }}\n{everything}",
+        script = script.display(),
+        granted = granted_root.display(),
+        withheld = withheld_root.display(),
+        packages = packages_root().display(),
+        everything = everything_toml("risk = \"read\"\nenv = { ONLY_THIS = \"1\" }"),
+    ))
+    .await;
+    let status = s.mcp.status("fs").unwrap();
+    assert_eq!(status.phase, ServerPhase::Ready, "{status:?}");
+
+    let ok = call(
+        &s,
+        "fs__read_text_file",
+        json!({"path": granted_root.join("ok.txt").display().to_string()}),
+    )
+    .await;
+    assert!(!ok.is_error && ok.text.contains("granted"), "{ok:?}");
+    let secret = call(
+        &s,
+        "fs__read_text_file",
+        json!({"path": withheld_root.join("secret.txt").display().to_string()}),
+    )
+    .await;
+    assert!(
+        secret.is_error && !secret.text.contains("withheld"),
+        "the sandbox withholds what the server was not granted: {secret:?}"
+    );
+    // Nor can it write outside what it was granted, even where it may read.
+    let write = call(
+        &s,
+        "fs__write_file",
+        json!({"path": granted_root.join("new.txt").display().to_string(), "content": "x"}),
+    )
+    .await;
+    assert!(write.is_error, "{write:?}");
+    assert!(!granted_root.join("new.txt").exists());
+
+    // The environment: PATH, HOME (its private /tmp), LANG, TERM and its
+    // own `env`; nothing of this process's (CARGO_*, keys, ...).
+    let env = call(&s, "everything__get-env", json!({})).await;
+    assert!(!env.is_error, "{env:?}");
+    let vars: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&env.text).unwrap_or_else(|e| panic!("{e}: {}", env.text));
+    let mut names: Vec<&str> = vars.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["HOME", "LANG", "ONLY_THIS", "PATH", "TERM"],
+        "{vars:?}"
+    );
+    assert_eq!(vars["HOME"], "/tmp");
+
+    // The server runs in its own PID namespace: stopping it (as a crash of
+    // troupe closes the lifeline) leaves no process of it behind.
+    let before = processes_marked(&marker);
+    assert!(
+        !before.is_empty(),
+        "the marked server was not found in /proc"
+    );
+    s.mcp.shutdown();
+    drop(s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !processes_marked(&marker).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(processes_marked(&marker), Vec::<u32>::new(), "left running");
 }

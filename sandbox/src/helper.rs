@@ -72,9 +72,13 @@ fn check(mode: Mode, layer: Layer, result: Result<(), String>, missing: &mut Vec
 }
 
 fn run(policy: &Policy, command: &[OsString]) -> ! {
-    // The lifeline: stdin is a pipe troupe keeps open while the call runs.
-    // The command reads /dev/null instead.
-    let lifeline = layers::take_stdin_as_lifeline().unwrap_or_else(|e| fail(&e));
+    // The lifeline: a pipe troupe keeps open while the call runs, on stdin
+    // (the command reads /dev/null instead) or on the descriptor named.
+    let lifeline = match policy.lifeline_fd {
+        None => layers::take_stdin_as_lifeline(),
+        Some(fd) => layers::take_fd_as_lifeline(fd),
+    }
+    .unwrap_or_else(|e| fail(&e));
     // SAFETY: setsid takes no arguments; failing (already a leader) is fine.
     unsafe { libc::setsid() };
     let mut missing = Vec::new();
@@ -205,6 +209,7 @@ fn probe_main() -> ! {
             open_files: 64,
             processes: 64,
         },
+        lifeline_fd: None,
     };
     let mut missing = Vec::new();
     let namespaces = layers::enter_namespaces(false);

@@ -75,6 +75,16 @@ pub(crate) fn take_stdin_as_lifeline() -> Result<OwnedFd, String> {
     }
 }
 
+/// Takes the inherited descriptor `fd` as the lifeline, close-on-exec so
+/// the command does not get it.
+pub(crate) fn take_fd_as_lifeline(fd: libc::c_int) -> Result<OwnedFd, String> {
+    // SAFETY: fcntl on a descriptor number; a closed one gives EBADF.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(os_error(&format!("the lifeline on descriptor {fd}")));
+    }
+    Ok(owned(fd))
+}
+
 fn write_file(path: &str, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {path}: {e}"))
 }
@@ -176,8 +186,10 @@ fn bind_read_only(path: &Path, source: &Path) -> Result<(), String> {
 /// A fresh tmpfs on `/tmp`. Policy paths that lie under the host's `/tmp`
 /// (a workspace in a temporary data dir) are carried into it: bound to a
 /// staging directory in the already private `shm`, then bound back at the
-/// same path inside the new `/tmp`. Without `shm` to stage in, `/tmp` stays
-/// the host's when a policy path lies there.
+/// same path inside the new `/tmp`, read-only unless it is (or lies in) a
+/// write path: Landlock would otherwise let the private `/tmp`'s write
+/// access reach through the bind mount. Without `shm` to stage in, `/tmp`
+/// stays the host's when a policy path lies there.
 fn private_tmp(policy: &Policy, shm: &Path) -> Result<(), String> {
     let tmp = Path::new("/tmp");
     let keep: Vec<&PathBuf> = policy
@@ -218,6 +230,10 @@ fn private_tmp(policy: &Policy, shm: &Path) -> Result<(), String> {
             std::fs::write(path, b"").map_err(|e| io("creating", path, e))?;
         }
         mount(Some(stage), path, None, libc::MS_BIND | libc::MS_REC, None)?;
+        if !policy.write.iter().any(|w| under(path, w)) {
+            let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked_flags(path);
+            mount(None, path, None, flags, None)?;
+        }
         let stage_c = c_path(stage)?;
         // SAFETY: umount2 with a NUL-terminated path; the stage is ours.
         unsafe { libc::umount2(stage_c.as_ptr(), libc::MNT_DETACH) };

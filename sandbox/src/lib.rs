@@ -7,8 +7,9 @@
 //! [`HELPER_ARG`], a [`Policy`] as JSON and the command. The helper is a
 //! fresh, single-threaded process; [`helper::main`] sets up, in order:
 //!
-//! 1. its own session, and a lifeline: its stdin is a pipe troupe holds, so
-//!    when troupe dies (even by SIGKILL) the helper kills the command;
+//! 1. its own session, and a lifeline: its stdin (or, for a command that
+//!    speaks a protocol on stdio, [`LIFELINE_FD`]) is a pipe troupe holds,
+//!    so when troupe dies (even by SIGKILL) the helper kills the command;
 //! 2. namespaces: user (always; the command has no power over the host even
 //!    when troupe runs as root), PID (the command is PID 1 of its own tree,
 //!    so every process it starts dies with it, `setsid` or not), mount (a
@@ -110,6 +111,43 @@ pub struct Policy {
     pub connect_ports: Vec<u16>,
     /// Limits.
     pub limits: Limits,
+    /// Where the helper's lifeline is: `None`, its stdin (the command
+    /// then reads /dev/null); `Some(fd)`, that inherited descriptor (see
+    /// [`inherit_lifeline`]), so the command keeps stdin and stdout for a
+    /// protocol, as a stdio MCP server does.
+    #[serde(default)]
+    pub lifeline_fd: Option<i32>,
+}
+
+/// The descriptor [`inherit_lifeline`] puts a lifeline on.
+pub const LIFELINE_FD: i32 = 3;
+
+/// A lifeline for a helper that keeps its stdin: (read end for the child,
+/// write end troupe holds while the command should run). Both are
+/// close-on-exec; [`inherit_lifeline`] passes the read end on.
+pub fn lifeline_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    layers::pipe().map_err(std::io::Error::other)
+}
+
+/// For `pre_exec` of the helper's `Command`: makes `read` (the read end of
+/// [`lifeline_pipe`]) the child's [`LIFELINE_FD`], kept across `exec`.
+/// Only `dup2` and `fcntl`, so it is async-signal-safe.
+///
+/// # Safety
+/// Call it only between `fork` and `exec`, with `read` open in the child.
+pub unsafe fn inherit_lifeline(read: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: plain descriptor calls on descriptors the child owns.
+    let rc = unsafe {
+        if read == LIFELINE_FD {
+            libc::fcntl(read, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(read, LIFELINE_FD)
+        }
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Why a command could not be wrapped or sandboxed.

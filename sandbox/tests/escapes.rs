@@ -63,6 +63,7 @@ impl Rig {
                 open_files: 256,
                 processes: 64,
             },
+            lifeline_fd: None,
         }
     }
 
@@ -233,6 +234,93 @@ fn closing_the_lifeline_kills_the_command() {
     assert!(started.elapsed() < Duration::from_secs(5), "{status:?}");
     assert!(!status.success());
     assert!(!rig.workspace.join("done.txt").exists());
+}
+
+#[test]
+fn a_read_path_under_the_hosts_tmp_stays_read_only() {
+    // The private /tmp is writable; a read grant that lies under the host's
+    // /tmp is bound into it and must not take on that write access.
+    let rig = Rig::new();
+    let shared = tempfile::tempdir_in("/tmp").unwrap();
+    let shared_dir = shared.path().canonicalize().unwrap();
+    std::fs::write(shared_dir.join("lib.txt"), "library\n").unwrap();
+    let mut policy = rig.policy();
+    policy.read.push(shared_dir.clone());
+    let script = format!(
+        "cat '{dir}/lib.txt' && (echo x > '{dir}/new.txt' && echo WROTE; echo y >> '{dir}/lib.txt' && echo APPENDED; true)",
+        dir = shared_dir.display()
+    );
+    let out = rig.sh_with(&policy, &script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout.contains("library"), "{}", text(&out));
+    assert!(
+        !stdout.contains("WROTE") && !stdout.contains("APPENDED"),
+        "{}",
+        text(&out)
+    );
+    assert!(!shared_dir.join("new.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(shared_dir.join("lib.txt")).unwrap(),
+        "library\n"
+    );
+}
+
+#[test]
+fn a_lifeline_on_its_own_descriptor_leaves_stdio_to_the_command() {
+    // As a stdio MCP server runs: stdin and stdout carry a protocol, the
+    // lifeline is descriptor 3.
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let rig = Rig::new();
+    let mut policy = rig.policy();
+    policy.lifeline_fd = Some(troupe_sandbox::LIFELINE_FD);
+    let (read, write) = troupe_sandbox::lifeline_pipe().unwrap();
+    let read_fd = read.as_raw_fd();
+    let mut cmd = rig.command(
+        &policy,
+        "while read line; do echo \"got $line\"; done; echo eof > \"$WS/eof.txt\"",
+    );
+    // SAFETY: inherit_lifeline only calls dup2/fcntl.
+    unsafe {
+        cmd.pre_exec(move || troupe_sandbox::inherit_lifeline(read_fd));
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(read);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "ping").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "got ping\n", "stdin and stdout reach the command");
+
+    // stdin stays open: only the lifeline closing ends the command.
+    let started = Instant::now();
+    drop(write);
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{status:?}");
+    assert!(!status.success(), "killed, not ended: {status:?}");
+    assert!(!rig.workspace.join("eof.txt").exists());
+    drop(stdin);
+
+    // A helper told to use a descriptor it did not inherit refuses to run.
+    let out = rig.sh_with(&policy, "echo ran");
+    assert_eq!(
+        out.status.code(),
+        Some(troupe_sandbox::SETUP_FAILED),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the lifeline on descriptor 3"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -259,7 +259,8 @@ async fn assemble(
         memory: memory.clone(),
     })?;
     // The MCP servers' tools join the registry; the servers stop with it.
-    troupe_mcp::attach(&config.mcp, &mut registry).await;
+    let launch = troupe_mcp::Launch::from_config(&config.tools);
+    troupe_mcp::attach(&config.mcp, &launch, &mut registry).await;
     let tools = Arc::new(registry);
     let peer_workers = PeerWorkers::default();
     let mut pools = Vec::new();

@@ -71,6 +71,56 @@ impl SandboxSettings {
         read: Vec<PathBuf>,
         limits: ProcessLimits,
     ) -> Result<Option<Sandboxing>, String> {
+        self.sandboxing(Grant {
+            read,
+            write: vec![workspace.to_path_buf(), home.to_path_buf()],
+            // The checkpoint history recovery depends on.
+            read_only: vec![workspace.join(".git")],
+            network: self.config.network_for(tool),
+            limits: troupe_sandbox::Limits {
+                cpu_seconds: limits.cpu_seconds,
+                memory_mb: limits.memory_mb,
+                open_files: limits.open_files,
+                processes: self.config.processes,
+            },
+            lifeline_fd: None,
+        })
+    }
+
+    /// The sandbox for a long-running server that speaks a protocol on its
+    /// stdio (a stdio MCP server): `read` and `write` as configured for
+    /// it, its own private `/tmp` as HOME, the network only when `network`.
+    /// Its lifeline is [`troupe_sandbox::LIFELINE_FD`]; no CPU-time limit
+    /// (it runs as long as troupe does). `Ok(None)` and `Err` as in
+    /// [`SandboxSettings::for_call`].
+    pub fn for_server(
+        &self,
+        read: Vec<PathBuf>,
+        write: Vec<PathBuf>,
+        network: bool,
+        limits: ProcessLimits,
+    ) -> Result<Option<Sandboxing>, String> {
+        self.sandboxing(Grant {
+            read,
+            write,
+            read_only: Vec::new(),
+            network,
+            limits: troupe_sandbox::Limits {
+                cpu_seconds: u64::MAX,
+                memory_mb: limits.memory_mb,
+                open_files: limits.open_files,
+                processes: self.config.processes,
+            },
+            lifeline_fd: Some(troupe_sandbox::LIFELINE_FD),
+        })
+    }
+
+    /// Whether commands run sandboxed (the mode is not `off`).
+    pub fn is_on(&self) -> bool {
+        self.config.mode != SandboxMode::Off
+    }
+
+    fn sandboxing(&self, grant: Grant) -> Result<Option<Sandboxing>, String> {
         let mode = match self.config.mode {
             SandboxMode::Off => return Ok(None),
             SandboxMode::Required => troupe_sandbox::Mode::Required,
@@ -100,9 +150,15 @@ impl SandboxSettings {
                 }
             });
         }
-        let mut write = vec![workspace.to_path_buf(), home.to_path_buf()];
+        let Grant {
+            mut read,
+            mut write,
+            read_only,
+            network,
+            limits,
+            lifeline_fd,
+        } = grant;
         write.extend(self.config.extra_write.iter().cloned());
-        let mut read = read;
         read.extend(self.config.extra_read.iter().cloned());
         Ok(Some(Sandboxing {
             helper,
@@ -110,19 +166,25 @@ impl SandboxSettings {
                 mode,
                 read,
                 write,
-                // The checkpoint history recovery depends on.
-                read_only: vec![workspace.join(".git")],
-                network: self.config.network_for(tool),
+                read_only,
+                network,
                 connect_ports: Vec::new(),
-                limits: troupe_sandbox::Limits {
-                    cpu_seconds: limits.cpu_seconds,
-                    memory_mb: limits.memory_mb,
-                    open_files: limits.open_files,
-                    processes: self.config.processes,
-                },
+                limits,
+                lifeline_fd,
             },
         }))
     }
+}
+
+/// What one sandboxed command is granted, before `[tools.sandbox]`'s extra
+/// paths are added.
+struct Grant {
+    read: Vec<PathBuf>,
+    write: Vec<PathBuf>,
+    read_only: Vec<PathBuf>,
+    network: bool,
+    limits: troupe_sandbox::Limits,
+    lifeline_fd: Option<i32>,
 }
 
 /// Says `message` once per process, loudly.
