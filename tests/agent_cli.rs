@@ -484,3 +484,180 @@ fn piped_chat_runs_the_job_to_its_end() {
     assert!(started < end, "{stdout}");
     assert!(env.workspace(&id).join("src/test_fib.py").is_file());
 }
+
+/// Three subtasks sharing a workspace, each appending one line per shell
+/// step to `effects.txt` and then sleeping (each for its own time, so
+/// their steps interleave), so a kill can land mid-step.
+fn three_subtasks_script(steps: u32) -> Value {
+    let subtasks: Vec<Value> = (1..=3)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("s{i}"),
+                "description": format!("Append your marks s{i}-1 to s{i}-{steps} to effects.txt, one per step."),
+                "kind": "code",
+                "complexity": 2,
+                "depends_on": [],
+                "acceptance": "effects.txt holds each mark once"
+            })
+        })
+        .collect();
+    let plan = serde_json::json!({ "subtasks": subtasks }).to_string();
+    let mut rules = vec![
+        serde_json::json!({"contains": ["Plan the job below"], "reply": plan}),
+        serde_json::json!({"contains": ["Write the final answer"], "reply": "Every mark is in effects.txt once."}),
+    ];
+    let shell = |s: u32, k: u32| {
+        serde_json::json!({
+            "thought": format!("mark {k}"),
+            "action": {"tool": "shell", "args": {
+                "command": format!(
+                    "echo s{s}-{k} >> effects.txt && sleep 0.{} && echo done-s{s}-{k}",
+                    [2, 45, 7][s as usize - 1]
+                )
+            }}
+        })
+        .to_string()
+    };
+    for s in 1..=3 {
+        rules.push(serde_json::json!({
+            "contains": [format!("Your subtask (s{s})")],
+            "reply": shell(s, 1), "delay_ms": 100
+        }));
+        for k in 2..=steps + 1 {
+            let reply = if k <= steps {
+                shell(s, k)
+            } else {
+                serde_json::json!({"thought": "all marks are in", "final": format!("s{s} marks appended")})
+                    .to_string()
+            };
+            rules.push(serde_json::json!({
+                "contains": [format!("Observation of step {} (shell)", k - 1), format!("done-s{s}-{}", k - 1)],
+                "reply": reply, "delay_ms": 100
+            }));
+        }
+    }
+    serde_json::json!({ "rules": rules, "token_delay_ms": 0 })
+}
+
+#[test]
+fn three_subtasks_killed_ten_times_repeat_no_side_effect() {
+    const STEPS: u32 = 8;
+    const KILLS: usize = 10;
+    let env = Env::new(
+        &three_subtasks_script(STEPS),
+        "[[agents.specialists]]\nkind = \"code\"\nworkers = 3\n",
+    );
+    let effects = |id: &str| -> Vec<String> {
+        std::fs::read_to_string(env.workspace(id).join("effects.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let mut id: Option<String> = None;
+    let mut kills = 0;
+    while kills < KILLS {
+        let args: Vec<&str> = match &id {
+            None => vec!["run", "--yes", JOB],
+            Some(id) => vec!["tasks", "resume", "--yes", id],
+        };
+        let mut child = env
+            .command(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        if id.is_none() {
+            let first = lines.next().unwrap().unwrap();
+            id = Some(task_id(&first));
+        }
+        let task = id.clone().unwrap();
+        // Drain stdout so troupe never blocks on it.
+        let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        // Two effects new in this round: the first step's is committed (a
+        // step's tool and checkpoint hold the workspace's step lock), the
+        // second's tool is sleeping. Kill now, mid-step.
+        let before: BTreeSet<String> = effects(&task).into_iter().collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut ended = false;
+        loop {
+            let new = effects(&task)
+                .into_iter()
+                .filter(|l| !before.contains(l))
+                .count();
+            if new >= 2 {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                ended = true;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {kills} made no progress"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if ended {
+            // Finished before it was killed often enough: fails below, once
+            // the effects have been checked.
+            assert!(child.wait().unwrap().success());
+            reader.join().unwrap();
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        kills += 1;
+    }
+    let id = id.unwrap();
+    if kills == KILLS {
+        let out = env.troupe(&["tasks", "resume", "--yes", &id]);
+        assert_ok(&out);
+    }
+
+    let mut got = effects(&id);
+    got.sort();
+    let mut want: Vec<String> = (1..=3)
+        .flat_map(|s| (1..=STEPS).map(move |k| format!("s{s}-{k}")))
+        .collect();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "every mark once: no side effect repeated or lost"
+    );
+    assert_eq!(
+        kills, KILLS,
+        "the task finished before it was killed {KILLS} times"
+    );
+
+    let journal = env.journal(&id);
+    let all = serde_json::to_string(&journal).unwrap();
+    assert!(!all.contains("index is locked"), "{all}");
+    let committed = committed_steps(&journal);
+    let distinct: BTreeSet<&(String, u64, u64)> = committed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        committed.len(),
+        "a step committed twice: {committed:?}"
+    );
+    assert_eq!(committed.len(), 3 * STEPS as usize, "{committed:?}");
+    assert!(
+        committed.iter().all(|(_, attempt, _)| *attempt == 1),
+        "no subtask started over: {committed:?}"
+    );
+    // Each kill landed mid-step, and each such step was undone and redone.
+    let recovered = journal
+        .iter()
+        .filter(|e| e["event"]["type"] == "recovered")
+        .count();
+    assert!(
+        recovered >= KILLS,
+        "{recovered} recoveries for {KILLS} kills"
+    );
+    let last = journal.last().unwrap();
+    assert_eq!(last["event"]["type"], "finished");
+    assert_eq!(last["event"]["state"], "succeeded");
+}

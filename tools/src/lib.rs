@@ -46,5 +46,5 @@ pub use confine::ConfinementError;
 pub use observation::Observation;
 pub use registry::{action_schema_of, render_tools, RegistryError, ToolOutcome, ToolRegistry};
 pub use tool::{RiskLevel, Tool, ToolContext, ToolError};
-pub use workspace::{Checkpoint, CheckpointId, Refusal, Workspace, WorkspaceError};
+pub use workspace::{Checkpoint, CheckpointId, Refusal, StepLock, Workspace, WorkspaceError};
 pub use workspace_sync::FileChange;

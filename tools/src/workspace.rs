@@ -339,27 +339,53 @@ impl Workspace {
     /// worker's checkpoint). An exclusive `flock` on `troupe.lock` in the
     /// git dir, which the kernel releases when the holder dies.
     pub(crate) fn lock(&self) -> Result<WorkspaceLock, WorkspaceError> {
+        self.flock(
+            "troupe.lock",
+            ["open the checkpoint lock", "take the checkpoint lock"],
+        )
+        .map(|file| WorkspaceLock { _file: file })
+    }
+
+    /// Holds the workspace's step lock until dropped, blocking until it is
+    /// free. Workers that share a workspace run each step's tool, and make
+    /// its checkpoint, under it (and a recovery restores under it), so a
+    /// checkpoint holds whole steps: never half of another subtask's step,
+    /// which recovery would then redo on top of its own effects. Model
+    /// calls run outside it, in parallel. Separate from the checkpoint lock
+    /// (`troupe-step.lock`), so a tool holding it may still checkpoint or
+    /// commit.
+    pub fn step_lock(&self) -> Result<StepLock, WorkspaceError> {
+        self.flock(
+            "troupe-step.lock",
+            ["open the step lock", "take the step lock"],
+        )
+        .map(|file| StepLock { _file: file })
+    }
+
+    /// An exclusive `flock` on `name` in the git dir; `ops` name the open
+    /// and the lock in errors.
+    fn flock(&self, name: &str, ops: [&'static str; 2]) -> Result<std::fs::File, WorkspaceError> {
         use std::os::fd::AsRawFd;
-        let path = self.git_dir.join("troupe.lock");
+        let path = self.git_dir.join(name);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(|source| WorkspaceError::Io {
-                op: "open the checkpoint lock",
+                op: ops[0],
                 path: path.clone(),
                 source,
             })?;
         loop {
             // SAFETY: flock on a descriptor this function owns.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(WorkspaceLock { _file: file });
+                return Ok(file);
             }
             let error = std::io::Error::last_os_error();
             if error.kind() != std::io::ErrorKind::Interrupted {
                 return Err(WorkspaceError::Io {
-                    op: "take the checkpoint lock",
+                    op: ops[1],
                     path,
                     source: error,
                 });
@@ -516,6 +542,13 @@ impl Workspace {
 /// file releases the `flock`).
 #[derive(Debug)]
 pub(crate) struct WorkspaceLock {
+    _file: std::fs::File,
+}
+
+/// The step lock of a workspace ([`Workspace::step_lock`]), held while
+/// this lives.
+#[derive(Debug)]
+pub struct StepLock {
     _file: std::fs::File,
 }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use troupe_store::{now_ms, CheckpointRecord, TaskEvent};
 use troupe_tools::{
-    ApprovalRequest, CheckpointId, Observation, ToolContext, ToolOutcome, Workspace, WorkspaceError,
+    ApprovalRequest, CheckpointId, Observation, StepLock, ToolContext, ToolOutcome, Workspace,
+    WorkspaceError,
 };
 
 use super::recovery::step_label;
@@ -38,9 +39,41 @@ pub(crate) struct StepCx<'a> {
     pub(crate) env: &'a WorkerEnv,
     pub(crate) job: &'a SubtaskJob,
     pub(crate) ws: Arc<Workspace>,
+    /// The workspace's step lock while this job's tool runs and until its
+    /// checkpoint is made (see [`Workspace::step_lock`]).
+    pub(crate) step_lock: std::sync::Mutex<Option<StepLock>>,
 }
 
-impl StepCx<'_> {
+impl<'a> StepCx<'a> {
+    pub(crate) fn new(env: &'a WorkerEnv, job: &'a SubtaskJob, ws: Workspace) -> StepCx<'a> {
+        StepCx {
+            env,
+            job,
+            ws: Arc::new(ws),
+            step_lock: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Takes the workspace's step lock unless this job holds it already:
+    /// waits while another subtask's tool runs in the shared workspace.
+    pub(crate) async fn hold_step_lock(&self) -> Result<(), AgentError> {
+        if self.step_lock.lock().is_ok_and(|held| held.is_some()) {
+            return Ok(());
+        }
+        let lock = blocking(&self.ws, |ws| ws.step_lock()).await?;
+        if let Ok(mut held) = self.step_lock.lock() {
+            *held = Some(lock);
+        }
+        Ok(())
+    }
+
+    /// Lets the next subtask's tool run.
+    pub(crate) fn release_step_lock(&self) {
+        if let Ok(mut held) = self.step_lock.lock() {
+            held.take();
+        }
+    }
+
     async fn record(&self, event: TaskEvent) -> Result<(), AgentError> {
         self.env.journal.record(&self.job.task_id, event).await?;
         Ok(())
@@ -77,6 +110,9 @@ impl StepCx<'_> {
     ) -> Result<ActionEnd, AgentError> {
         // The memory tools store into the specialist's own namespace.
         let ctx = ToolContext::new(Arc::clone(&self.ws)).with_agent(&self.env.specialist.kind);
+        // Held from here until the step's checkpoint (`commit`), except
+        // while the person is asked.
+        self.hold_step_lock().await?;
         let started = Instant::now();
         let call = {
             let tools = Arc::clone(&self.env.tools);
@@ -91,6 +127,8 @@ impl StepCx<'_> {
             Ok(Ok(ToolOutcome::NeedsApproval(request))) => request,
         };
         let mut tool_time = started.elapsed();
+        // Nothing ran; other subtasks' tools may while the person thinks.
+        self.release_step_lock();
         let decision = match earlier {
             Some(approved) => Decision {
                 approved,
@@ -111,6 +149,7 @@ impl StepCx<'_> {
             },
         };
         let observation = if decision.approved {
+            self.hold_step_lock().await?;
             let again = Instant::now();
             let call = {
                 let tools = Arc::clone(&self.env.tools);
@@ -199,9 +238,17 @@ impl StepCx<'_> {
         })
         .await?;
         let label = step_label(subtask, self.job.attempt, step, tool);
-        let id = checkpoint(&self.ws, &label).await?;
-        self.committed(step, &label, &id.0).await?;
-        Ok(id.0)
+        // A step that ran no tool (a final answer refused, output that could
+        // not be read) takes the lock here: a checkpoint is whole steps.
+        let made = async {
+            self.hold_step_lock().await?;
+            let id = checkpoint(&self.ws, &label).await?;
+            self.committed(step, &label, &id.0).await?;
+            Ok(id.0)
+        }
+        .await;
+        self.release_step_lock();
+        made
     }
 
     /// Journals that step `step` is checkpoint `commit` and records the

@@ -1,8 +1,6 @@
 //! One job, from recovery to outcome: ask the model for a step, run it,
 //! journal it, until a final answer is accepted or a budget runs out.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 use troupe_inference::backend::{Constraint, GenerateRequest, GenerationResult};
 use troupe_inference::chat::ChatMessage;
@@ -136,11 +134,7 @@ impl Run<'_> {
                 .await
                 .map_err(|_| AgentError::Stopped("async runtime"))??
         };
-        let cx = StepCx {
-            env,
-            job,
-            ws: Arc::new(ws),
-        };
+        let cx = StepCx::new(env, job, ws);
         let redo = self.recover(&cx).await?;
         if let Some(pending) = redo {
             let step = pending.step;
@@ -317,10 +311,26 @@ impl Run<'_> {
         let log = recovery::read(&entries, &job.subtask.id, job.attempt);
         self.attempt_tokens = log.committed.iter().map(|s| s.tokens).sum();
         self.history = log.committed;
-        let Some(mut pending) = log.pending else {
+        let Some(pending) = log.pending else {
             return Ok(None);
         };
         self.attempt_tokens += pending.tokens;
+        // Under the step lock: the checkpoints read are the latest, and no
+        // other subtask's step is half done in the files being reset.
+        cx.hold_step_lock().await?;
+        let settled = self.recover_pending(cx, pending).await;
+        cx.release_step_lock();
+        settled
+    }
+
+    /// Recovery of the step that was started and not journaled as
+    /// committed (the step lock held).
+    async fn recover_pending(
+        &mut self,
+        cx: &StepCx<'_>,
+        mut pending: StepRecord,
+    ) -> Result<Option<StepRecord>, AgentError> {
+        let job = self.job;
         let label = step_label(&job.subtask.id, job.attempt, pending.step, &pending.tool);
         let checkpoints = blocking(&cx.ws, |ws| ws.checkpoints()).await?;
         let made = checkpoints.iter().rev().find(|c| c.step == label);
