@@ -120,7 +120,9 @@ impl PythonEnv {
         };
         match process::run(spec).await {
             Ok(outcome) => render_outcome(label, &outcome, timeout),
-            Err(e) => Observation::error(format!("could not start {}: {e}", program.display())),
+            Err(e) => Observation::error(
+                ws.without_host_paths(&format!("could not start {}: {e}", program.display())),
+            ),
         }
     }
 

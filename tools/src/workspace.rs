@@ -289,6 +289,31 @@ impl Workspace {
         Ok(home)
     }
 
+    /// `text` (an error about to reach the model) without host paths:
+    /// the workspace as `.` and paths below it relative to it, the rest of
+    /// the data directory (the tool's home, the checkpoint repository) as
+    /// `$DATA_DIR`. The model works in the workspace; where troupe keeps
+    /// it on the host is none of its business.
+    pub fn without_host_paths(&self, text: &str) -> String {
+        let data_dir = self
+            .root
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(&self.root);
+        let mut out = text.to_string();
+        for root in [&self.root, &self.alias] {
+            let root = root.display().to_string();
+            if root.len() > 1 {
+                out = out.replace(&format!("{root}/"), "").replace(&root, ".");
+            }
+        }
+        let data = data_dir.display().to_string();
+        if data.len() > 1 {
+            out = out.replace(&data, "$DATA_DIR");
+        }
+        out
+    }
+
     /// The task this workspace belongs to.
     pub fn task_id(&self) -> &str {
         &self.task_id

@@ -364,3 +364,22 @@ fn a_workspace_with_its_git_dir_inside_still_works() {
         "a\n"
     );
 }
+
+#[test]
+fn errors_for_the_model_show_no_host_paths() {
+    let data = tempfile::tempdir().unwrap();
+    let ws = Workspace::create(data.path(), "t-hostpaths").unwrap();
+    let root = ws.root().display().to_string();
+    let home = ws.tool_home().unwrap().display().to_string();
+    let text = format!(
+        "read {root}/src/a.py: No such file or directory; cwd {root}; home {home}/.cache; git {}/git/t-hostpaths.git",
+        data.path().canonicalize().unwrap().display()
+    );
+    let shown = ws.without_host_paths(&text);
+    assert_eq!(
+        shown,
+        "read src/a.py: No such file or directory; cwd .; home $DATA_DIR/homes/t-hostpaths/.cache; git $DATA_DIR/git/t-hostpaths.git"
+    );
+    let data_path = data.path().display().to_string();
+    assert!(!shown.contains(&data_path), "{shown}");
+}

@@ -122,7 +122,7 @@ impl<'a> StepCx<'a> {
         };
         let request = match guarded(tool, call).await {
             Err(panicked) => return Ok(observed(panicked, started)),
-            Ok(Err(error)) => return Ok(observed(tool_failed(tool, &error), started)),
+            Ok(Err(error)) => return Ok(observed(tool_failed(&self.ws, tool, &error), started)),
             Ok(Ok(ToolOutcome::Done(observation))) => return Ok(observed(observation, started)),
             Ok(Ok(ToolOutcome::NeedsApproval(request))) => request,
         };
@@ -158,7 +158,7 @@ impl<'a> StepCx<'a> {
             };
             let observation = match guarded(tool, call).await {
                 Err(panicked) => panicked,
-                Ok(Err(error)) => tool_failed(tool, &error),
+                Ok(Err(error)) => tool_failed(&self.ws, tool, &error),
                 Ok(Ok(observation)) => observation,
             };
             tool_time += again.elapsed();
@@ -299,8 +299,11 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn tool_failed(tool: &str, error: &troupe_tools::ToolError) -> Observation {
-    Observation::error(format!("the tool `{tool}` failed: {error}"))
+/// A fault of the tool, as the model sees it (host paths left out; the
+/// log has the full error).
+fn tool_failed(ws: &Workspace, tool: &str, error: &troupe_tools::ToolError) -> Observation {
+    tracing::warn!(tool, %error, "a tool failed");
+    Observation::error(ws.without_host_paths(&format!("the tool `{tool}` failed: {error}")))
 }
 
 /// Runs a tool call on its own tokio task, so that a tool that panics
