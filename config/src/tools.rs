@@ -70,6 +70,8 @@ pub struct RawSandbox {
     pub extra_write: Option<Vec<PathBuf>>,
     /// Processes (and threads) one tool call may have at once.
     pub processes: Option<u64>,
+    /// Memory of all of one call's processes together, MiB.
+    pub memory_mb: Option<u64>,
 }
 
 /// `[tools.shell]`: limits for every process a tool starts.
@@ -157,6 +159,9 @@ pub struct ToolsConfig {
 
 /// Processes one tool call may have at once, by default.
 pub const DEFAULT_SANDBOX_PROCESSES: u64 = 256;
+/// Memory (anonymous, resident) of all of one call's processes together,
+/// MiB, by default.
+pub const DEFAULT_SANDBOX_MEMORY_MB: u64 = 4096;
 
 /// The tools that start processes, which `[tools.sandbox.network]` may name,
 /// with whether each reaches the network by default.
@@ -205,6 +210,8 @@ pub struct SandboxConfig {
     pub extra_write: Vec<PathBuf>,
     /// Processes one call may have at once.
     pub processes: u64,
+    /// Memory of all of one call's processes together, MiB.
+    pub memory_mb: u64,
 }
 
 impl SandboxConfig {
@@ -225,6 +232,7 @@ impl Default for SandboxConfig {
             extra_read: Vec::new(),
             extra_write: Vec::new(),
             processes: DEFAULT_SANDBOX_PROCESSES,
+            memory_mb: DEFAULT_SANDBOX_MEMORY_MB,
         }
     }
 }
@@ -469,12 +477,23 @@ fn resolve_sandbox(
         }
         Some(n) => n,
     };
+    let memory_mb = match raw.memory_mb {
+        None => d.memory_mb,
+        Some(n) if n < 64 => {
+            return Err(source.invalid(
+                "tools.sandbox.memory_mb",
+                &format!("{n} MiB is too little to start an interpreter (at least 64)"),
+            ))
+        }
+        Some(n) => n,
+    };
     Ok(SandboxConfig {
         mode,
         network,
         extra_read,
         extra_write,
         processes,
+        memory_mb,
     })
 }
 

@@ -112,3 +112,43 @@ fn an_unknown_search_provider_is_refused() {
     let (key, _) = invalid_key(load_text("[tools.search]\nprovider = \"bing\"\n").unwrap_err());
     assert_eq!(key, "tools.search.provider");
 }
+
+#[test]
+fn the_sandbox_section_is_read_and_checked() {
+    use troupe_config::tools::SandboxMode;
+    let d = load_text("").unwrap().tools.sandbox;
+    assert_eq!(d.mode, SandboxMode::Required);
+    assert!(d.network_for("python_install") && !d.network_for("shell"));
+    assert_eq!((d.processes, d.memory_mb), (256, 4096));
+
+    let cfg = load_text(
+        "[tools.sandbox]\nmode = \"best_effort\"\nnetwork = { shell = true }\nextra_read = [\"/srv/lib\"]\nprocesses = 64\nmemory_mb = 1024\n",
+    )
+    .unwrap();
+    let s = cfg.tools.sandbox;
+    assert_eq!(s.mode, SandboxMode::BestEffort);
+    assert!(s.network_for("shell") && s.network_for("python_install"));
+    assert_eq!(s.extra_read, [std::path::PathBuf::from("/srv/lib")]);
+    assert_eq!((s.processes, s.memory_mb), (64, 1024));
+
+    for (body, want_key, why) in [
+        ("mode = \"lax\"", "tools.sandbox.mode", "lax"),
+        (
+            "network = { curl = true }",
+            "tools.sandbox.network.curl",
+            "",
+        ),
+        (
+            "extra_write = [\"/\"]",
+            "tools.sandbox.extra_write",
+            "whole machine",
+        ),
+        ("processes = 2", "tools.sandbox.processes", "at least 8"),
+        ("memory_mb = 10", "tools.sandbox.memory_mb", "at least 64"),
+    ] {
+        let (key, reason) =
+            invalid_key(load_text(&format!("[tools.sandbox]\n{body}\n")).unwrap_err());
+        assert_eq!(key, want_key, "for {body}");
+        assert!(reason.contains(why), "for {body}: {reason}");
+    }
+}

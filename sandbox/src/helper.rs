@@ -183,9 +183,13 @@ fn init_main(
         // 127 as a shell reports a command it cannot find.
         std::process::exit(127);
     }
-    // The cap needs this namespace's own /proc to count in.
-    let cap = applied.own_proc.then_some(policy.limits.processes);
-    let status = layers::reap_until(child, cap);
+    // The caps need this namespace's own /proc to count in.
+    let caps = applied.own_proc.then_some(layers::Caps {
+        processes: policy.limits.processes,
+        memory_bytes: (policy.limits.total_memory_mb > 0)
+            .then(|| policy.limits.total_memory_mb.saturating_mul(1 << 20)),
+    });
+    let status = layers::reap_until(child, caps);
     let mut out = std::fs::File::from(status_write);
     let _ = out.write_all(&status.to_ne_bytes());
     drop(out);
@@ -208,6 +212,7 @@ fn probe_main() -> ! {
             memory_mb: 1024,
             open_files: 64,
             processes: 64,
+            total_memory_mb: 0,
         },
         lifeline_fd: None,
     };

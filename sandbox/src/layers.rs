@@ -680,15 +680,26 @@ fn wait_for(child: libc::pid_t) -> i32 {
     }
 }
 
+/// What the init watches besides the command's end.
+pub(crate) struct Caps {
+    /// Processes at once.
+    pub(crate) processes: u64,
+    /// Anonymous resident bytes of them all, if capped.
+    pub(crate) memory_bytes: Option<u64>,
+}
+
 /// As PID 1: reaps every child until `command` ends; its raw wait status.
 ///
-/// With a process cap it also counts the namespace's processes every 10 ms
-/// and kills them all when there are more than `cap`: RLIMIT_NPROC holds
-/// the count for any other user, but the kernel never applies it to
+/// With caps it also looks at the namespace's processes every 10 ms and
+/// kills them all when there are more than `caps.processes` (RLIMIT_NPROC
+/// holds the count for any other user, but the kernel never applies it to
 /// processes whose real user is the host's root, which a sandbox started by
-/// root maps to. A fork bomb is stopped within one period.
-pub(crate) fn reap_until(command: libc::pid_t, cap: Option<u64>) -> i32 {
-    let Some(cap) = cap else {
+/// root maps to) or when their anonymous resident memory together passes
+/// `caps.memory_bytes` (a cgroup's job, done here because cgroups are
+/// rarely delegated). A fork bomb or a memory hog is stopped within one
+/// period.
+pub(crate) fn reap_until(command: libc::pid_t, caps: Option<Caps>) -> i32 {
+    let Some(caps) = caps else {
         loop {
             let mut status = 0;
             // SAFETY: waitpid writes the status.
@@ -704,6 +715,8 @@ pub(crate) fn reap_until(command: libc::pid_t, cap: Option<u64>) -> i32 {
     // SAFETY: pidfd_open takes a pid and flags.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, command, 0) };
     let pidfd = libc::c_int::try_from(pidfd).unwrap_or(-1);
+    // SAFETY: sysconf with a valid name.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let mut warned = false;
     loop {
         loop {
@@ -720,17 +733,35 @@ pub(crate) fn reap_until(command: libc::pid_t, cap: Option<u64>) -> i32 {
                 break;
             }
         }
+        let pids = namespace_pids();
         // Everything but this init counts.
-        let count = count_processes().saturating_sub(1);
-        if count > cap {
+        let count = pids.iter().filter(|&&p| p != 1).count() as u64;
+        let over = if count > caps.processes {
+            Some(format!(
+                "the command had more than {} processes at once",
+                caps.processes
+            ))
+        } else {
+            caps.memory_bytes.and_then(|cap| {
+                let used: u64 = pids
+                    .iter()
+                    .filter(|&&p| p != 1)
+                    .map(|&p| anonymous_resident_pages(p).saturating_mul(page))
+                    .sum();
+                (used > cap).then(|| {
+                    format!(
+                        "the command's processes used more than {} MiB of memory together",
+                        cap >> 20
+                    )
+                })
+            })
+        };
+        if let Some(why) = over {
             if !warned {
                 let _ = std::io::Write::write_all(
                     &mut std::io::stderr(),
-                    format!(
-                        "troupe sandbox: the command had more than {cap} processes at once; \
-                         every process of the call was killed\n"
-                    )
-                    .as_bytes(),
+                    format!("troupe sandbox: {why}; every process of the call was killed\n")
+                        .as_bytes(),
                 );
                 warned = true;
             }
@@ -749,19 +780,34 @@ pub(crate) fn reap_until(command: libc::pid_t, cap: Option<u64>) -> i32 {
     }
 }
 
-/// Processes visible in this namespace's /proc.
-fn count_processes() -> u64 {
-    std::fs::read_dir("/proc").map_or(0, |entries| {
-        entries
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .as_encoded_bytes()
-                    .iter()
-                    .all(u8::is_ascii_digit)
-            })
-            .count() as u64
-    })
+/// The processes visible in this namespace's /proc.
+fn namespace_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc").map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        },
+    )
+}
+
+/// Resident pages of `pid` that are not file-backed or shared (`statm`'s
+/// resident minus shared): what the process itself holds in memory.
+fn anonymous_resident_pages(pid: u32) -> u64 {
+    let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
+        return 0;
+    };
+    let mut fields = statm.split_ascii_whitespace().skip(1);
+    let mut next = || {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (resident, shared) = (next(), next());
+    resident.saturating_sub(shared)
 }
 
 /// Ends this process the way a raw wait status says the command ended: the

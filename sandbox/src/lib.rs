@@ -16,7 +16,8 @@
 //!    fresh `/proc`, private `/tmp` and `/dev/shm`), IPC, and network unless
 //!    the policy allows it (only loopback inside, no route out);
 //! 3. limits: CPU seconds, address space and open files per process, a
-//!    process count, no core files;
+//!    process count and a memory cap for all of them together (counted by
+//!    the init, as cgroups are rarely delegated), no core files;
 //! 4. `PR_SET_NO_NEW_PRIVS`, every capability dropped;
 //! 5. Landlock: read and execute the system directories and the policy's
 //!    read paths, read and write the policy's write paths, nothing else;
@@ -88,6 +89,11 @@ pub struct Limits {
     pub open_files: u64,
     /// Processes (threads count) the command may have at once.
     pub processes: u64,
+    /// Anonymous resident memory of all the command's processes together,
+    /// MiB (0: no cap besides `memory_mb` per process). The sandbox's init
+    /// adds it up from `/proc` every 10 ms and kills them all past it.
+    #[serde(default)]
+    pub total_memory_mb: u64,
 }
 
 /// What one sandboxed command may do.

@@ -62,6 +62,7 @@ impl Rig {
                 memory_mb: 2048,
                 open_files: 256,
                 processes: 64,
+                total_memory_mb: 0,
             },
             lifeline_fd: None,
         }
@@ -234,6 +235,35 @@ fn closing_the_lifeline_kills_the_command() {
     assert!(started.elapsed() < Duration::from_secs(5), "{status:?}");
     assert!(!status.success());
     assert!(!rig.workspace.join("done.txt").exists());
+}
+
+#[test]
+fn the_memory_of_all_processes_together_is_capped() {
+    let rig = Rig::new();
+    let mut policy = rig.policy();
+    policy.limits.total_memory_mb = 200;
+    // 80 MiB each, touched: one fits, four together do not.
+    let hog = "python3 -c 'import time; b = bytearray(80 << 20); time.sleep(3)'";
+    let one = rig.sh_with(&policy, hog);
+    assert!(one.status.success(), "{}", text(&one));
+
+    let started = Instant::now();
+    let four = rig.sh_with(
+        &policy,
+        &format!("{hog} & {hog} & {hog} & {hog} & wait; echo survived"),
+    );
+    assert!(!four.status.success(), "{}", text(&four));
+    assert!(!String::from_utf8_lossy(&four.stdout).contains("survived"));
+    assert!(
+        String::from_utf8_lossy(&four.stderr).contains("used more than 200 MiB of memory together"),
+        "{}",
+        text(&four)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

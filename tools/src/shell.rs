@@ -82,6 +82,7 @@ impl SandboxSettings {
                 memory_mb: limits.memory_mb,
                 open_files: limits.open_files,
                 processes: self.config.processes,
+                total_memory_mb: self.config.memory_mb,
             },
             lifeline_fd: None,
         })
@@ -110,6 +111,7 @@ impl SandboxSettings {
                 memory_mb: limits.memory_mb,
                 open_files: limits.open_files,
                 processes: self.config.processes,
+                total_memory_mb: self.config.memory_mb,
             },
             lifeline_fd: Some(troupe_sandbox::LIFELINE_FD),
         })
