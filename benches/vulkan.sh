@@ -2,7 +2,7 @@
 # troupe's `vulkan` feature on Mesa's lavapipe (a Vulkan device that runs on
 # the CPU), so that the GPU code path is built and tested on a machine with no
 # GPU: builds troupe-inference with `--features vulkan`, runs its llama.cpp
-# tests (inference/tests/gpu_vulkan.rs with every layer offloaded, plus
+# tests (inference/tests/it/gpu_vulkan.rs with every layer offloaded, plus
 # engine_llama and engine_embed on the same build), then measures prompt and
 # generation speed with and without offload on the "small" synthetic model.
 #
@@ -86,9 +86,10 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES-0}
 
 # --- build and test ---------------------------------------------------------
-tests=(--lib --test gpu_vulkan --test engine_llama --test engine_embed)
+# The crate's integration tests are one binary (tests/it); these modules of it.
+modules=(gpu_vulkan:: engine_llama:: engine_embed::)
 say "building troupe-inference --features vulkan into $target (llama.cpp + shaders: slow)"
-cargo test -p troupe-inference --features vulkan --locked --no-run "${tests[@]}" \
+cargo test -p troupe-inference --features vulkan --locked --no-run --lib --test it \
   --manifest-path "$root/Cargo.toml"
 # With the device visible llama.cpp also sends batches of 32 tokens or more
 # to it when gpu_layers is 0 (op offload), so every test runs on lavapipe's
@@ -97,11 +98,15 @@ cargo test -p troupe-inference --features vulkan --locked --no-run "${tests[@]}"
 # kernels, not for Vulkan's (other kernels for other batch sizes flip the
 # synthetic model's near-tied logits); it runs in the CPU-only pass below.
 say "tests on lavapipe (GGML_VK_VISIBLE_DEVICES=$GGML_VK_VISIBLE_DEVICES)"
-cargo test -p troupe-inference --features vulkan --locked "${tests[@]}" \
+cargo test -p troupe-inference --features vulkan --locked --lib \
   --manifest-path "$root/Cargo.toml" -- --skip concurrent_streams_equal_their_lone_runs
+cargo test -p troupe-inference --features vulkan --locked --test it \
+  --manifest-path "$root/Cargo.toml" -- "${modules[@]}" --skip concurrent_streams_equal_their_lone_runs
 say "the same build with no Vulkan device visible: the CPU path is unchanged"
 env -u GGML_VK_VISIBLE_DEVICES cargo test -p troupe-inference --features vulkan --locked \
-  --lib --test engine_llama --test engine_embed --manifest-path "$root/Cargo.toml"
+  --lib --manifest-path "$root/Cargo.toml"
+env -u GGML_VK_VISIBLE_DEVICES cargo test -p troupe-inference --features vulkan --locked \
+  --test it --manifest-path "$root/Cargo.toml" -- engine_llama:: engine_embed::
 
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 
@@ -112,8 +117,8 @@ bench_row() { # label gpu_layers visible-devices
   local devices=(-u GGML_VK_VISIBLE_DEVICES)
   [ -z "$visible" ] || devices=("GGML_VK_VISIBLE_DEVICES=$visible")
   env "${devices[@]}" TROUPE_BENCH_LABEL="$label" TROUPE_BENCH_GPU_LAYERS="$layers" \
-    cargo test -q -p troupe-inference --features vulkan --locked --test gpu_vulkan \
-    --manifest-path "$root/Cargo.toml" -- --ignored --exact speed_on_small_q8_0 --nocapture |
+    cargo test -q -p troupe-inference --features vulkan --locked --test it \
+    --manifest-path "$root/Cargo.toml" -- --ignored --exact gpu_vulkan::speed_on_small_q8_0 --nocapture |
     grep '^| '
 }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -4,7 +4,7 @@
 # - @modelcontextprotocol/server-everything and server-filesystem: real MCP
 #   servers troupe did not write, for troupe-mcp's client tests;
 # - @modelcontextprotocol/sdk: the official TypeScript SDK, whose client
-#   drives `troupe mcp serve` in tests/mcp_server.rs.
+#   drives `troupe mcp serve` in tests/it/mcp_server.rs.
 # Idempotent: does nothing when the pinned versions are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."

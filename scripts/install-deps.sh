@@ -8,10 +8,10 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v git >/dev/null 2>&1 || missing+=(git)
-# The dashboard's browser test (tests/dashboard.rs) drives Debian's chromium.
+# The dashboard's browser test (tests/it/dashboard.rs) drives Debian's chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-# tests/tui.rs drives `troupe chat --tui` in a tmux pane.
+# tests/it/tui.rs drives `troupe chat --tui` in a tmux pane.
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2

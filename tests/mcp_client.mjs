@@ -1,6 +1,6 @@
 // A real MCP client of troupe's MCP server: the official TypeScript SDK
 // (@modelcontextprotocol/sdk, installed by scripts/fetch-mcp-servers.sh),
-// driving `troupe mcp serve` over stdio. tests/mcp_server.rs runs it and
+// driving `troupe mcp serve` over stdio. tests/it/mcp_server.rs runs it and
 // checks the JSON report it prints on stdout.
 //
 // node tests/mcp_client.mjs <sdk dir> <troupe binary> <troupe.toml> <data dir> <job>

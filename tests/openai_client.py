@@ -1,6 +1,6 @@
 """Drives a running `troupe serve` with the official `openai` Python client.
 
-Run by tests/serve.rs when `import openai` works (install it with
+Run by tests/it/serve.rs when `import openai` works (install it with
 `python3 -m pip install openai`). Reads TROUPE_BASE_URL (ending in /v1),
 TROUPE_API_KEY and TROUPE_MODEL; exits non-zero with a message on the
 first check that fails.

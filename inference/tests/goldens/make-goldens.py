@@ -14,7 +14,7 @@ llama.cpp troupe links (with the same fixes), and records:
                the runner-up token's probability (a golden whose gap is tiny
                could flip on another CPU's kernels; such prompts are left out)
 
-into llama-server.json next to this script. inference/tests/real_models.rs
+into llama-server.json next to this script. inference/tests/it/real_models.rs
 checks troupe's in-process engine against it.
 
     bash benches/build-llama-peers.sh llama-server

@@ -1,0 +1,10 @@
+//! The integration tests of `troupe-actors`, one binary (each test binary links
+//! the whole dependency tree, llama.cpp included): a module per area.
+
+mod common;
+
+mod learner;
+mod model_host;
+mod remote_worker;
+mod router;
+mod worker;

@@ -1,0 +1,4 @@
+//! The integration tests of `troupe-cluster`, one binary (each test binary links
+//! the whole dependency tree, llama.cpp included): a module per area.
+
+mod two_nodes;

@@ -1,0 +1,300 @@
+//! The harness of `tests/it/tasks_api.rs`: a troupe over the scripted fib
+//! script, served on 127.0.0.1:0, and a small client that reads its JSON and
+//! server-sent events.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use troupe::config::LoadOptions;
+use troupe::http::{serve, AppState, RunningTroupe};
+use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+use troupe::Troupe;
+
+/// The key every request but `/health` must carry.
+pub const API_KEY: &str = "tasks-key-51c2";
+/// The job the fib script answers.
+pub const JOB: &str = "write a Python fibonacci function with tests";
+/// The catalog name of the synthetic model (its file stem).
+pub const MODEL: &str = "fib";
+
+/// A models dir with one tiny synthetic model, shared by every test (the
+/// scripted backend never reads it; the catalog needs a valid GGUF).
+fn models_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spec = SynthSpec {
+            shape: SynthShape::Tiny,
+            quant: SynthQuant::Q8_0,
+            seed: 3,
+        };
+        write_synthetic(&dir.path().join(format!("{MODEL}.gguf")), &spec).expect("model");
+        dir
+    })
+    .path()
+}
+
+/// Writes a `troupe.toml` into `dir`; `execute` is the approval policy of
+/// tools that run programs (the script's third step runs the tests).
+pub fn write_config(dir: &Path, execute: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json");
+    let text = format!(
+        r#"data_dir = {data:?}
+
+[models]
+dirs = [{models:?}]
+hf_cache = {hf:?}
+ollama = {ollama:?}
+
+[inference]
+backend = "scripted"
+script = {script:?}
+
+[serve]
+memory_budget = "1GiB"
+
+[agents]
+model = "{MODEL}"
+
+[approval]
+execute = "{execute}"
+"#,
+        data = dir.join("data").display().to_string(),
+        models = models_dir().display().to_string(),
+        hf = dir.join("hf").display().to_string(),
+        ollama = dir.join("ollama").display().to_string(),
+        script = script.display().to_string(),
+    );
+    let path = dir.join("troupe.toml");
+    std::fs::write(&path, text).expect("config written");
+    path
+}
+
+/// A troupe served over HTTP in this test's runtime.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The client the helpers use.
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+    dir: tempfile::TempDir,
+}
+
+/// A server over a fresh data dir.
+pub async fn start(execute: &str) -> Server {
+    start_in(tempfile::tempdir().expect("temp dir"), execute).await
+}
+
+/// A server over the data dir in `dir` (a second start resumes its tasks).
+pub async fn start_in(dir: tempfile::TempDir, execute: &str) -> Server {
+    start_with_key(dir, execute, Some(API_KEY)).await
+}
+
+/// A server with no API key (the default of `troupe serve`): the helpers'
+/// bearer header is then ignored.
+pub async fn start_keyless(execute: &str) -> Server {
+    start_with_key(tempfile::tempdir().expect("temp dir"), execute, None).await
+}
+
+async fn start_with_key(dir: tempfile::TempDir, execute: &str, key: Option<&str>) -> Server {
+    let config = troupe::config::load(&LoadOptions {
+        explicit: Some(write_config(dir.path(), execute)),
+        env: Vec::new(),
+        platform_default: false,
+    })
+    .expect("config loads");
+    let troupe = Troupe::start(config).await.expect("troupe starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut state = AppState::with_troupe(RunningTroupe::new(troupe));
+    state.api_key = key.map(str::to_string);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    Server {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        done,
+        dir,
+    }
+}
+
+impl Server {
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET with the key: status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("request sent");
+        answer(response).await
+    }
+
+    /// POST JSON with the key: status and JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    /// POST raw bytes as JSON with the key.
+    pub async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        answer(response).await
+    }
+
+    /// Submits the fib job; its id.
+    pub async fn submit(&self) -> String {
+        let (status, body) = self.post("/api/tasks", &json!({ "request": JOB })).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("an id").to_string()
+    }
+
+    /// Opens a task's event stream, optionally resuming after `last_id`.
+    pub async fn events(&self, id: &str, last_id: Option<u64>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/api/tasks/{id}/events")))
+            .bearer_auth(API_KEY);
+        if let Some(last) = last_id {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().await.expect("request sent");
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        response
+    }
+
+    /// A whole event stream (it ends after `finished`).
+    pub async fn all_events(&self, id: &str, last_id: Option<u64>) -> Vec<Sse> {
+        let text = self.events(id, last_id).await.text().await.expect("stream");
+        parse_sse(&text)
+    }
+
+    /// Stops the server and the troupe; the server must return. The data
+    /// dir is handed back for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.done)
+            .await
+            .expect("server task")
+            .expect("server ran");
+        self.dir
+    }
+}
+
+async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    /// The journal seq, for journal entries.
+    pub id: Option<u64>,
+    /// The event name (`step_started`, `progress`, ...).
+    pub event: String,
+    /// The data, as JSON.
+    pub data: Value,
+}
+
+/// Every event of a stream's text.
+pub fn parse_sse(text: &str) -> Vec<Sse> {
+    text.split("\n\n").filter_map(parse_one).collect()
+}
+
+fn parse_one(block: &str) -> Option<Sse> {
+    let (mut id, mut event, mut data) = (None, String::from("message"), Vec::new());
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" => id = value.parse().ok(),
+            "event" => event = value.to_string(),
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    (!data.is_empty()).then(|| Sse {
+        id,
+        event,
+        data: serde_json::from_str(&data.join("\n")).unwrap_or(Value::Null),
+    })
+}
+
+/// Reads `response` until an event of kind `name` arrives; every event up
+/// to and including it.
+pub async fn read_until(
+    response: &mut reqwest::Response,
+    buffer: &mut String,
+    name: &str,
+) -> Vec<Sse> {
+    let mut seen = Vec::new();
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(event) = parse_one(&block) {
+                let found = event.event == name;
+                seen.push(event);
+                if found {
+                    return seen;
+                }
+            }
+        }
+        match response.chunk().await.expect("stream readable") {
+            Some(bytes) => buffer.push_str(&String::from_utf8_lossy(&bytes)),
+            None => panic!("the stream ended before `{name}`: {seen:?}"),
+        }
+    }
+}
+
+/// The journal entries of a stream (events with an id), checking that the
+/// ids are the entries' seqs.
+pub fn journal(events: &[Sse]) -> Vec<&Sse> {
+    let entries: Vec<&Sse> = events.iter().filter(|e| e.id.is_some()).collect();
+    for entry in &entries {
+        assert_eq!(entry.data["seq"].as_u64(), entry.id, "{entry:?}");
+        assert_eq!(
+            entry.data["event"]["type"],
+            entry.event.as_str(),
+            "{entry:?}"
+        );
+    }
+    entries
+}
+
+/// Asserts an OpenAI-style error object with `code`.
+pub fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
