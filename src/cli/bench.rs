@@ -25,7 +25,7 @@ use std::path::Path;
 use troupe_config::Config;
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(super) enum BenchCommand {
     /// Prompt-processing and generation tokens/s, time to first token, load time.
     Inference(inference::InferenceArgs),
     /// Aggregate tokens/s of concurrent sequences (like llama-batched-bench).
@@ -36,7 +36,7 @@ pub enum BenchCommand {
     Learner(learner::LearnerArgs),
 }
 
-pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
+pub(super) async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Inference(args) => inference::run(args, config).await,
         BenchCommand::Batched(args) => batched::run(args, config).await,
@@ -47,7 +47,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
 
 /// Mean and spread of one test's repetitions (tokens/s or ms).
 #[derive(Debug, Serialize)]
-pub struct Stat {
+pub(super) struct Stat {
     avg: f64,
     stddev: f64,
     samples: Vec<f64>,

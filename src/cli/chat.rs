@@ -29,7 +29,7 @@ const CONVERSATION: &str = "terminal";
 const END_MESSAGE_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
-pub struct ChatArgs {
+pub(super) struct ChatArgs {
     /// Where troupe keeps its database and workspaces (default: the
     /// configured `data_dir`).
     #[arg(long, value_name = "DIR")]
@@ -55,7 +55,7 @@ impl Ends {
     }
 }
 
-pub async fn run(args: ChatArgs, mut config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: ChatArgs, mut config: Config) -> anyhow::Result<()> {
     live::override_data_dir(&mut config, args.data_dir);
     let dir = config.data_dir.clone();
     let troupe = live::start(config, BootOptions::default()).await?;

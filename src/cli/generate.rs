@@ -15,7 +15,7 @@ use troupe_inference::llama::LlamaEngine;
 use troupe_inference::sampling::SamplingOptions;
 
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub(super) struct GenerateArgs {
     /// A catalog name or a path to a GGUF file.
     #[arg(short, long)]
     model: String,
@@ -62,7 +62,7 @@ pub struct GenerateArgs {
     prompt: String,
 }
 
-pub async fn run(args: GenerateArgs, config: &Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: GenerateArgs, config: &Config) -> anyhow::Result<()> {
     let prompt_text = if args.prompt == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -168,7 +168,7 @@ fn sampling(args: &GenerateArgs) -> SamplingOptions {
 }
 
 /// Load options from the configuration, with command-line overrides.
-pub fn load_options(
+pub(super) fn load_options(
     config: &Config,
     ctx: Option<u32>,
     threads: Option<u32>,

@@ -17,7 +17,7 @@ use troupe::store::{Store, DATABASE_FILE};
 use super::live;
 
 #[derive(Debug, Args)]
-pub struct LearnerArgs {
+pub(super) struct LearnerArgs {
     /// Where troupe keeps its database (default: the configured `data_dir`).
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
@@ -41,7 +41,7 @@ struct StatsJson {
     loads: Vec<LoadRow>,
 }
 
-pub async fn run(args: LearnerArgs, mut config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: LearnerArgs, mut config: Config) -> anyhow::Result<()> {
     live::override_data_dir(&mut config, args.data_dir);
     match args.command {
         LearnerCommand::Stats { json } => stats(&config, json).await,

@@ -22,7 +22,7 @@ use screen::Screen;
 
 /// How a follow treats tool calls that need a person.
 #[derive(Debug, Clone, Copy)]
-pub struct FollowOptions {
+pub(super) struct FollowOptions {
     /// Approve every call without asking (`--yes`).
     pub approve_all: bool,
     /// Show the journal entries already there when the follow starts (a
@@ -42,14 +42,14 @@ enum Ending {
 }
 
 /// Sets `config.data_dir` from `--data-dir` when given.
-pub fn override_data_dir(config: &mut Config, dir: Option<PathBuf>) {
+pub(super) fn override_data_dir(config: &mut Config, dir: Option<PathBuf>) {
     if let Some(dir) = dir {
         config.data_dir = dir;
     }
 }
 
 /// Starts troupe on `config.data_dir` (created when missing).
-pub async fn start(
+pub(super) async fn start(
     config: Config,
     opts: troupe::supervision::BootOptions,
 ) -> anyhow::Result<Troupe> {
@@ -67,7 +67,7 @@ pub async fn start(
 ///
 /// `events` must have been subscribed before anything was asked of the
 /// task, so that nothing between the two is missed.
-pub async fn finish(
+pub(super) async fn finish(
     mut troupe: Troupe,
     events: broadcast::Receiver<TroupeEvent>,
     id: &str,
@@ -301,7 +301,7 @@ async fn decide(
 /// The lines of stdin, read on a plain thread: a blocking read cannot be
 /// cancelled, and a tokio blocking task would hold the runtime's shutdown
 /// until the person pressed enter.
-pub fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+pub(super) fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
     let spawned = std::thread::Builder::new()
         .name("stdin".to_string())
@@ -320,7 +320,7 @@ pub fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
 }
 
 /// `text` on one line, cut to `max` characters.
-pub fn short(text: &str, max: usize) -> String {
+pub(super) fn short(text: &str, max: usize) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= max {
         one_line

@@ -15,21 +15,21 @@ use troupe::supervision::BootOptions;
 use super::live;
 
 #[derive(Debug, Subcommand)]
-pub enum McpCommand {
+pub(super) enum McpCommand {
     /// Serve troupe's tools, `submit_task`, `task_status` and `ask` over
     /// MCP on stdio until the client closes it.
     Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Where troupe keeps its database and workspaces (default: the
     /// configured `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
 
-pub async fn run(command: McpCommand, config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(command: McpCommand, config: Config) -> anyhow::Result<()> {
     match command {
         McpCommand::Serve(args) => serve(args, config).await,
     }

@@ -23,7 +23,7 @@ use troupe_config::{Config, LoadOptions};
 /// troupe: a local-first autonomous agent system.
 #[derive(Debug, Parser)]
 #[command(name = "troupe", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file (else $TROUPE_CONFIG, else the platform config dir).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -63,7 +63,7 @@ enum Command {
 }
 
 /// Runs one command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     let config = troupe_config::load(&LoadOptions::from_process(cli.config.clone()))
         .context("cannot load configuration")?;
     init_tracing(cli.log.as_deref().unwrap_or(&config.log));

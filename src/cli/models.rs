@@ -14,7 +14,7 @@ use troupe_models::pull::{pull, PullRequest};
 use troupe_models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 #[derive(Debug, Subcommand)]
-pub enum ModelsCommand {
+pub(super) enum ModelsCommand {
     /// Models found in the model dirs, the Hugging Face cache and Ollama's store.
     List {
         /// Print JSON instead of a table.
@@ -45,7 +45,7 @@ pub enum ModelsCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct SynthArgs {
+pub(super) struct SynthArgs {
     /// Where to write the file.
     #[arg(long)]
     out: PathBuf,
@@ -60,7 +60,7 @@ pub struct SynthArgs {
     seed: u64,
 }
 
-pub async fn run(cmd: ModelsCommand, config: &Config) -> anyhow::Result<()> {
+pub(super) async fn run(cmd: ModelsCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         ModelsCommand::List { json } => list(config, json).await,
         ModelsCommand::Show { name, ctx, json } => show(config, &name, ctx, json).await,
@@ -70,7 +70,7 @@ pub async fn run(cmd: ModelsCommand, config: &Config) -> anyhow::Result<()> {
 }
 
 /// Where the catalog looks, from the configuration.
-pub fn sources(config: &Config) -> CatalogSources {
+pub(super) fn sources(config: &Config) -> CatalogSources {
     CatalogSources {
         model_dirs: config.models.dirs.clone(),
         hf_cache: Some(config.models.hf_cache.clone()),
@@ -79,7 +79,7 @@ pub fn sources(config: &Config) -> CatalogSources {
 }
 
 /// Scans the catalog off the runtime: it reads every GGUF header.
-pub async fn scan(config: &Config) -> anyhow::Result<Catalog> {
+pub(super) async fn scan(config: &Config) -> anyhow::Result<Catalog> {
     let sources = sources(config);
     tokio::task::spawn_blocking(move || Catalog::scan(&sources))
         .await
@@ -87,7 +87,7 @@ pub async fn scan(config: &Config) -> anyhow::Result<Catalog> {
 }
 
 /// Resolves a catalog name or a path to a validated model entry.
-pub async fn resolve(config: &Config, name: &str) -> anyhow::Result<ModelEntry> {
+pub(super) async fn resolve(config: &Config, name: &str) -> anyhow::Result<ModelEntry> {
     let catalog = scan(config).await?;
     catalog
         .resolve(name)
@@ -242,7 +242,7 @@ async fn synth(args: SynthArgs) -> anyhow::Result<()> {
 }
 
 /// 1234567 → "1.2M".
-pub fn human_count(n: u64) -> String {
+pub(super) fn human_count(n: u64) -> String {
     match n {
         n if n >= 1_000_000_000 => format!("{:.2}B", n as f64 / 1e9),
         n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),

@@ -4,13 +4,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use troupe_models::pull::PullProgress;
 
 /// A download bar: bytes, rate and time left.
-pub struct DownloadBar {
+pub(super) struct DownloadBar {
     bar: ProgressBar,
 }
 
 impl DownloadBar {
     /// A bar that draws on stderr (hidden when stderr is not a terminal).
-    pub fn new() -> DownloadBar {
+    pub(super) fn new() -> DownloadBar {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
@@ -40,7 +40,7 @@ impl PullProgress for DownloadBar {
 }
 
 /// A spinner for work with no byte count.
-pub fn spinner(message: String) -> ProgressBar {
+pub(super) fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_message(message);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -15,7 +15,7 @@ use troupe::store::{ProviderCall, Store, DATABASE_FILE};
 use super::live;
 
 #[derive(Debug, Args)]
-pub struct ProvidersArgs {
+pub(super) struct ProvidersArgs {
     /// Where troupe keeps its database (default: the configured `data_dir`).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -26,7 +26,7 @@ pub struct ProvidersArgs {
 
 /// What one provider served, added up per model.
 #[derive(Debug, Default, Serialize, PartialEq)]
-pub struct UsageRow {
+pub(super) struct UsageRow {
     pub provider: String,
     pub model: String,
     pub requests: u64,
@@ -55,7 +55,7 @@ struct Json {
     usage: Vec<UsageRow>,
 }
 
-pub async fn run(args: ProvidersArgs, mut config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: ProvidersArgs, mut config: Config) -> anyhow::Result<()> {
     live::override_data_dir(&mut config, args.data_dir);
     let dir = &config.data_dir;
     let calls = if dir.join(DATABASE_FILE).exists() {
@@ -101,7 +101,7 @@ pub async fn run(args: ProvidersArgs, mut config: Config) -> anyhow::Result<()> 
 }
 
 /// Adds the calls up per provider and model, in order of first use.
-pub fn usage(calls: &[ProviderCall]) -> Vec<UsageRow> {
+pub(super) fn usage(calls: &[ProviderCall]) -> Vec<UsageRow> {
     let mut rows: Vec<UsageRow> = Vec::new();
     let mut latency: Vec<u64> = Vec::new();
     for call in calls {

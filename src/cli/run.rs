@@ -14,7 +14,7 @@ use troupe::TaskSpec;
 use super::live::{self, FollowOptions};
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     /// Where troupe keeps its database and workspaces (default: the
     /// configured `data_dir`).
     #[arg(long, value_name = "DIR")]
@@ -30,7 +30,7 @@ pub struct RunArgs {
     job: String,
 }
 
-pub async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: RunArgs, mut config: Config) -> anyhow::Result<()> {
     if args.job.trim().is_empty() {
         bail!(
             "the job is empty: say what to do, e.g. `troupe run \"write a Python fibonacci \

@@ -19,7 +19,7 @@ use troupe::Troupe;
 use troupe_config::Config;
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Address to listen on (default: `[serve] addr`, else 127.0.0.1:8080).
     /// Set an API key before listening on other interfaces.
     #[arg(long)]
@@ -79,7 +79,7 @@ pub struct ServeArgs {
     node_name: Option<String>,
 }
 
-pub async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
     let serve = &config.serve;
     let budget = match &args.memory_budget {
         Some(text) => parse_size(text).context("invalid --memory-budget")?,

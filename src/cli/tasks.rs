@@ -20,7 +20,7 @@ use troupe::{TaskView, Troupe};
 use super::live::{self, short, FollowOptions};
 
 #[derive(Debug, Args)]
-pub struct TasksArgs {
+pub(super) struct TasksArgs {
     /// Where troupe keeps its database and workspaces (default: the
     /// configured `data_dir`).
     #[arg(long, value_name = "DIR", global = true)]
@@ -64,7 +64,7 @@ enum TasksCommand {
     },
 }
 
-pub async fn run(args: TasksArgs, mut config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: TasksArgs, mut config: Config) -> anyhow::Result<()> {
     live::override_data_dir(&mut config, args.data_dir);
     let dir = config.data_dir.clone();
     match args.command {

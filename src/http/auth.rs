@@ -23,10 +23,10 @@ use super::AppState;
 
 /// How a request was let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caller(pub troupe_store::Approver);
+pub(super) struct Caller(pub troupe_store::Approver);
 
 /// Middleware refusing requests without the configured key (401).
-pub async fn require_api_key(
+pub(super) async fn require_api_key(
     State(state): State<Arc<AppState>>,
     mut request: Request,
     next: Next,

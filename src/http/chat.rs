@@ -21,7 +21,7 @@ use super::tools::{render_calls, Answer, ToolMode};
 use super::{AppState, JsonBody};
 
 /// `POST /v1/chat/completions`.
-pub async fn chat_completions(
+pub(super) async fn chat_completions(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {

@@ -17,7 +17,7 @@ use super::{AppState, JsonBody};
 const DEFAULT_MAX_TOKENS: u32 = 16;
 
 /// `POST /v1/completions`.
-pub async fn completions(
+pub(super) async fn completions(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {

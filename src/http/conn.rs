@@ -24,14 +24,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Most connections open at once.
-pub const MAX_CONNECTIONS: usize = 8192;
+pub(super) const MAX_CONNECTIONS: usize = 8192;
 /// Descriptors kept free for everything else troupe opens (models, redb,
 /// workspaces, tool pipes).
 const RESERVED_FILES: u64 = 256;
 /// How long a new connection may stay silent.
-pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request's headers may take to arrive (HTTP/1).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Raises the soft open-file limit to the hard one and returns how many
 /// connections fit under it.

@@ -34,7 +34,7 @@ use super::{AppState, JsonBody};
 
 /// An embeddings request.
 #[derive(Debug, Clone, Deserialize)]
-pub struct EmbeddingRequest {
+pub(super) struct EmbeddingRequest {
     /// The catalog name of the model.
     pub model: String,
     /// What to embed.
@@ -49,7 +49,7 @@ pub struct EmbeddingRequest {
 /// The `input` of an embeddings request.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum EmbeddingInput {
+pub(super) enum EmbeddingInput {
     /// One text.
     Text(String),
     /// Several texts, one vector each.
@@ -63,7 +63,7 @@ pub enum EmbeddingInput {
 /// How vectors are written in the answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum EncodingFormat {
+pub(super) enum EncodingFormat {
     /// A JSON array of numbers.
     #[default]
     Float,
@@ -73,7 +73,7 @@ pub enum EncodingFormat {
 
 /// The answer: `{object: "list", data, model, usage}`.
 #[derive(Debug, Clone, Serialize)]
-pub struct EmbeddingList {
+pub(super) struct EmbeddingList {
     /// Always `list`.
     pub object: &'static str,
     /// One entry per input, in input order.
@@ -86,7 +86,7 @@ pub struct EmbeddingList {
 
 /// One vector of the answer.
 #[derive(Debug, Clone, Serialize)]
-pub struct EmbeddingData {
+pub(super) struct EmbeddingData {
     /// Always `embedding`.
     pub object: &'static str,
     /// Position of the input.
@@ -98,7 +98,7 @@ pub struct EmbeddingData {
 /// A vector in the encoding the request asked for.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum EmbeddingVector {
+pub(super) enum EmbeddingVector {
     /// `encoding_format: float`.
     Float(Vec<f32>),
     /// `encoding_format: base64`.
@@ -108,7 +108,7 @@ pub enum EmbeddingVector {
 /// Token counts of an embeddings answer (nothing is generated, so the total
 /// equals the prompt tokens).
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct EmbeddingUsage {
+pub(super) struct EmbeddingUsage {
     /// Tokens of all inputs.
     pub prompt_tokens: u32,
     /// The same.
@@ -116,7 +116,7 @@ pub struct EmbeddingUsage {
 }
 
 /// `POST /v1/embeddings`.
-pub async fn embeddings(
+pub(super) async fn embeddings(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingList>, ApiError> {

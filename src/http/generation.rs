@@ -25,7 +25,7 @@ use super::openai::SamplingFields;
 use super::AppState;
 
 /// A generation that has been accepted by the engine.
-pub struct Running {
+pub(super) struct Running {
     /// The engine's stream of pieces.
     pub stream: HostStream,
     /// Records the outcome in the metrics.
@@ -38,7 +38,7 @@ pub struct Running {
 /// # Errors
 /// The host's refusal as an [`ApiError`] (unknown model → 404, invalid
 /// request → 400, busy → 503).
-pub async fn start(
+pub(super) async fn start(
     state: &AppState,
     model: &str,
     mut request: GenerateRequest,
@@ -72,7 +72,7 @@ impl Running {
     ///
     /// # Errors
     /// The engine's failure as an [`ApiError`].
-    pub async fn finish(mut self) -> Result<GenerationResult, ApiError> {
+    pub(super) async fn finish(mut self) -> Result<GenerationResult, ApiError> {
         match self.stream.into_result().await {
             Ok(result) => {
                 self.guard.finish(&result);
@@ -87,7 +87,7 @@ impl Running {
 }
 
 /// Turns a generation into an endpoint's stream chunks.
-pub trait ChunkFormat: Send + 'static {
+pub(super) trait ChunkFormat: Send + 'static {
     /// Chunks sent before the first piece of text.
     fn start(&mut self) -> Vec<Value>;
     /// Chunks for one piece of text.
@@ -104,7 +104,7 @@ struct StreamState<F> {
 /// Streams `running` as server-sent events `data: {chunk}`, ending with
 /// `data: [DONE]`. A failure after the stream began is sent as a chunk
 /// `{"error": {...}}` (the status line is already out), then `[DONE]`.
-pub fn sse<F: ChunkFormat>(running: Running, mut format: F) -> Response {
+pub(super) fn sse<F: ChunkFormat>(running: Running, mut format: F) -> Response {
     let head: Vec<Value> = format.start();
     let state = StreamState {
         running: Some(running),
@@ -153,7 +153,7 @@ async fn next_chunks<F: ChunkFormat>(
 }
 
 /// OpenAI's name for why a generation ended.
-pub fn finish_reason(finish: FinishReason) -> &'static str {
+pub(super) fn finish_reason(finish: FinishReason) -> &'static str {
     match finish {
         FinishReason::Length => "length",
         // A cancelled request has no reader left; "stop" is the closest name.
@@ -165,7 +165,7 @@ pub fn finish_reason(finish: FinishReason) -> &'static str {
 ///
 /// # Errors
 /// A 400 naming `seed` when it does not fit 32 bits.
-pub fn sampling(fields: &SamplingFields) -> Result<SamplingOptions, ApiError> {
+pub(super) fn sampling(fields: &SamplingFields) -> Result<SamplingOptions, ApiError> {
     let mut s = SamplingOptions::default();
     if let Some(v) = fields.temperature {
         s.temperature = v;
@@ -203,7 +203,7 @@ pub fn sampling(fields: &SamplingFields) -> Result<SamplingOptions, ApiError> {
 ///
 /// # Errors
 /// A 400 naming `n`.
-pub fn check_n(n: Option<u32>) -> Result<(), ApiError> {
+pub(super) fn check_n(n: Option<u32>) -> Result<(), ApiError> {
     match n {
         None | Some(1) => Ok(()),
         Some(n) => Err(ApiError::unsupported("n", &format!("n = {n} (only 1)"))),
@@ -213,7 +213,7 @@ pub fn check_n(n: Option<u32>) -> Result<(), ApiError> {
 /// A response id: `prefix` (`chatcmpl-`, `call_`, ...), the current time
 /// in nanoseconds and a counter, so ids differ within a process and across
 /// restarts.
-pub fn response_id(prefix: &str) -> String {
+pub(super) fn response_id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let start = SystemTime::now()
@@ -224,7 +224,7 @@ pub fn response_id(prefix: &str) -> String {
 }
 
 /// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

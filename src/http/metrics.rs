@@ -414,7 +414,7 @@ fn unload_label(reason: &UnloadReason) -> &'static str {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let status = state.host.status().await?;
     let body = state.metrics.render(&status);
     Ok((
@@ -425,7 +425,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, Api
 }
 
 /// Middleware counting every answered request by matched route and status.
-pub async fn count_requests(
+pub(super) async fn count_requests(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,

@@ -15,14 +15,14 @@ use super::openai::ModelObject;
 use super::AppState;
 
 /// `GET /v1/models`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let catalog = state.host.catalog().await?;
     let data: Vec<ModelObject> = catalog.iter().map(model_object).collect();
     Ok(Json(json!({ "object": "list", "data": data })))
 }
 
 /// `GET /v1/models/{model}`.
-pub async fn retrieve(
+pub(super) async fn retrieve(
     State(state): State<Arc<AppState>>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
@@ -51,7 +51,7 @@ fn model_object(entry: &ModelEntry) -> ModelObject {
 
 /// When the file was last modified, in seconds since the Unix epoch (0 when
 /// the file system does not say).
-pub fn modified_unix(path: &Path) -> u64 {
+pub(super) fn modified_unix(path: &Path) -> u64 {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()

@@ -15,7 +15,7 @@ use super::models::modified_unix;
 use super::AppState;
 
 /// `GET /api/tags`.
-pub async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let catalog = state.host.catalog().await?;
     let models: Vec<Value> = catalog
         .iter()
@@ -33,7 +33,7 @@ pub async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
 }
 
 /// `GET /api/ps`.
-pub async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let status = state.host.status().await?;
     let catalog = state.host.catalog().await?;
     let models: Vec<Value> = status

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// `POST /v1/chat/completions` body.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ChatCompletionRequest {
+pub(super) struct ChatCompletionRequest {
     /// The catalog name of the model.
     pub model: String,
     /// The conversation.
@@ -47,7 +47,7 @@ pub struct ChatCompletionRequest {
 /// Sampling fields of both completion endpoints. `top_k`, `min_p` and
 /// `repeat_penalty` are llama.cpp extensions that llama-server accepts too.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct SamplingFields {
+pub(super) struct SamplingFields {
     /// Softmax temperature; 0 is greedy.
     pub temperature: Option<f32>,
     /// Nucleus sampling threshold.
@@ -68,7 +68,7 @@ pub struct SamplingFields {
 
 /// `stream_options`.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct StreamOptions {
+pub(super) struct StreamOptions {
     /// Send a last chunk with token usage.
     #[serde(default)]
     pub include_usage: bool,
@@ -77,7 +77,7 @@ pub struct StreamOptions {
 /// `stop`: one string or several.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum StopField {
+pub(super) enum StopField {
     /// One stop string.
     One(String),
     /// Several.
@@ -86,7 +86,7 @@ pub enum StopField {
 
 impl StopField {
     /// The stop strings as a list.
-    pub fn into_vec(self) -> Vec<String> {
+    pub(super) fn into_vec(self) -> Vec<String> {
         match self {
             StopField::One(s) => vec![s],
             StopField::Many(v) => v,
@@ -96,7 +96,7 @@ impl StopField {
 
 /// One message of a chat request.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ChatMessageIn {
+pub(super) struct ChatMessageIn {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text (absent on an assistant message that only calls tools).
@@ -108,7 +108,7 @@ pub struct ChatMessageIn {
 /// Message content: a string, or a list of parts of which troupe reads text.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum MessageContent {
+pub(super) enum MessageContent {
     /// Plain text.
     Text(String),
     /// Content parts.
@@ -117,7 +117,7 @@ pub enum MessageContent {
 
 /// One content part.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ContentPart {
+pub(super) struct ContentPart {
     /// `text`, `image_url`, ...
     #[serde(rename = "type")]
     pub kind: String,
@@ -128,7 +128,7 @@ pub struct ContentPart {
 /// `response_format`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ResponseFormat {
+pub(super) enum ResponseFormat {
     /// Free text.
     Text,
     /// Any JSON object.
@@ -143,14 +143,14 @@ pub enum ResponseFormat {
 /// `response_format.json_schema` (its `name` and `strict` are accepted and
 /// ignored: the schema is always enforced).
 #[derive(Debug, Clone, Deserialize)]
-pub struct JsonSchemaFormat {
+pub(super) struct JsonSchemaFormat {
     /// The JSON Schema; absent means any JSON object.
     pub schema: Option<Value>,
 }
 
 /// One entry of `tools`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct ToolDefinition {
+pub(super) struct ToolDefinition {
     /// Always `function`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -160,7 +160,7 @@ pub struct ToolDefinition {
 
 /// A function the model may call.
 #[derive(Debug, Clone, Deserialize)]
-pub struct FunctionDefinition {
+pub(super) struct FunctionDefinition {
     /// Its name.
     pub name: String,
     /// What it does.
@@ -172,7 +172,7 @@ pub struct FunctionDefinition {
 /// `tool_choice`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum ToolChoice {
+pub(super) enum ToolChoice {
     /// `none`, `auto` or `required`.
     Mode(String),
     /// `{"type": "function", "function": {"name": ...}}`.
@@ -184,14 +184,14 @@ pub enum ToolChoice {
 
 /// The function a named `tool_choice` forces.
 #[derive(Debug, Clone, Deserialize)]
-pub struct NamedFunction {
+pub(super) struct NamedFunction {
     /// Its name.
     pub name: String,
 }
 
 /// A tool call, in requests (assistant history) and responses.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ToolCall {
+pub(super) struct ToolCall {
     /// Call id, which the `tool` message answering it repeats.
     pub id: String,
     /// Always `function`.
@@ -203,7 +203,7 @@ pub struct ToolCall {
 
 /// The function and arguments of a tool call.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FunctionCall {
+pub(super) struct FunctionCall {
     /// The function's name.
     pub name: String,
     /// Its arguments: a JSON object serialised as a string, as OpenAI sends them.
@@ -212,7 +212,7 @@ pub struct FunctionCall {
 
 /// Token usage of a response.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct UsageOut {
+pub(super) struct UsageOut {
     /// Prompt tokens.
     pub prompt_tokens: u32,
     /// Generated tokens.
@@ -225,7 +225,7 @@ pub struct UsageOut {
 
 /// `usage.prompt_tokens_details`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct CachedTokens {
+pub(super) struct CachedTokens {
     /// Prompt tokens reused from the KV cache.
     pub cached_tokens: u32,
 }
@@ -245,7 +245,7 @@ impl From<troupe_inference::backend::Usage> for UsageOut {
 
 /// The assistant message of a chat answer.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChatMessageOut {
+pub(super) struct ChatMessageOut {
     /// Always `assistant`.
     pub role: &'static str,
     /// The text; `null` when the model called a tool.
@@ -257,7 +257,7 @@ pub struct ChatMessageOut {
 
 /// One choice of a chat answer.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChatChoice {
+pub(super) struct ChatChoice {
     /// Always 0 (one choice per request).
     pub index: u32,
     /// The answer.
@@ -270,7 +270,7 @@ pub struct ChatChoice {
 
 /// `chat.completion`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChatCompletion {
+pub(super) struct ChatCompletion {
     /// Response id.
     pub id: String,
     /// Always `chat.completion`.
@@ -287,7 +287,7 @@ pub struct ChatCompletion {
 
 /// `POST /v1/completions` body.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CompletionRequest {
+pub(super) struct CompletionRequest {
     /// The catalog name of the model.
     pub model: String,
     /// The prompt: text, a one-element list of text, or token ids.
@@ -321,7 +321,7 @@ pub struct CompletionRequest {
 /// The `prompt` of a completion request.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum CompletionPrompt {
+pub(super) enum CompletionPrompt {
     /// Text.
     Text(String),
     /// Token ids.
@@ -334,7 +334,7 @@ pub enum CompletionPrompt {
 
 /// One choice of a completion answer.
 #[derive(Debug, Clone, Serialize)]
-pub struct CompletionChoice {
+pub(super) struct CompletionChoice {
     /// The generated text.
     pub text: String,
     /// Always 0.
@@ -347,7 +347,7 @@ pub struct CompletionChoice {
 
 /// `text_completion`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Completion {
+pub(super) struct Completion {
     /// Response id.
     pub id: String,
     /// Always `text_completion`.
@@ -365,7 +365,7 @@ pub struct Completion {
 
 /// One entry of `GET /v1/models`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ModelObject {
+pub(super) struct ModelObject {
     /// The name to pass as `model`.
     pub id: String,
     /// Always `model`.

@@ -18,11 +18,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a session lasts.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub(super) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Failed logins one address may make within [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: usize = 5;
+pub(super) const MAX_FAILURES: usize = 5;
 /// The window failed logins are counted in.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+pub(super) const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Most logged-out tokens remembered.
 const MAX_ENDED: usize = 4096;
 /// Most addresses whose failures are remembered.

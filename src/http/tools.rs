@@ -20,7 +20,7 @@ use super::openai::{FunctionCall, FunctionDefinition, ToolCall, ToolChoice, Tool
 
 /// How a chat request uses tools.
 #[derive(Debug, Clone)]
-pub enum ToolMode {
+pub(super) enum ToolMode {
     /// No tools: plain generation.
     Off,
     /// The model calls one of `functions` or answers with text.
@@ -31,7 +31,7 @@ pub enum ToolMode {
 
 /// What the model answered, in OpenAI's terms.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
+pub(super) struct Answer {
     /// Text for the user.
     pub content: Option<String>,
     /// The calls the model made.
@@ -46,7 +46,7 @@ impl ToolMode {
     /// # Errors
     /// A 400 for a tool that is not a function, a duplicate or empty name,
     /// an unknown `tool_choice`, or a named function not among `tools`.
-    pub fn from_request(
+    pub(super) fn from_request(
         tools: Option<Vec<ToolDefinition>>,
         choice: Option<ToolChoice>,
     ) -> Result<ToolMode, ApiError> {
@@ -116,12 +116,12 @@ impl ToolMode {
     }
 
     /// Whether tools are in play.
-    pub fn is_on(&self) -> bool {
+    pub(super) fn is_on(&self) -> bool {
         !matches!(self, ToolMode::Off)
     }
 
     /// The JSON Schema of an answer, or `None` when tools are off.
-    pub fn schema(&self) -> Option<Value> {
+    pub(super) fn schema(&self) -> Option<Value> {
         let (functions, allow_text) = match self {
             ToolMode::Off => return None,
             ToolMode::Auto(f) => (f, true),
@@ -159,7 +159,7 @@ impl ToolMode {
     }
 
     /// Instructions for the system prompt, or `None` when tools are off.
-    pub fn instructions(&self) -> Option<String> {
+    pub(super) fn instructions(&self) -> Option<String> {
         let (functions, allow_text) = match self {
             ToolMode::Off => return None,
             ToolMode::Auto(f) => (f, true),
@@ -190,7 +190,7 @@ impl ToolMode {
     /// Reads the model's output. Output that is not a complete answer (the
     /// generation hit `max_tokens` mid-object) is returned as text with the
     /// engine's finish reason.
-    pub fn interpret(&self, text: String, finish_reason: &'static str) -> Answer {
+    pub(super) fn interpret(&self, text: String, finish_reason: &'static str) -> Answer {
         let plain = |text: String| Answer {
             content: Some(text),
             tool_calls: None,
@@ -227,7 +227,7 @@ impl ToolMode {
 
 /// How an earlier assistant turn's tool calls are shown to the model: the
 /// same JSON it is asked to write, one call per line.
-pub fn render_calls(calls: &[ToolCall]) -> String {
+pub(super) fn render_calls(calls: &[ToolCall]) -> String {
     calls
         .iter()
         .map(|call| {

@@ -60,7 +60,7 @@ pub(crate) struct AnswerReader {
 
 impl AnswerReader {
     /// A reader of `response`'s body.
-    pub fn new(response: reqwest::Response) -> AnswerReader {
+    pub(super) fn new(response: reqwest::Response) -> AnswerReader {
         let json_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -81,12 +81,12 @@ impl AnswerReader {
 
     /// Whether the answer came as an event stream (one piece per chunk) rather
     /// than as one JSON completion.
-    pub fn streamed(&self) -> bool {
+    pub(super) fn streamed(&self) -> bool {
         matches!(self.mode, Mode::Events(_))
     }
 
     /// The next piece, or the end of the answer.
-    pub async fn next(&mut self) -> Result<Step, ReadError> {
+    pub(super) async fn next(&mut self) -> Result<Step, ReadError> {
         loop {
             if let Some(piece) = self.pending.pop_front() {
                 return Ok(Step::Piece(piece));

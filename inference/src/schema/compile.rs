@@ -55,7 +55,7 @@ pub(crate) enum Ty {
 }
 
 impl Ty {
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Ty::Null => "null",
             Ty::Boolean => "boolean",

@@ -11,7 +11,7 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    pub fn parse(name: &str) -> Option<Format> {
+    pub(super) fn parse(name: &str) -> Option<Format> {
         match name {
             "date" => Some(Format::Date),
             "date-time" => Some(Format::DateTime),
@@ -20,7 +20,7 @@ impl Format {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Format::Date => "date",
             Format::DateTime => "date-time",
@@ -29,7 +29,7 @@ impl Format {
     }
 
     /// The builtin rule (including the quotes) for this format.
-    pub fn rule(self) -> &'static str {
+    pub(super) fn rule(self) -> &'static str {
         match self {
             Format::Date => "date-string",
             Format::DateTime => "date-time-string",
@@ -38,7 +38,7 @@ impl Format {
     }
 
     /// Whether `text` (the decoded string) is in this format's grammar.
-    pub fn matches(self, text: &str) -> bool {
+    pub(super) fn matches(self, text: &str) -> bool {
         let bytes = text.as_bytes();
         match self {
             Format::Date => bytes.len() == 10 && full_date(bytes),

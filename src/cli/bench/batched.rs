@@ -39,7 +39,7 @@ use troupe_inference::llama::{LlamaEngine, LlamaModelHandle};
 use troupe_inference::sampling::SamplingOptions;
 
 #[derive(Debug, Args)]
-pub struct BatchedArgs {
+pub(crate) struct BatchedArgs {
     /// A catalog name or a path to a GGUF file.
     #[arg(short, long)]
     model: String,
@@ -76,7 +76,7 @@ pub struct BatchedArgs {
 
 /// One number of parallel sequences, over the repetitions.
 #[derive(Debug, Serialize)]
-pub struct BatchedCase {
+pub(super) struct BatchedCase {
     /// Parallel sequences (B).
     npl: u32,
     /// KV cells the case needs: B × (PP + TG).
@@ -99,7 +99,7 @@ pub struct BatchedCase {
 
 /// The report `--json` prints.
 #[derive(Debug, Serialize)]
-pub struct BatchedReport {
+pub(super) struct BatchedReport {
     model: String,
     threads: u32,
     npp: u32,

@@ -20,7 +20,7 @@ use troupe_inference::llama::{LlamaEngine, LlamaModelHandle};
 use troupe_inference::sampling::SamplingOptions;
 
 #[derive(Debug, Args)]
-pub struct InferenceArgs {
+pub(crate) struct InferenceArgs {
     /// A catalog name or a path to a GGUF file.
     #[arg(short, long)]
     model: String,
@@ -52,7 +52,7 @@ pub struct InferenceArgs {
 
 /// The report `--json` prints.
 #[derive(Debug, Serialize)]
-pub struct InferenceReport {
+pub(super) struct InferenceReport {
     model: String,
     threads: u32,
     n_prompt: u32,

@@ -18,7 +18,7 @@ use troupe_config::Config;
 const CHECKPOINTS: [usize; 3] = [50, 200, 1000];
 
 #[derive(Debug, Args)]
-pub struct LearnerArgs {
+pub(crate) struct LearnerArgs {
     /// Seeds the workload and the Learner's sampler.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -30,7 +30,7 @@ pub struct LearnerArgs {
     json: bool,
 }
 
-pub async fn run(args: LearnerArgs, config: &Config) -> anyhow::Result<()> {
+pub(super) async fn run(args: LearnerArgs, config: &Config) -> anyhow::Result<()> {
     let workload = Workload::standard();
     let tasks = CHECKPOINTS[CHECKPOINTS.len() - 1];
     let report = simulate(

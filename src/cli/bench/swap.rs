@@ -39,7 +39,7 @@ use troupe_inference::sampling::SamplingOptions;
 const EVENT_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
-pub struct SwapArgs {
+pub(crate) struct SwapArgs {
     /// The two models, A then B: catalog names or GGUF paths (`-m A -m B`).
     #[arg(short, long, num_args = 1, required = true)]
     model: Vec<String>,
@@ -65,7 +65,7 @@ pub struct SwapArgs {
 
 /// The report `--json` prints. Times in milliseconds.
 #[derive(Debug, Serialize)]
-pub struct SwapReport {
+pub(super) struct SwapReport {
     model_a: String,
     model_b: String,
     threads: Option<u32>,

@@ -21,7 +21,7 @@ const LOG_LINES: usize = 500;
 
 /// The pane that takes keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Focus {
+pub(super) enum Focus {
     /// The input line (typing goes there; Up/Down scroll the conversation).
     Input,
     /// The task tree (`p`, `r`, `c`, and `a`/`d` on the selected approval).
@@ -50,7 +50,7 @@ impl Focus {
 
 /// A key, as the view understands it (`keys.rs` maps the terminal's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
+pub(super) enum Key {
     /// A printable character.
     Char(char),
     /// Enter.
@@ -75,7 +75,7 @@ pub enum Key {
 
 /// What a key asks of troupe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(super) enum Action {
     /// Say this to the UX.
     Say(String),
     /// Pause the task.
@@ -97,7 +97,7 @@ pub enum Action {
 
 /// Who said a conversation line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Speaker {
+pub(super) enum Speaker {
     /// The person.
     You,
     /// The UX.
@@ -108,7 +108,7 @@ pub enum Speaker {
 
 /// One line of the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatLine {
+pub(super) struct ChatLine {
     /// Who said it.
     pub who: Speaker,
     /// What was said.
@@ -117,7 +117,7 @@ pub struct ChatLine {
 
 /// A subtask in the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubtaskNode {
+pub(super) struct SubtaskNode {
     /// `s1`, `s2`, ...
     pub id: String,
     /// `general`, `code` or `research`.
@@ -132,7 +132,7 @@ pub struct SubtaskNode {
 
 /// A task in the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskNode {
+pub(super) struct TaskNode {
     /// Its id.
     pub id: String,
     /// The job.
@@ -150,7 +150,7 @@ pub struct TaskNode {
 
 /// A tool call waiting for the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApprovalItem {
+pub(super) struct ApprovalItem {
     /// The request's id (what `decide` takes).
     pub id: String,
     /// The task.
@@ -183,7 +183,7 @@ impl From<&PendingApproval> for ApprovalItem {
 
 /// One loaded model as the ModelHost pane shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelRow {
+pub(super) struct ModelRow {
     /// Its catalog name.
     pub name: String,
     /// Memory it holds.
@@ -200,7 +200,7 @@ pub struct ModelRow {
 
 /// The ModelHost as last asked.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HostView {
+pub(super) struct HostView {
     /// The memory budget.
     pub budget: u64,
     /// Memory held by loaded models.
@@ -238,7 +238,7 @@ impl From<&HostStatus> for HostView {
 
 /// One event-log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
+pub(super) struct LogLine {
     /// When, in ms since the epoch.
     pub time_ms: u64,
     /// What happened.
@@ -247,7 +247,7 @@ pub struct LogLine {
 
 /// The whole view's state.
 #[derive(Debug)]
-pub struct App {
+pub(super) struct App {
     /// The conversation this view speaks in.
     pub conversation_name: String,
     /// What was said.
@@ -274,7 +274,7 @@ pub struct App {
 
 impl App {
     /// An empty view for `conversation`.
-    pub fn new(conversation: &str) -> App {
+    pub(super) fn new(conversation: &str) -> App {
         App {
             conversation_name: conversation.to_string(),
             conversation: Vec::new(),
@@ -292,19 +292,19 @@ impl App {
     }
 
     /// Index of the selected task in [`App::tasks`].
-    pub fn selected_task(&self) -> Option<usize> {
+    pub(super) fn selected_task(&self) -> Option<usize> {
         let id = self.selected_task.as_deref()?;
         self.tasks.iter().position(|t| t.id == id)
     }
 
     /// Index of the selected approval in [`App::approvals`].
-    pub fn selected_approval(&self) -> Option<usize> {
+    pub(super) fn selected_approval(&self) -> Option<usize> {
         let id = self.selected_approval.as_deref()?;
         self.approvals.iter().position(|a| a.id == id)
     }
 
     /// Adds a line to the conversation (and follows it).
-    pub fn say(&mut self, who: Speaker, text: &str) {
+    pub(super) fn say(&mut self, who: Speaker, text: &str) {
         self.conversation.push(ChatLine {
             who,
             text: text.to_string(),
@@ -313,7 +313,7 @@ impl App {
     }
 
     /// Adds a line to the event log.
-    pub fn log_line(&mut self, time_ms: u64, text: String) {
+    pub(super) fn log_line(&mut self, time_ms: u64, text: String) {
         if self.log.len() == LOG_LINES {
             self.log.pop_front();
         }
@@ -321,7 +321,7 @@ impl App {
     }
 
     /// Puts a task read from the store in the tree (or refreshes it).
-    pub fn load_task(&mut self, task: &TaskRecord, subtasks: &[SubtaskRecord]) {
+    pub(super) fn load_task(&mut self, task: &TaskRecord, subtasks: &[SubtaskRecord]) {
         let node = self.task_entry(&task.id, &task.request);
         node.state = task.state;
         node.subtasks = subtasks
@@ -342,19 +342,19 @@ impl App {
 
     /// Replaces the approvals with what troupe says waits now, keeping
     /// the selection when it still waits.
-    pub fn set_approvals(&mut self, pending: Vec<ApprovalItem>) {
+    pub(super) fn set_approvals(&mut self, pending: Vec<ApprovalItem>) {
         self.approvals = pending;
         self.fix_approval_selection();
     }
 
     /// The ModelHost's latest status.
-    pub fn set_host(&mut self, host: HostView) {
+    pub(super) fn set_host(&mut self, host: HostView) {
         self.host = Some(host);
     }
 
     /// Takes in one of troupe's events; `now_ms` times those that carry
     /// no time of their own.
-    pub fn apply(&mut self, event: &TroupeEvent, now_ms: u64) {
+    pub(super) fn apply(&mut self, event: &TroupeEvent, now_ms: u64) {
         match event {
             TroupeEvent::Journal(entry) => self.journal(entry),
             TroupeEvent::Progress {
@@ -420,7 +420,7 @@ impl App {
     }
 
     /// Takes a key; what troupe should do about it, if anything.
-    pub fn key(&mut self, key: Key) -> Option<Action> {
+    pub(super) fn key(&mut self, key: Key) -> Option<Action> {
         match key {
             Key::Quit => return Some(Action::Quit),
             Key::Tab => self.focus = self.focus.next(),
@@ -514,7 +514,7 @@ impl App {
 
     /// Notes that the call `id` was answered here (before its journal
     /// entry comes).
-    pub fn decided(&mut self, id: &str) {
+    pub(super) fn decided(&mut self, id: &str) {
         self.approvals.retain(|a| a.id != id);
         self.fix_approval_selection();
     }

@@ -7,13 +7,13 @@ use super::app::{SubtaskNode, TaskNode};
 use crate::cli::live::short;
 
 /// The live subtask `id` of `task`.
-pub fn sub_mut<'a>(task: &'a mut TaskNode, id: &str) -> Option<&'a mut SubtaskNode> {
+pub(super) fn sub_mut<'a>(task: &'a mut TaskNode, id: &str) -> Option<&'a mut SubtaskNode> {
     // A re-plan never reuses ids, but the newest entry is the live one.
     task.subtasks.iter_mut().rev().find(|s| s.id == id)
 }
 
 /// Updates a task's node for one of its journal events.
-pub fn follow(task: &mut TaskNode, event: &TaskEvent) {
+pub(super) fn follow(task: &mut TaskNode, event: &TaskEvent) {
     task.tally.add(event);
     task.tokens = task.tokens.max(task.tally.total());
     match event {
@@ -92,7 +92,7 @@ pub fn follow(task: &mut TaskNode, event: &TaskEvent) {
 }
 
 /// The event-log text of a journal event (after the task id).
-pub fn describe(event: &TaskEvent) -> Option<String> {
+pub(super) fn describe(event: &TaskEvent) -> Option<String> {
     Some(match event {
         TaskEvent::Submitted { request } => format!("submitted: {}", short(request, 80)),
         TaskEvent::Planned {

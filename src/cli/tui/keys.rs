@@ -16,7 +16,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// What the terminal sent.
 #[derive(Debug)]
-pub enum Input {
+pub(super) enum Input {
     /// A key the view understands.
     Key(Key),
     /// The terminal changed size (or anything else that calls for a
@@ -28,14 +28,14 @@ pub enum Input {
 
 /// Reads the terminal on its own thread: crossterm's reads block, and a
 /// blocking task would hold the runtime's shutdown.
-pub struct InputReader {
+pub(super) struct InputReader {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl InputReader {
     /// Starts reading; what comes goes to the receiver.
-    pub fn start() -> std::io::Result<(InputReader, mpsc::UnboundedReceiver<Input>)> {
+    pub(super) fn start() -> std::io::Result<(InputReader, mpsc::UnboundedReceiver<Input>)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -86,7 +86,7 @@ fn read(stop: &AtomicBool, tx: &mpsc::UnboundedSender<Input>) {
 }
 
 /// The view's key for a terminal key; `None` for keys it ignores.
-pub fn map(key: KeyEvent) -> Option<Key> {
+pub(super) fn map(key: KeyEvent) -> Option<Key> {
     if key.kind == KeyEventKind::Release {
         return None;
     }

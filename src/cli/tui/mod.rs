@@ -59,7 +59,7 @@ enum Done {
 /// # Errors
 /// Stdin or stdout is not a terminal; the terminal fails; the event stream
 /// closes.
-pub async fn run(troupe: Troupe, conversation: &str, log_file: &Path) -> anyhow::Result<()> {
+pub(super) async fn run(troupe: Troupe, conversation: &str, log_file: &Path) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         troupe.shutdown().await;
         bail!("`troupe chat --tui` needs a terminal; plain `troupe chat` reads lines from a pipe");

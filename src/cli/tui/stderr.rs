@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// Stderr sent to a file until dropped.
-pub struct StderrToFile {
+pub(super) struct StderrToFile {
     #[cfg(unix)]
     saved: Option<std::os::fd::OwnedFd>,
 }
@@ -16,7 +16,7 @@ impl StderrToFile {
     ///
     /// # Errors
     /// The file cannot be opened, or the descriptor cannot be duplicated.
-    pub fn to(path: &Path) -> std::io::Result<StderrToFile> {
+    pub(super) fn to(path: &Path) -> std::io::Result<StderrToFile> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -20,7 +20,7 @@ const HELP: &str = "Tab pane · Enter send · ↑↓ select/scroll · PgUp/PgDn 
                     tasks: p pause  r resume  c cancel · a approve  d deny · Esc/Ctrl-C quit";
 
 /// Draws the whole view.
-pub fn draw(frame: &mut Frame, app: &App) {
+pub(super) fn draw(frame: &mut Frame, app: &App) {
     let [main, log, help] = Layout::vertical([
         Constraint::Min(10),
         Constraint::Length(LOG_ROWS),
@@ -371,7 +371,7 @@ fn event_log(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 /// `HH:MM:SS` (UTC) of a time in ms since the epoch.
-pub fn clock(ms: u64) -> String {
+pub(super) fn clock(ms: u64) -> String {
     let secs = ms / 1000;
     format!(
         "{:02}:{:02}:{:02}",
@@ -383,7 +383,7 @@ pub fn clock(ms: u64) -> String {
 
 /// `text` cut into lines of at most `width` characters, at spaces where
 /// it can be.
-pub fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(super) fn wrap(text: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
     let mut out = Vec::new();
     for paragraph in text.split('\n') {

@@ -17,11 +17,11 @@ use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 use troupe::Troupe;
 
 /// The key the server is started with.
-pub const API_KEY: &str = "dashboard-key-7f3a";
+pub(crate) const API_KEY: &str = "dashboard-key-7f3a";
 /// The job the fib script answers (the script matches any job).
-pub const JOB: &str = "write a Python fibonacci function with tests";
+pub(crate) const JOB: &str = "write a Python fibonacci function with tests";
 /// The catalog name of the synthetic model.
-pub const MODEL: &str = "fib";
+pub(crate) const MODEL: &str = "fib";
 
 /// How long a wait for the page lasts before the test fails (not a speed
 /// bound: a generous limit so that a broken page fails instead of hanging).
@@ -61,7 +61,7 @@ fn write_config(dir: &Path) -> PathBuf {
 }
 
 /// A troupe served over HTTP with [`API_KEY`].
-pub struct Server {
+pub(crate) struct Server {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     port: u16,
@@ -72,7 +72,7 @@ pub struct Server {
 }
 
 /// Starts a server over the data dir in `dir` on `port` (0: any free one).
-pub async fn start(dir: tempfile::TempDir, port: u16) -> Server {
+pub(crate) async fn start(dir: tempfile::TempDir, port: u16) -> Server {
     let config = troupe::config::load(&LoadOptions {
         explicit: Some(write_config(dir.path())),
         env: Vec::new(),
@@ -105,22 +105,22 @@ pub async fn start(dir: tempfile::TempDir, port: u16) -> Server {
 
 impl Server {
     /// The full URL of `path`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// The port, to start the next server on.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// A client that follows no redirects, for checking them.
-    pub fn http(&self) -> &reqwest::Client {
+    pub(crate) fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
     /// GET with the key: status and JSON body.
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .http
             .get(self.url(path))
@@ -133,7 +133,7 @@ impl Server {
     }
 
     /// Submits `job` through the API; its id.
-    pub async fn submit(&self, job: &str) -> String {
+    pub(crate) async fn submit(&self, job: &str) -> String {
         let response = self
             .http
             .post(self.url("/api/tasks"))
@@ -148,7 +148,7 @@ impl Server {
     }
 
     /// Waits until task `id`'s journal holds an entry that `found` accepts.
-    pub async fn wait_journal(&self, id: &str, found: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_journal(&self, id: &str, found: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let (_, task) = self.get(&format!("/api/tasks/{id}")).await;
@@ -167,7 +167,7 @@ impl Server {
     }
 
     /// Stops the server and the troupe; hands back the data dir.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -180,7 +180,7 @@ impl Server {
 }
 
 /// Headless chromium under chromedriver.
-pub struct Browser {
+pub(crate) struct Browser {
     client: Client,
     _driver: tokio::process::Child,
     _profile: tempfile::TempDir,
@@ -194,7 +194,7 @@ fn free_port() -> u16 {
 }
 
 /// Where the screenshots go: `target/dashboard-screenshots/`.
-pub fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -203,7 +203,7 @@ pub fn screenshot_dir() -> PathBuf {
 
 impl Browser {
     /// Starts chromedriver and a fresh chromium profile.
-    pub async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         for program in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
             assert!(
                 Path::new(program).exists(),
@@ -267,12 +267,12 @@ impl Browser {
     }
 
     /// Navigates to `url`.
-    pub async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client.goto(url).await.expect("navigation");
     }
 
     /// The first element matching `css`, waiting for it to appear.
-    pub async fn wait_for(&self, css: &str) -> Element {
+    pub(crate) async fn wait_for(&self, css: &str) -> Element {
         match self
             .client
             .wait()
@@ -290,7 +290,7 @@ impl Browser {
     }
 
     /// The first element matching `xpath`, waiting for it to appear.
-    pub async fn wait_for_xpath(&self, xpath: &str) -> Element {
+    pub(crate) async fn wait_for_xpath(&self, xpath: &str) -> Element {
         match self
             .client
             .wait()
@@ -308,7 +308,7 @@ impl Browser {
     }
 
     /// Waits until no element matches `css`.
-    pub async fn wait_gone(&self, css: &str) {
+    pub(crate) async fn wait_gone(&self, css: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !self
             .client
@@ -326,7 +326,7 @@ impl Browser {
     }
 
     /// Waits until the element matching `css` shows text containing `text`.
-    pub async fn wait_text(&self, css: &str, text: &str) -> String {
+    pub(crate) async fn wait_text(&self, css: &str, text: &str) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let shown = self.text(css).await;
@@ -342,7 +342,7 @@ impl Browser {
     }
 
     /// The text of the first element matching `css` (empty when none).
-    pub async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         match self.client.find(Locator::Css(css)).await {
             Ok(element) => element.text().await.unwrap_or_default(),
             Err(_) => String::new(),
@@ -350,12 +350,12 @@ impl Browser {
     }
 
     /// Clicks the element matching `css`.
-    pub async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.click_found(css, || self.wait_for(css)).await;
     }
 
     /// Clicks the element matching `xpath`.
-    pub async fn click_xpath(&self, xpath: &str) {
+    pub(crate) async fn click_xpath(&self, xpath: &str) {
         self.click_found(xpath, || self.wait_for_xpath(xpath)).await;
     }
 
@@ -383,14 +383,14 @@ impl Browser {
     }
 
     /// Types `text` into the field matching `css`.
-    pub async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let field = self.wait_for(css).await;
         field.clear().await.expect("clear");
         field.send_keys(text).await.expect("typing");
     }
 
     /// Runs `script` in the page and returns its value.
-    pub async fn eval(&self, script: &str) -> Value {
+    pub(crate) async fn eval(&self, script: &str) -> Value {
         self.client
             .execute(script, Vec::new())
             .await
@@ -398,18 +398,18 @@ impl Browser {
     }
 
     /// The current URL.
-    pub async fn url(&self) -> String {
+    pub(crate) async fn url(&self) -> String {
         self.client.current_url().await.expect("url").to_string()
     }
 
     /// Whether an alert dialog is open.
-    pub async fn alert_open(&self) -> bool {
+    pub(crate) async fn alert_open(&self) -> bool {
         self.client.get_alert_text().await.is_ok()
     }
 
     /// Saves a screenshot of the whole page as
     /// `target/dashboard-screenshots/NAME.png`.
-    pub async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         // WebDriver shoots the viewport: make it as tall as the page (the
         // window is taller than its viewport, so measure and grow twice).
         let mut window = 1100;
@@ -437,7 +437,7 @@ impl Browser {
     }
 
     /// Ends the session.
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.client.close().await;
     }
 }

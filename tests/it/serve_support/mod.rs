@@ -19,10 +19,10 @@ use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 /// Longest wait for a line or an exit that must come; a hang guard, not a
 /// timing bound.
-pub const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
 /// The text of `examples/fib-script.json`.
-pub fn fib_script_text() -> String {
+pub(crate) fn fib_script_text() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json"))
         .expect("examples/fib-script.json")
 }
@@ -31,7 +31,7 @@ pub fn fib_script_text() -> String {
 /// (the scripted backend never reads them; the catalog needs valid GGUF
 /// files), `script` as the scripted backend's script, and a troupe.toml
 /// with `extra` appended to its top. Returns the troupe.toml's path.
-pub fn write_node(dir: &Path, models: &[&str], script: &str, extra: &str) -> PathBuf {
+pub(crate) fn write_node(dir: &Path, models: &[&str], script: &str, extra: &str) -> PathBuf {
     let model_dir = dir.join("models");
     std::fs::create_dir_all(&model_dir).expect("models dir");
     let spec = SynthSpec {
@@ -61,7 +61,7 @@ pub fn write_node(dir: &Path, models: &[&str], script: &str, extra: &str) -> Pat
 /// `troupe --config CONFIG`, with no `TROUPE_*` variable of the caller (the
 /// config loader reads those as config keys), warnings only in the log and
 /// a user config dir of its own next to the troupe.toml.
-pub fn troupe(config: &Path) -> Command {
+pub(crate) fn troupe(config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_troupe"));
     for (key, _) in std::env::vars() {
         if key.starts_with("TROUPE_") {
@@ -76,14 +76,14 @@ pub fn troupe(config: &Path) -> Command {
 }
 
 /// A port nothing listens on now.
-pub fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("a free port")
 }
 
 /// A running `troupe` and what it has printed on stderr; killed when
 /// dropped.
-pub struct Node {
+pub(crate) struct Node {
     /// The process.
     pub child: Child,
     lines: mpsc::Receiver<String>,
@@ -94,7 +94,7 @@ pub struct Node {
 impl Node {
     /// Starts `cmd` with no stdin or stdout and reads its stderr on a
     /// thread (so the process never blocks on a full pipe).
-    pub fn spawn(mut cmd: Command) -> Node {
+    pub(crate) fn spawn(mut cmd: Command) -> Node {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -118,7 +118,7 @@ impl Node {
     }
 
     /// Waits for a stderr line containing every one of `parts`.
-    pub fn wait_for(&mut self, parts: &[&str]) -> String {
+    pub(crate) fn wait_for(&mut self, parts: &[&str]) -> String {
         if let Some(line) = self
             .seen
             .iter()
@@ -145,7 +145,7 @@ impl Node {
     }
 
     /// Waits for the process to exit on its own; its status and stderr.
-    pub fn exit(mut self) -> (ExitStatus, String) {
+    pub(crate) fn exit(mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + WAIT;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("process status") {

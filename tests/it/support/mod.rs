@@ -1,13 +1,13 @@
 //! Helpers of the HTTP tests: the shared server and a small client for it.
 
-pub mod server;
+pub(crate) mod server;
 
 use serde_json::Value;
 
-pub use server::{server, API_KEY};
+pub(crate) use server::{server, API_KEY};
 
 /// A client of the test server that sends the API key.
-pub struct Client {
+pub(crate) struct Client {
     /// The underlying HTTP client.
     pub http: reqwest::Client,
     /// `http://127.0.0.1:PORT`.
@@ -16,7 +16,7 @@ pub struct Client {
 
 impl Client {
     /// A client of the shared server (started on first use).
-    pub fn connect() -> Client {
+    pub(crate) fn connect() -> Client {
         Client {
             http: reqwest::Client::new(),
             base: server().base.clone(),
@@ -24,12 +24,12 @@ impl Client {
     }
 
     /// The full URL of `path`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// GET with the key: status and body text.
-    pub async fn get_text(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get_text(&self, path: &str) -> (u16, String) {
         let response = self
             .http
             .get(self.url(path))
@@ -42,18 +42,18 @@ impl Client {
     }
 
     /// GET with the key: status and JSON body.
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let (status, text) = self.get_text(path).await;
         (status, parse(&text))
     }
 
     /// POST a JSON body with the key: status and JSON body.
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_raw(path, body.to_string().into_bytes()).await
     }
 
     /// POST raw bytes as JSON with the key: status and JSON body.
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+    pub(crate) async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
         let response = self
             .http
             .post(self.url(path))
@@ -70,7 +70,7 @@ impl Client {
 
     /// POST a streaming request and read the whole event stream: status and
     /// the `data:` payloads in order.
-    pub async fn post_stream(&self, path: &str, body: &Value) -> (u16, Vec<String>) {
+    pub(crate) async fn post_stream(&self, path: &str, body: &Value) -> (u16, Vec<String>) {
         let response = self
             .http
             .post(self.url(path))
@@ -87,7 +87,7 @@ impl Client {
 
 /// The `data:` payloads of a server-sent-event stream, in order (comment
 /// lines, used as keep-alives, are skipped).
-pub fn sse_data(text: &str) -> Vec<String> {
+pub(crate) fn sse_data(text: &str) -> Vec<String> {
     text.split("\n\n")
         .filter_map(|event| {
             let data: Vec<&str> = event
@@ -102,13 +102,13 @@ pub fn sse_data(text: &str) -> Vec<String> {
 
 /// JSON of a body, or the text as a JSON string when it is not JSON (so a
 /// failing assertion shows what came back).
-pub fn parse(text: &str) -> Value {
+pub(crate) fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
 /// The value of an unlabelled or labelled sample in Prometheus text, e.g.
 /// `metric(text, "troupe_http_requests_total{route=\"/health\",status=\"200\"}")`.
-pub fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {

@@ -16,28 +16,28 @@ use troupe::models::catalog::CatalogSources;
 use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 /// The key every request but `/health` must carry.
-pub const API_KEY: &str = "test-key-3f9a";
+pub(crate) const API_KEY: &str = "test-key-3f9a";
 /// Request bodies above this get 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Tokens per slot.
-pub const CONTEXT: u32 = 2048;
+pub(crate) const CONTEXT: u32 = 2048;
 /// Slots per model.
-pub const SLOTS: u32 = 2;
+pub(crate) const SLOTS: u32 = 2;
 /// The host's memory budget.
-pub const BUDGET: u64 = 1 << 30;
+pub(crate) const BUDGET: u64 = 1 << 30;
 
 /// Models in the catalog. Each test that compares runs or counts slots has
 /// a model of its own, so that requests of tests running in parallel are
 /// never batched with its own.
-pub const MODELS: [&str; 4] = ["tiny", "solo", "drop", "client"];
+pub(crate) const MODELS: [&str; 4] = ["tiny", "solo", "drop", "client"];
 
 /// The real model in the catalog, under this name.
-pub const REAL_MODEL: &str = "smollm2";
+pub(crate) const REAL_MODEL: &str = "smollm2";
 const REAL_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// A real model fetched by `scripts/fetch-models.sh` (into `$REAL_MODELS_DIR`,
 /// else `target/models`); a missing one fails the test that needs it.
-pub fn real_model(file: &str) -> std::path::PathBuf {
+pub(crate) fn real_model(file: &str) -> std::path::PathBuf {
     let dir = std::env::var_os("REAL_MODELS_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/models"),
         std::path::PathBuf::from,
@@ -52,7 +52,7 @@ pub fn real_model(file: &str) -> std::path::PathBuf {
 }
 
 /// The running server.
-pub struct TestServer {
+pub(crate) struct TestServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     _dir: tempfile::TempDir,
@@ -60,13 +60,13 @@ pub struct TestServer {
 
 impl TestServer {
     /// The models directory the server's catalog reads.
-    pub fn models_dir(&self) -> &Path {
+    pub(crate) fn models_dir(&self) -> &Path {
         self._dir.path()
     }
 }
 
 /// Starts the server on first use.
-pub fn server() -> &'static TestServer {
+pub(crate) fn server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(start)
 }

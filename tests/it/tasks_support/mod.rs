@@ -13,11 +13,11 @@ use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 use troupe::Troupe;
 
 /// The key every request but `/health` must carry.
-pub const API_KEY: &str = "tasks-key-51c2";
+pub(crate) const API_KEY: &str = "tasks-key-51c2";
 /// The job the fib script answers.
-pub const JOB: &str = "write a Python fibonacci function with tests";
+pub(crate) const JOB: &str = "write a Python fibonacci function with tests";
 /// The catalog name of the synthetic model (its file stem).
-pub const MODEL: &str = "fib";
+pub(crate) const MODEL: &str = "fib";
 
 /// A models dir with one tiny synthetic model, shared by every test (the
 /// scripted backend never reads it; the catalog needs a valid GGUF).
@@ -38,7 +38,7 @@ fn models_dir() -> &'static Path {
 
 /// Writes a `troupe.toml` into `dir`; `execute` is the approval policy of
 /// tools that run programs (the script's third step runs the tests).
-pub fn write_config(dir: &Path, execute: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, execute: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json");
     let text = format!(
         r#"data_dir = {data:?}
@@ -73,7 +73,7 @@ execute = "{execute}"
 }
 
 /// A troupe served over HTTP in this test's runtime.
-pub struct Server {
+pub(crate) struct Server {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// The client the helpers use.
@@ -84,18 +84,18 @@ pub struct Server {
 }
 
 /// A server over a fresh data dir.
-pub async fn start(execute: &str) -> Server {
+pub(crate) async fn start(execute: &str) -> Server {
     start_in(tempfile::tempdir().expect("temp dir"), execute).await
 }
 
 /// A server over the data dir in `dir` (a second start resumes its tasks).
-pub async fn start_in(dir: tempfile::TempDir, execute: &str) -> Server {
+pub(crate) async fn start_in(dir: tempfile::TempDir, execute: &str) -> Server {
     start_with_key(dir, execute, Some(API_KEY)).await
 }
 
 /// A server with no API key (the default of `troupe serve`): the helpers'
 /// bearer header is then ignored.
-pub async fn start_keyless(execute: &str) -> Server {
+pub(crate) async fn start_keyless(execute: &str) -> Server {
     start_with_key(tempfile::tempdir().expect("temp dir"), execute, None).await
 }
 
@@ -128,12 +128,12 @@ async fn start_with_key(dir: tempfile::TempDir, execute: &str, key: Option<&str>
 
 impl Server {
     /// The full URL of `path`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// GET with the key: status and JSON body.
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .http
             .get(self.url(path))
@@ -145,12 +145,12 @@ impl Server {
     }
 
     /// POST JSON with the key: status and JSON body.
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_raw(path, body.to_string()).await
     }
 
     /// POST raw bytes as JSON with the key.
-    pub async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
+    pub(crate) async fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
         let response = self
             .http
             .post(self.url(path))
@@ -164,14 +164,14 @@ impl Server {
     }
 
     /// Submits the fib job; its id.
-    pub async fn submit(&self) -> String {
+    pub(crate) async fn submit(&self) -> String {
         let (status, body) = self.post("/api/tasks", &json!({ "request": JOB })).await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().expect("an id").to_string()
     }
 
     /// Opens a task's event stream, optionally resuming after `last_id`.
-    pub async fn events(&self, id: &str, last_id: Option<u64>) -> reqwest::Response {
+    pub(crate) async fn events(&self, id: &str, last_id: Option<u64>) -> reqwest::Response {
         let mut request = self
             .http
             .get(self.url(&format!("/api/tasks/{id}/events")))
@@ -186,14 +186,14 @@ impl Server {
     }
 
     /// A whole event stream (it ends after `finished`).
-    pub async fn all_events(&self, id: &str, last_id: Option<u64>) -> Vec<Sse> {
+    pub(crate) async fn all_events(&self, id: &str, last_id: Option<u64>) -> Vec<Sse> {
         let text = self.events(id, last_id).await.text().await.expect("stream");
         parse_sse(&text)
     }
 
     /// Stops the server and the troupe; the server must return. The data
     /// dir is handed back for a restart.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -214,7 +214,7 @@ async fn answer(response: reqwest::Response) -> (u16, Value) {
 
 /// One server-sent event.
 #[derive(Debug, Clone)]
-pub struct Sse {
+pub(crate) struct Sse {
     /// The journal seq, for journal entries.
     pub id: Option<u64>,
     /// The event name (`step_started`, `progress`, ...).
@@ -224,7 +224,7 @@ pub struct Sse {
 }
 
 /// Every event of a stream's text.
-pub fn parse_sse(text: &str) -> Vec<Sse> {
+pub(crate) fn parse_sse(text: &str) -> Vec<Sse> {
     text.split("\n\n").filter_map(parse_one).collect()
 }
 
@@ -249,7 +249,7 @@ fn parse_one(block: &str) -> Option<Sse> {
 
 /// Reads `response` until an event of kind `name` arrives; every event up
 /// to and including it.
-pub async fn read_until(
+pub(crate) async fn read_until(
     response: &mut reqwest::Response,
     buffer: &mut String,
     name: &str,
@@ -275,7 +275,7 @@ pub async fn read_until(
 
 /// The journal entries of a stream (events with an id), checking that the
 /// ids are the entries' seqs.
-pub fn journal(events: &[Sse]) -> Vec<&Sse> {
+pub(crate) fn journal(events: &[Sse]) -> Vec<&Sse> {
     let entries: Vec<&Sse> = events.iter().filter(|e| e.id.is_some()).collect();
     for entry in &entries {
         assert_eq!(entry.data["seq"].as_u64(), entry.id, "{entry:?}");
@@ -289,7 +289,7 @@ pub fn journal(events: &[Sse]) -> Vec<&Sse> {
 }
 
 /// Asserts an OpenAI-style error object with `code`.
-pub fn assert_error(body: &Value, code: &str) {
+pub(crate) fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(
         body["error"]["message"]

@@ -14,7 +14,7 @@ use troupe_models::catalog::CatalogSources;
 use troupe_models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 /// A directory holding one tiny synthetic model, `<model>.gguf`.
-pub fn model_dir(model: &str, seed: u64) -> tempfile::TempDir {
+pub(crate) fn model_dir(model: &str, seed: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let spec = SynthSpec {
         shape: SynthShape::Tiny,
@@ -26,18 +26,18 @@ pub fn model_dir(model: &str, seed: u64) -> tempfile::TempDir {
 }
 
 /// A reply that runs `tool`.
-pub fn act(tool: &str, args: Value) -> String {
+pub(crate) fn act(tool: &str, args: Value) -> String {
     json!({ "thought": format!("use {tool}"), "action": { "tool": tool, "args": args } })
         .to_string()
 }
 
 /// A final answer.
-pub fn answer(text: &str) -> String {
+pub(crate) fn answer(text: &str) -> String {
     json!({ "thought": "done", "final": text }).to_string()
 }
 
 /// A host with a large budget, two slots and one thread, over `model_dir`.
-pub fn host_config(model_dir: PathBuf, context_length: u32) -> ModelHostConfig {
+pub(crate) fn host_config(model_dir: PathBuf, context_length: u32) -> ModelHostConfig {
     ModelHostConfig {
         budget_bytes: 1 << 34,
         pinned: Vec::new(),

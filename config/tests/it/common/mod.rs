@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use troupe_config::{load, Config, ConfigError, LoadOptions};
 
 /// Writes `text` as `troupe.toml` in `dir`.
-pub fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     let path = dir.path().join("troupe.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -14,7 +14,7 @@ pub fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
 
 /// Options loading `file` (if any) with `env` as the environment and no
 /// platform default.
-pub fn opts(file: Option<PathBuf>, env: &[(&str, &str)]) -> LoadOptions {
+pub(crate) fn opts(file: Option<PathBuf>, env: &[(&str, &str)]) -> LoadOptions {
     LoadOptions {
         explicit: file,
         env: env
@@ -26,14 +26,14 @@ pub fn opts(file: Option<PathBuf>, env: &[(&str, &str)]) -> LoadOptions {
 }
 
 /// Loads `text` as the only configuration file.
-pub fn load_text(text: &str) -> Result<Config, ConfigError> {
+pub(crate) fn load_text(text: &str) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, text);
     load(&opts(Some(path), &[]))
 }
 
 /// The key and reason of an invalid-value error.
-pub fn invalid_key(err: ConfigError) -> (String, String) {
+pub(crate) fn invalid_key(err: ConfigError) -> (String, String) {
     match err {
         ConfigError::InvalidValue { key, reason, .. } => (key, reason),
         other => panic!("expected an invalid value, got {other}"),

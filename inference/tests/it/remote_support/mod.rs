@@ -18,7 +18,7 @@ use troupe_inference::remote::{RemoteError, RemoteProvider};
 
 /// One request the fake server received.
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
@@ -26,7 +26,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -35,7 +35,7 @@ impl Seen {
 }
 
 /// What the fake server does with a request.
-pub enum Reply {
+pub(crate) enum Reply {
     /// A complete answer with a Content-Length.
     Full {
         status: u16,
@@ -51,9 +51,9 @@ pub enum Reply {
     Silence,
 }
 
-pub type Script = dyn Fn(usize, &Seen) -> Reply + Send + Sync;
+pub(crate) type Script = dyn Fn(usize, &Seen) -> Reply + Send + Sync;
 
-pub struct FakeServer {
+pub(crate) struct FakeServer {
     /// `http://127.0.0.1:PORT/v1`.
     pub base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -62,7 +62,7 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
-    pub async fn start(
+    pub(crate) async fn start(
         script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static,
     ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -87,11 +87,11 @@ impl FakeServer {
         }
     }
 
-    pub fn requests(&self) -> Vec<Seen> {
+    pub(crate) fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 }
@@ -210,7 +210,7 @@ async fn serve_one(
     let _ = socket.shutdown().await;
 }
 
-pub fn json_reply(status: u16, body: Value) -> Reply {
+pub(crate) fn json_reply(status: u16, body: Value) -> Reply {
     Reply::Full {
         status,
         headers: vec![("Content-Type", "application/json".into())],
@@ -218,7 +218,7 @@ pub fn json_reply(status: u16, body: Value) -> Reply {
     }
 }
 
-pub fn chunk(delta: Value, finish: Option<&str>) -> String {
+pub(crate) fn chunk(delta: Value, finish: Option<&str>) -> String {
     let data = json!({
         "id": "c1", "object": "chat.completion.chunk", "model": "m",
         "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
@@ -227,7 +227,7 @@ pub fn chunk(delta: Value, finish: Option<&str>) -> String {
 }
 
 /// A stream of `pieces`, a `stop` chunk, a usage chunk and `[DONE]`.
-pub fn stream_of(pieces: &[&str], usage: Option<(u32, u32)>) -> Reply {
+pub(crate) fn stream_of(pieces: &[&str], usage: Option<(u32, u32)>) -> Reply {
     let mut chunks = vec![chunk(json!({ "role": "assistant" }), None)];
     for piece in pieces {
         chunks.push(chunk(json!({ "content": piece }), None));
@@ -247,7 +247,7 @@ pub fn stream_of(pieces: &[&str], usage: Option<(u32, u32)>) -> Reply {
     }
 }
 
-pub fn config(base: &str) -> ProviderConfig {
+pub(crate) fn config(base: &str) -> ProviderConfig {
     let mut config = ProviderConfig::new("fake", base, "fake-model");
     config.backoff = Duration::from_millis(5);
     config.backoff_max = Duration::from_millis(50);
@@ -255,11 +255,11 @@ pub fn config(base: &str) -> ProviderConfig {
     config
 }
 
-pub fn provider(config: &ProviderConfig) -> RemoteProvider {
+pub(crate) fn provider(config: &ProviderConfig) -> RemoteProvider {
     RemoteProvider::with_api_key(config, None).unwrap()
 }
 
-pub fn hello() -> GenerateRequest {
+pub(crate) fn hello() -> GenerateRequest {
     let mut request = GenerateRequest::chat(vec![
         ChatMessage::system("Be brief."),
         ChatMessage::user("Say hello."),
@@ -269,7 +269,7 @@ pub fn hello() -> GenerateRequest {
 }
 
 /// The stream's pieces and its last event.
-pub async fn collect(
+pub(crate) async fn collect(
     provider: &RemoteProvider,
     request: GenerateRequest,
 ) -> Result<(Vec<String>, GenerationEvent), RemoteError> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One GBNF expression.
 #[derive(Debug, Clone)]
-pub enum Expr {
+pub(crate) enum Expr {
     Lit(Vec<char>),
     Class {
         negated: bool,
@@ -23,7 +23,7 @@ pub enum Expr {
 
 /// A parsed grammar.
 #[derive(Debug)]
-pub struct Grammar {
+pub(crate) struct Grammar {
     rules: HashMap<String, Expr>,
     cost: HashMap<String, u32>,
 }
@@ -216,7 +216,7 @@ fn refs(expr: &Expr, out: &mut Vec<String>) {
 impl Grammar {
     /// Parses `text`, checking that every rule is defined once, `root`
     /// exists, and no rule is left-recursive.
-    pub fn parse(text: &str) -> Result<Grammar, String> {
+    pub(crate) fn parse(text: &str) -> Result<Grammar, String> {
         let mut rules = HashMap::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let (name, body) = line
@@ -357,7 +357,7 @@ impl Grammar {
 
     /// A random string of the grammar. Past `max_depth` rule expansions it
     /// takes the shortest way out, so recursive grammars terminate.
-    pub fn sample(&self, rng: &mut Rng, max_depth: u32) -> String {
+    pub(crate) fn sample(&self, rng: &mut Rng, max_depth: u32) -> String {
         let mut out = String::new();
         self.generate(&self.rules["root"], rng, 0, max_depth, &mut out);
         out
@@ -403,7 +403,7 @@ impl Grammar {
     }
 
     /// Whether the whole of `text` is in the grammar.
-    pub fn accepts(&self, text: &str) -> bool {
+    pub(crate) fn accepts(&self, text: &str) -> bool {
         let chars: Vec<char> = text.chars().collect();
         let mut memo = HashMap::new();
         self.ends(&self.rules["root"], &chars, 0, &mut memo)
@@ -512,14 +512,14 @@ fn sample_class(negated: bool, ranges: &[(char, char)], rng: &mut Rng) -> char {
 }
 
 /// SplitMix64: small, seedable, good enough to explore grammars.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -528,7 +528,7 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
@@ -537,7 +537,7 @@ impl Rng {
 /// take and strings it must refuse as `<dir>/<n>.gbnf`, `.samples` and
 /// `.rejects` (NUL-separated), for `llama_check.cpp` to run through
 /// llama.cpp's own grammar engine. Without it, does nothing.
-pub fn dump(gbnf: &str, samples: &[&str], rejects: &[&str]) {
+pub(crate) fn dump(gbnf: &str, samples: &[&str], rejects: &[&str]) {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
     let Some(dir) = std::env::var_os("TROUPE_GBNF_DUMP") else {
         return;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use troupe_memory::{HashedWords, Memory, MemoryOptions};
 
 /// Options that build the index inline, so tests see it at once.
-pub fn options(exact_threshold: usize) -> MemoryOptions {
+pub(crate) fn options(exact_threshold: usize) -> MemoryOptions {
     MemoryOptions {
         exact_threshold,
         background_index: false,
@@ -17,19 +17,19 @@ pub fn options(exact_threshold: usize) -> MemoryOptions {
 }
 
 /// A temporary directory and the memory file's path in it.
-pub fn file() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn file() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("memory.redb");
     (dir, path)
 }
 
 /// A memory over the hashed-words embedder (64 dimensions).
-pub fn memory(path: &std::path::Path, options: MemoryOptions) -> Memory {
+pub(crate) fn memory(path: &std::path::Path, options: MemoryOptions) -> Memory {
     Memory::open(path, options, Arc::new(HashedWords::new(64))).expect("the memory opens")
 }
 
 /// `n` texts of a few words each from a small vocabulary, deterministically.
-pub fn texts(n: usize) -> Vec<String> {
+pub(crate) fn texts(n: usize) -> Vec<String> {
     const WORDS: [&str; 40] = [
         "rust",
         "python",

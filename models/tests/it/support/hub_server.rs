@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 /// One file a repository serves.
 #[derive(Clone)]
-pub struct HubFile {
+pub(crate) struct HubFile {
     /// Path in the repository.
     pub name: String,
     /// Its content.
@@ -33,7 +33,7 @@ pub struct HubFile {
 
 impl HubFile {
     /// A file served whole.
-    pub fn new(name: &str, body: Vec<u8>) -> Self {
+    pub(crate) fn new(name: &str, body: Vec<u8>) -> Self {
         Self {
             name: name.to_owned(),
             body,
@@ -42,7 +42,7 @@ impl HubFile {
     }
 
     /// A file whose GET drops the connection after `bytes` of the body.
-    pub fn cut(name: &str, body: Vec<u8>, bytes: usize) -> Self {
+    pub(crate) fn cut(name: &str, body: Vec<u8>, bytes: usize) -> Self {
         Self {
             name: name.to_owned(),
             body,
@@ -53,7 +53,7 @@ impl HubFile {
 
 /// One repository, at one commit reachable as `main` or by its hash.
 #[derive(Clone)]
-pub struct HubRepo {
+pub(crate) struct HubRepo {
     /// `owner/name`.
     pub id: String,
     /// 40-hex commit hash.
@@ -64,7 +64,7 @@ pub struct HubRepo {
 
 impl HubRepo {
     /// A repository with a fixed commit hash derived from its id.
-    pub fn new(id: &str, files: Vec<HubFile>) -> Self {
+    pub(crate) fn new(id: &str, files: Vec<HubFile>) -> Self {
         let h = fnv64(id.as_bytes());
         Self {
             id: id.to_owned(),
@@ -79,7 +79,7 @@ impl HubRepo {
 }
 
 /// The running server; dropping it stops accepting connections.
-pub struct HubServer {
+pub(crate) struct HubServer {
     /// Base URL to give hf-hub as its endpoint.
     pub endpoint: String,
     requests: Arc<Mutex<Vec<String>>>,
@@ -88,7 +88,7 @@ pub struct HubServer {
 
 impl HubServer {
     /// Binds 127.0.0.1:0 and serves `repos` until dropped.
-    pub async fn start(repos: Vec<HubRepo>) -> Self {
+    pub(crate) async fn start(repos: Vec<HubRepo>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -114,7 +114,7 @@ impl HubServer {
     }
 
     /// Every request so far, as `METHOD /path`.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("request log").clone()
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use troupe_models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 /// Writes a tiny F32 llama model (well under 1 MB) to `path`.
-pub fn tiny_model(path: &Path, seed: u64) -> PathBuf {
+pub(crate) fn tiny_model(path: &Path, seed: u64) -> PathBuf {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("create model dir");
     }
@@ -23,7 +23,7 @@ pub fn tiny_model(path: &Path, seed: u64) -> PathBuf {
 }
 
 /// A 40-hex commit hash derived from `seed`.
-pub fn commit(seed: u8) -> String {
+pub(crate) fn commit(seed: u8) -> String {
     format!("{:02x}", seed).repeat(20)
 }
 
@@ -31,7 +31,7 @@ pub fn commit(seed: u8) -> String {
 /// named `etag` under `blobs/`, a relative symlink to it under
 /// `snapshots/{commit}/`, and `refs/main` when `main` is set. Returns the
 /// snapshot path.
-pub fn hf_cache_file(
+pub(crate) fn hf_cache_file(
     cache: &Path,
     repo: &str,
     commit: &str,
@@ -59,7 +59,7 @@ pub fn hf_cache_file(
 /// Adds `content` to an Ollama store as `host/namespace/model:tag`, with a
 /// manifest whose model layer points at a blob copied from `content`.
 /// Returns the manifest path.
-pub fn ollama_model(
+pub(crate) fn ollama_model(
     root: &Path,
     [host, namespace, model, tag]: [&str; 4],
     content: &Path,
@@ -82,7 +82,7 @@ pub fn ollama_model(
 }
 
 /// Writes a manifest file with the given text.
-pub fn ollama_manifest(
+pub(crate) fn ollama_manifest(
     root: &Path,
     [host, namespace, model, tag]: [&str; 4],
     text: &str,
@@ -99,7 +99,7 @@ pub fn ollama_manifest(
 }
 
 /// Every file (not directory) under `dir`, recursively, symlinks included.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

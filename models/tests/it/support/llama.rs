@@ -7,9 +7,9 @@ use std::sync::{Mutex, OnceLock};
 use llama_cpp_2::llama_backend::LlamaBackend;
 
 /// What llama.cpp logged since the last measurement cleared it.
-pub static LOG: Mutex<String> = Mutex::new(String::new());
+pub(crate) static LOG: Mutex<String> = Mutex::new(String::new());
 /// One llama.cpp user at a time: the log is global to the process.
-pub static MEASURE: Mutex<()> = Mutex::new(());
+pub(crate) static MEASURE: Mutex<()> = Mutex::new(());
 
 unsafe extern "C" fn capture_log(_level: u32, text: *const c_char, _data: *mut c_void) {
     if text.is_null() {
@@ -23,7 +23,7 @@ unsafe extern "C" fn capture_log(_level: u32, text: *const c_char, _data: *mut c
 }
 
 /// The backend, initialised once with the log captured into [`LOG`].
-pub fn backend() -> &'static LlamaBackend {
+pub(crate) fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
         // SAFETY: `capture_log` has the signature ggml expects and is 'static.

@@ -4,6 +4,6 @@
 //! hence the crate-wide `dead_code` allowance.
 #![allow(dead_code)]
 
-pub mod hub_server;
-pub mod layouts;
-pub mod llama;
+pub(crate) mod hub_server;
+pub(crate) mod layouts;
+pub(crate) mod llama;

@@ -8,14 +8,14 @@ use troupe_tools::{
 };
 
 /// A fresh workspace in a temporary data dir (kept alive by the TempDir).
-pub fn workspace(task: &str) -> (tempfile::TempDir, Arc<Workspace>) {
+pub(crate) fn workspace(task: &str) -> (tempfile::TempDir, Arc<Workspace>) {
     let data = tempfile::tempdir().unwrap();
     let ws = Workspace::create(data.path(), task).unwrap();
     (data, Arc::new(ws))
 }
 
 /// A registry allowing everything, with these tools.
-pub fn registry(tools: Vec<Arc<dyn Tool>>, max_bytes: usize) -> ToolRegistry {
+pub(crate) fn registry(tools: Vec<Arc<dyn Tool>>, max_bytes: usize) -> ToolRegistry {
     let mut r = ToolRegistry::new(ApprovalPolicy::uniform(Policy::Allow), max_bytes);
     for t in tools {
         r.register(t).unwrap();
@@ -24,7 +24,12 @@ pub fn registry(tools: Vec<Arc<dyn Tool>>, max_bytes: usize) -> ToolRegistry {
 }
 
 /// Calls through the registry and expects the call to run.
-pub async fn call(r: &ToolRegistry, ws: &Arc<Workspace>, tool: &str, args: Value) -> Observation {
+pub(crate) async fn call(
+    r: &ToolRegistry,
+    ws: &Arc<Workspace>,
+    tool: &str,
+    args: Value,
+) -> Observation {
     let ctx = ToolContext::new(ws.clone());
     match r.call(&ctx, tool, args).await.unwrap() {
         ToolOutcome::Done(obs) => obs,
