@@ -12,6 +12,7 @@ mod progress;
 mod providers;
 mod run;
 mod serve;
+mod summary;
 mod tasks;
 mod tui;
 

@@ -3,6 +3,7 @@
 //! troupe; a troupe process running on the same data dir holds its lock, and
 //! the "already in use" error reaches the person as it is.
 
+use super::summary::EventText;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use troupe::config::Config;
-use troupe::store::{
-    JournalEntry, Store, SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, DATABASE_FILE,
-};
+use troupe::store::{Store, SubtaskRecord, SubtaskState, TaskRecord, DATABASE_FILE};
 use troupe::supervision::BootOptions;
 use troupe::tools::Workspace;
 use troupe::{TaskView, Troupe};
@@ -232,6 +231,7 @@ async fn show(dir: &Path, prefix: &str, json: bool) -> anyhow::Result<()> {
 async fn log(dir: &Path, prefix: &str, json: bool) -> anyhow::Result<()> {
     let view = view(dir, prefix).await?;
     let mut out = String::new();
+    let mut text = EventText::default();
     for entry in &view.events {
         if json {
             writeln!(out, "{}", serde_json::to_string(entry)?)?;
@@ -242,7 +242,7 @@ async fn log(dir: &Path, prefix: &str, json: bool) -> anyhow::Result<()> {
                 entry.seq,
                 utc_time(entry.time_ms),
                 entry.event.kind(),
-                details(entry)
+                text.line(&entry.event)
             )?;
         }
     }
@@ -258,131 +258,6 @@ fn emit(text: &str) -> anyhow::Result<()> {
     {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("cannot write to stdout"),
-    }
-}
-
-/// The useful fields of a journal entry, on one line.
-fn details(entry: &JournalEntry) -> String {
-    let hash = |c: &str| c.get(..8).unwrap_or(c).to_string();
-    match &entry.event {
-        TaskEvent::Submitted { request } => short(request, 100),
-        TaskEvent::Planned {
-            subtasks,
-            model,
-            reason,
-        } => {
-            let ids: Vec<&str> = subtasks.iter().map(|s| s.id.as_str()).collect();
-            format!(
-                "{} subtasks ({}) by {model}: {}",
-                subtasks.len(),
-                ids.join(", "),
-                short(reason, 80)
-            )
-        }
-        TaskEvent::SubtaskStarted {
-            subtask,
-            attempt,
-            model,
-            reason,
-        } => format!(
-            "{subtask} attempt {attempt} on {model}: {}",
-            short(reason, 80)
-        ),
-        TaskEvent::StepStarted {
-            subtask,
-            attempt,
-            step,
-            tool,
-            args,
-            tokens,
-            ..
-        } => format!(
-            "{subtask}/{attempt} step {step}: {tool} {} · {tokens} tokens",
-            short(&args.to_string(), 80)
-        ),
-        TaskEvent::StepObserved {
-            subtask,
-            attempt,
-            step,
-            observation,
-            is_error,
-            tool_ms,
-        } => format!(
-            "{subtask}/{attempt} step {step}: {}{} ({tool_ms} ms)",
-            if *is_error { "[error] " } else { "" },
-            short(observation, 80)
-        ),
-        TaskEvent::StepCommitted {
-            subtask,
-            attempt,
-            step,
-            checkpoint,
-        } => format!("{subtask}/{attempt} step {step}: {}", hash(checkpoint)),
-        TaskEvent::ApprovalRequested {
-            subtask,
-            request_id,
-            tool,
-            args,
-        } => format!(
-            "{subtask} {tool} {} (request {})",
-            short(&args.to_string(), 80),
-            hash(request_id)
-        ),
-        TaskEvent::ApprovalDecided {
-            request_id,
-            approved,
-            by,
-        } => format!(
-            "request {} {}{}",
-            hash(request_id),
-            if *approved { "approved" } else { "denied" },
-            by.map_or_else(String::new, |b| format!(" by {}", b.as_str()))
-        ),
-        TaskEvent::SubtaskFinished {
-            subtask,
-            attempt,
-            success,
-            summary,
-            tokens,
-        } => format!(
-            "{subtask}/{attempt} {}: {} · {tokens} tokens",
-            if *success { "succeeded" } else { "failed" },
-            short(summary, 80)
-        ),
-        TaskEvent::FailedOver {
-            subtask,
-            failed,
-            served_by,
-            model,
-        } => {
-            let links: Vec<String> = failed
-                .iter()
-                .map(|(link, why)| format!("{link}: {why}"))
-                .collect();
-            format!(
-                "{} served by {served_by} ({model}) after {}",
-                subtask.as_deref().unwrap_or("director"),
-                short(&links.join("; "), 100)
-            )
-        }
-        TaskEvent::Delegated {
-            subtask,
-            attempt,
-            node,
-            reason,
-        } => format!(
-            "{subtask}/{attempt} runs on node {node}: {}",
-            short(reason, 80)
-        ),
-        TaskEvent::DirectorCall {
-            purpose,
-            model,
-            tokens,
-        } => format!("{purpose} by {model} · {tokens} tokens"),
-        TaskEvent::Replanning { reason } => short(reason, 100),
-        TaskEvent::Recovered { detail } => short(detail, 100),
-        TaskEvent::Finished { state, summary } => format!("{state}: {}", short(summary, 100)),
-        _ => String::new(),
     }
 }
 

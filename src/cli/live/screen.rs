@@ -2,7 +2,7 @@
 //! when stdout is a terminal, one plain line per journal event worth seeing
 //! otherwise.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use troupe::store::{JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TokenTally};
 
 use super::short;
+use crate::cli::summary::EventText;
 
 /// Where progress goes: spinners on a terminal, plain lines elsewhere.
 pub(super) struct Screen {
@@ -20,8 +21,8 @@ pub(super) struct Screen {
     done: usize,
     total: usize,
     phase: &'static str,
-    /// Tools of started steps, to name them when they commit.
-    tools: HashMap<(String, u32, u32), String>,
+    /// The event lines (it knows each started step's tool).
+    text: EventText,
     bars: Option<Bars>,
 }
 
@@ -49,7 +50,7 @@ impl Screen {
             done: 0,
             total: 0,
             phase: "queued",
-            tools: HashMap::new(),
+            text: EventText::default(),
             bars,
         };
         screen.header();
@@ -87,20 +88,11 @@ impl Screen {
     fn count(&mut self, entry: &JournalEntry) {
         self.next_seq = self.next_seq.max(entry.seq + 1);
         self.tokens.add(&entry.event);
+        self.text.note(&entry.event);
         match &entry.event {
             TaskEvent::Planned { subtasks, .. } => {
                 self.total = self.done + subtasks.len();
                 self.phase = "running";
-            }
-            TaskEvent::StepStarted {
-                subtask,
-                attempt,
-                step,
-                tool,
-                ..
-            } => {
-                self.tools
-                    .insert((subtask.clone(), *attempt, *step), tool.clone());
             }
             TaskEvent::SubtaskFinished { success: true, .. } => self.done += 1,
             TaskEvent::Replanning { .. } => self.phase = "re-planning",
@@ -187,18 +179,15 @@ impl Screen {
         }
     }
 
-    fn describe(&self, event: &TaskEvent) -> Vec<String> {
+    /// The lines the live view prints for `event`: the shared event line
+    /// (with the task's running token count after a commit or the end), and
+    /// a plan's subtasks under it. Steps starting and tools returning show
+    /// only on the spinners; an error shows here too.
+    fn describe(&mut self, event: &TaskEvent) -> Vec<String> {
+        let line = self.text.line(event);
         match event {
-            TaskEvent::Planned {
-                subtasks,
-                model,
-                reason,
-            } => {
-                let mut lines = vec![format!(
-                    "planned {} subtasks with {model} ({})",
-                    subtasks.len(),
-                    short(reason, 80)
-                )];
+            TaskEvent::Planned { subtasks, .. } => {
+                let mut lines = vec![line];
                 for s in subtasks {
                     let after = if s.depends_on.is_empty() {
                         String::new()
@@ -215,88 +204,20 @@ impl Screen {
                 }
                 lines
             }
-            TaskEvent::SubtaskStarted {
-                subtask,
-                attempt,
-                model,
-                reason,
-            } => vec![format!(
-                "{subtask} started: attempt {attempt} on {model} ({})",
-                short(reason, 80)
-            )],
-            TaskEvent::StepObserved {
-                subtask,
-                attempt,
-                step,
-                observation,
-                is_error: true,
-                ..
-            } => vec![format!(
-                "{subtask} step {step}: {} reported an error: {}",
-                self.tool(subtask, *attempt, *step),
-                short(observation, 120)
-            )],
-            TaskEvent::StepCommitted {
-                subtask,
-                attempt,
-                step,
-                checkpoint,
-            } => vec![format!(
-                "{subtask} step {step} committed: {} ({}) · {} tokens",
-                self.tool(subtask, *attempt, *step),
-                checkpoint.get(..8).unwrap_or(checkpoint),
-                self.tokens.total()
-            )],
-            TaskEvent::SubtaskFinished {
-                subtask,
-                attempt,
-                success,
-                summary,
-                ..
-            } => vec![if *success {
-                format!("{subtask} succeeded: {}", short(summary, 120))
-            } else {
-                format!(
-                    "{subtask} failed (attempt {attempt}): {}",
-                    short(summary, 120)
-                )
-            }],
-            TaskEvent::FailedOver {
-                subtask,
-                failed,
-                served_by,
-                model,
-            } => vec![format!(
-                "{}: {}; served by {served_by} ({model})",
-                subtask.as_deref().unwrap_or("director"),
-                short(&failed_links(failed), 160)
-            )],
-            TaskEvent::Delegated {
-                subtask,
-                attempt,
-                node,
-                reason,
-            } => vec![format!(
-                "{subtask} (attempt {attempt}) runs on node {node}: {}",
-                short(reason, 120)
-            )],
-            TaskEvent::Replanning { reason } => {
-                vec![format!("re-planning: {}", short(reason, 120))]
+            TaskEvent::StepCommitted { .. } | TaskEvent::Finished { .. } => {
+                vec![format!("{line} · {} tokens", self.tokens.total())]
             }
-            TaskEvent::Paused => vec!["paused".to_string()],
-            TaskEvent::Resumed => vec!["resumed".to_string()],
-            TaskEvent::Recovered { detail } => vec![format!("recovered: {}", short(detail, 120))],
-            TaskEvent::Finished { state, .. } => {
-                vec![format!("finished {state} · {} tokens", self.tokens.total())]
-            }
+            TaskEvent::StepObserved { is_error: true, .. }
+            | TaskEvent::SubtaskStarted { .. }
+            | TaskEvent::SubtaskFinished { .. }
+            | TaskEvent::FailedOver { .. }
+            | TaskEvent::Delegated { .. }
+            | TaskEvent::Replanning { .. }
+            | TaskEvent::Paused
+            | TaskEvent::Resumed
+            | TaskEvent::Recovered { .. } => vec![line],
             _ => Vec::new(),
         }
-    }
-
-    fn tool(&self, subtask: &str, attempt: u32, step: u32) -> &str {
-        self.tools
-            .get(&(subtask.to_string(), attempt, step))
-            .map_or("?", String::as_str)
     }
 }
 
@@ -369,13 +290,4 @@ fn spinner() -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
-}
-
-/// `local (why), b (why)` of a failover's failed links.
-pub(super) fn failed_links(failed: &[(String, String)]) -> String {
-    failed
-        .iter()
-        .map(|(link, why)| format!("{link} failed ({why})"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

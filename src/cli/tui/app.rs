@@ -14,7 +14,8 @@ use troupe::tools::ApprovalRequest;
 
 use crate::cli::live::short;
 
-use super::journal::{describe, follow, sub_mut};
+use super::journal::{follow, sub_mut};
+use crate::cli::summary::EventText;
 
 /// How many event-log lines are kept.
 const LOG_LINES: usize = 500;
@@ -270,6 +271,8 @@ pub(super) struct App {
     pub started: Vec<String>,
     selected_task: Option<String>,
     selected_approval: Option<String>,
+    /// The event lines of the log (one text per event, as everywhere).
+    event_text: EventText,
 }
 
 impl App {
@@ -288,6 +291,7 @@ impl App {
             started: Vec::new(),
             selected_task: None,
             selected_approval: None,
+            event_text: EventText::default(),
         }
     }
 
@@ -414,7 +418,8 @@ impl App {
             }
             _ => {}
         }
-        if let Some(text) = describe(&entry.event) {
+        let text = self.event_text.line(&entry.event);
+        if !text.is_empty() {
             self.log_line(entry.time_ms, format!("{id} {text}"));
         }
     }

@@ -4,7 +4,6 @@
 use troupe::store::{SubtaskState, TaskEvent, TaskState};
 
 use super::app::{SubtaskNode, TaskNode};
-use crate::cli::live::short;
 
 /// The live subtask `id` of `task`.
 pub(super) fn sub_mut<'a>(task: &'a mut TaskNode, id: &str) -> Option<&'a mut SubtaskNode> {
@@ -89,67 +88,4 @@ pub(super) fn follow(task: &mut TaskNode, event: &TaskEvent) {
         }
         _ => {}
     }
-}
-
-/// The event-log text of a journal event (after the task id).
-pub(super) fn describe(event: &TaskEvent) -> Option<String> {
-    Some(match event {
-        TaskEvent::Submitted { request } => format!("submitted: {}", short(request, 80)),
-        TaskEvent::Planned {
-            subtasks, model, ..
-        } => format!("planned {} subtasks with {model}", subtasks.len()),
-        TaskEvent::SubtaskStarted {
-            subtask,
-            attempt,
-            model,
-            ..
-        } => format!("{subtask} started: attempt {attempt} on {model}"),
-        TaskEvent::StepStarted {
-            subtask,
-            step,
-            tool,
-            args,
-            ..
-        } => format!(
-            "{subtask} step {step}: {tool} {}",
-            short(&args.to_string(), 60)
-        ),
-        TaskEvent::StepObserved {
-            subtask,
-            step,
-            observation,
-            is_error: true,
-            ..
-        } => format!(
-            "{subtask} step {step} reported an error: {}",
-            short(observation, 80)
-        ),
-        TaskEvent::StepCommitted { subtask, step, .. } => {
-            format!("{subtask} step {step} committed")
-        }
-        TaskEvent::ApprovalRequested { subtask, tool, .. } => {
-            format!("{subtask} asks to run {tool}")
-        }
-        TaskEvent::ApprovalDecided { approved, .. } => {
-            format!("approval {}", if *approved { "approved" } else { "denied" })
-        }
-        TaskEvent::SubtaskFinished {
-            subtask,
-            success,
-            summary,
-            ..
-        } => format!(
-            "{subtask} {}: {}",
-            if *success { "succeeded" } else { "failed" },
-            short(summary, 80)
-        ),
-        TaskEvent::Replanning { reason } => format!("re-planning: {}", short(reason, 80)),
-        TaskEvent::Paused => "paused".to_string(),
-        TaskEvent::Resumed => "resumed".to_string(),
-        TaskEvent::Recovered { detail } => format!("recovered: {}", short(detail, 80)),
-        TaskEvent::Finished { state, summary } => {
-            format!("finished {state}: {}", short(summary, 80))
-        }
-        _ => return None,
-    })
 }
