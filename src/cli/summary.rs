@@ -40,7 +40,9 @@ impl EventText {
     /// The line for `event`.
     pub(super) fn line(&mut self, event: &TaskEvent) -> String {
         self.note(event);
-        let hash = |c: &str| c.get(..8).unwrap_or(c).to_string();
+        if let Some(line) = self.step_line(event) {
+            return line;
+        }
         match event {
             TaskEvent::Submitted { request } => format!("submitted: {}", short(request, TEXT)),
             TaskEvent::Planned {
@@ -65,6 +67,69 @@ impl EventText {
                 "{subtask} started: attempt {attempt} on {model} ({})",
                 short(reason, TEXT)
             ),
+            TaskEvent::SubtaskFinished {
+                subtask,
+                attempt,
+                success: true,
+                summary,
+                tokens,
+            } => format!(
+                "{subtask} succeeded (attempt {attempt}, {tokens} tokens): {}",
+                short(summary, TEXT)
+            ),
+            TaskEvent::SubtaskFinished {
+                subtask,
+                attempt,
+                summary,
+                tokens,
+                ..
+            } => format!(
+                "{subtask} failed (attempt {attempt}, {tokens} tokens): {}",
+                short(summary, TEXT)
+            ),
+            TaskEvent::FailedOver {
+                subtask,
+                failed,
+                served_by,
+                model,
+            } => format!(
+                "{}: {}; served by {served_by} ({model})",
+                subtask.as_deref().unwrap_or("director"),
+                short(&failed_links(failed), 2 * TEXT)
+            ),
+            TaskEvent::Delegated {
+                subtask,
+                attempt,
+                node,
+                reason,
+            } => format!(
+                "{subtask} (attempt {attempt}) runs on node {node}: {}",
+                short(reason, TEXT)
+            ),
+            TaskEvent::DirectorCall {
+                purpose,
+                model,
+                tokens,
+            } => format!("director {purpose} with {model} · {tokens} tokens"),
+            TaskEvent::Replanning { reason } => format!("re-planning: {}", short(reason, TEXT)),
+            TaskEvent::Paused => "paused".to_string(),
+            TaskEvent::Resumed => "resumed".to_string(),
+            TaskEvent::Recovered { detail } => format!("recovered: {}", short(detail, TEXT)),
+            TaskEvent::Finished { state, summary } => {
+                format!("finished {state}: {}", short(summary, TEXT))
+            }
+            // A kind of event this build does not know (written by a newer
+            // troupe): its type is all there is to say.
+            #[allow(unreachable_patterns)]
+            _ => String::new(),
+        }
+    }
+
+    /// The line of an event of one step (its start, result, commit and
+    /// the approval it asked for); `None` for the task's other events.
+    fn step_line(&self, event: &TaskEvent) -> Option<String> {
+        let hash = |c: &str| c.get(..8).unwrap_or(c).to_string();
+        Some(match event {
             TaskEvent::StepStarted {
                 subtask,
                 step,
@@ -123,62 +188,8 @@ impl EventText {
                 if *approved { "approved" } else { "denied" },
                 by.map_or_else(String::new, |b| format!(" by {}", b.as_str()))
             ),
-            TaskEvent::SubtaskFinished {
-                subtask,
-                attempt,
-                success: true,
-                summary,
-                tokens,
-            } => format!(
-                "{subtask} succeeded (attempt {attempt}, {tokens} tokens): {}",
-                short(summary, TEXT)
-            ),
-            TaskEvent::SubtaskFinished {
-                subtask,
-                attempt,
-                summary,
-                tokens,
-                ..
-            } => format!(
-                "{subtask} failed (attempt {attempt}, {tokens} tokens): {}",
-                short(summary, TEXT)
-            ),
-            TaskEvent::FailedOver {
-                subtask,
-                failed,
-                served_by,
-                model,
-            } => format!(
-                "{}: {}; served by {served_by} ({model})",
-                subtask.as_deref().unwrap_or("director"),
-                short(&failed_links(failed), 2 * TEXT)
-            ),
-            TaskEvent::Delegated {
-                subtask,
-                attempt,
-                node,
-                reason,
-            } => format!(
-                "{subtask} (attempt {attempt}) runs on node {node}: {}",
-                short(reason, TEXT)
-            ),
-            TaskEvent::DirectorCall {
-                purpose,
-                model,
-                tokens,
-            } => format!("director {purpose} with {model} · {tokens} tokens"),
-            TaskEvent::Replanning { reason } => format!("re-planning: {}", short(reason, TEXT)),
-            TaskEvent::Paused => "paused".to_string(),
-            TaskEvent::Resumed => "resumed".to_string(),
-            TaskEvent::Recovered { detail } => format!("recovered: {}", short(detail, TEXT)),
-            TaskEvent::Finished { state, summary } => {
-                format!("finished {state}: {}", short(summary, TEXT))
-            }
-            // A kind of event this build does not know (written by a newer
-            // troupe): its type is all there is to say.
-            #[allow(unreachable_patterns)]
-            _ => String::new(),
-        }
+            _ => return None,
+        })
     }
 
     fn tool(&self, subtask: &str, attempt: u32, step: u32) -> &str {

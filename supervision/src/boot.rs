@@ -43,7 +43,8 @@ pub struct BootOptions {
     /// The ModelHost's budget; none: `[serve] memory_budget`, else a share
     /// of the machine's memory.
     pub budget_bytes: Option<u64>,
-    /// Resume unfinished tasks (the default for every front door).
+    /// Leave unfinished tasks as they are at boot. `false` (the default,
+    /// what every front door uses): the Director resumes them.
     pub no_recover: bool,
     /// Called before each worker step (fault injection in tests).
     pub faults: Option<FaultHook>,
@@ -263,153 +264,42 @@ async fn assemble(
     troupe_mcp::attach(&config.mcp, &launch, &mut registry).await;
     let tools = Arc::new(registry);
     let peer_workers = PeerWorkers::default();
-    let mut pools = Vec::new();
-    for (i, specialist) in config.agents.specialists.iter().enumerate() {
-        let env = WorkerEnv {
-            specialist: specialist.clone(),
-            router: router.clone(),
-            journal: journal.clone(),
-            tools: Arc::clone(&tools),
-            approvals: approvals.clone(),
-            data_dir: data_dir.clone(),
-            faults: opts.faults.clone(),
-            peers: peer_workers.clone(),
-        };
-        let name = format!("{}-workers-{i}-{:08x}", specialist.kind, rand_suffix());
-        pools.push(WorkerPool::spawn(env, Some(name)).await?);
-    }
+    let pools = spawn_pools(&config.agents.specialists, |specialist| WorkerEnv {
+        specialist,
+        router: router.clone(),
+        journal: journal.clone(),
+        tools: Arc::clone(&tools),
+        approvals: approvals.clone(),
+        data_dir: data_dir.clone(),
+        faults: opts.faults.clone(),
+        peers: peer_workers.clone(),
+    })
+    .await?;
 
-    // Every child is first started unlinked under a placeholder so that the
-    // slots exist before any child's arguments need a handle to another.
-    let learner_slot: Arc<std::sync::OnceLock<ActorSlot<LearnerMsg>>> = Arc::default();
-    let director_slot: Arc<std::sync::OnceLock<ActorSlot<DirectorMsg>>> = Arc::default();
-    let ux_slot: Arc<std::sync::OnceLock<ActorSlot<UxMsg>>> = Arc::default();
-
-    let learner_start = {
-        let slot = Arc::clone(&learner_slot);
-        let args = (
-            store.clone(),
-            config.agents.clone(),
-            host.clone(),
-            config.learner.clone(),
-        );
-        ChildSpec {
-            name: "learner",
-            start: Arc::new(move |sup| {
-                let slot = Arc::clone(&slot);
-                let (store, agents, host, learner) = args.clone();
-                Box::pin(async move {
-                    let (actor, _) = Actor::spawn_linked(
-                        None,
-                        Learner,
-                        LearnerArgs {
-                            store,
-                            agents,
-                            host,
-                            learner,
-                        },
-                        sup,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                    put(&slot, actor.clone());
-                    Ok(actor.get_cell())
-                })
-            }),
-        }
+    // The supervisor's children, in start order. Each restart builds the
+    // child's arguments again; a later child gets the handles of those
+    // started before it from their slots, which every (re)start refills.
+    let slots = Slots::default();
+    let shared = Shared {
+        store,
+        host,
+        router,
+        journal: journal.clone(),
+        approvals: approvals.clone(),
+        pools: pools.clone(),
+        memory,
+        data_dir,
     };
-    let director_start = {
-        let slot = Arc::clone(&director_slot);
-        let learner = Arc::clone(&learner_slot);
-        let memory = memory.clone();
-        let agents = config.agents.clone();
-        let (router, journal, pools, data_dir) = (
-            router.clone(),
-            journal.clone(),
-            pools.clone(),
-            data_dir.clone(),
-        );
-        let recover = !opts.no_recover;
-        ChildSpec {
-            name: "director",
-            start: Arc::new(move |sup| {
-                let slot = Arc::clone(&slot);
-                let learner = learner.get().cloned();
-                let args = (
-                    agents.clone(),
-                    data_dir.clone(),
-                    router.clone(),
-                    journal.clone(),
-                    pools.clone(),
-                    memory.clone(),
-                );
-                Box::pin(async move {
-                    let (agents, data_dir, router, journal, pools, memory) = args;
-                    let args = DirectorArgs {
-                        agents,
-                        data_dir,
-                        router,
-                        journal,
-                        learner: LearnerHandle::new(learner.ok_or(ORDER)?),
-                        pools,
-                        recover,
-                        memory,
-                    };
-                    let (actor, _) = Actor::spawn_linked(None, Director, args, sup)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    put(&slot, actor.clone());
-                    Ok(actor.get_cell())
-                })
-            }),
-        }
-    };
-    let ux_start = {
-        let slot = Arc::clone(&ux_slot);
-        let learner = Arc::clone(&learner_slot);
-        let director = Arc::clone(&director_slot);
-        let agents = config.agents.clone();
-        let (router, journal, approvals) = (router.clone(), journal.clone(), approvals.clone());
-        let memory = memory.clone();
-        ChildSpec {
-            name: "ux",
-            start: Arc::new(move |sup| {
-                let slot = Arc::clone(&slot);
-                let (director, learner) = (director.get().cloned(), learner.get().cloned());
-                let args = (
-                    agents.clone(),
-                    router.clone(),
-                    journal.clone(),
-                    approvals.clone(),
-                    memory.clone(),
-                );
-                Box::pin(async move {
-                    let (agents, router, journal, approvals, memory) = args;
-                    let args = UxArgs {
-                        model: agents.ux_model.clone(),
-                        max_tokens: agents.ux_max_tokens,
-                        progress_interval: agents.progress_interval,
-                        router,
-                        director: DirectorHandle::new(director.ok_or(ORDER)?),
-                        journal,
-                        approvals,
-                        learner: LearnerHandle::new(learner.ok_or(ORDER)?),
-                        memory,
-                    };
-                    let (actor, _) = Actor::spawn_linked(None, Ux, args, sup)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    put(&slot, actor.clone());
-                    Ok(actor.get_cell())
-                })
-            }),
-        }
-    };
+    let children = vec![
+        learner_child(&slots, config, &shared),
+        director_child(&slots, config, &shared, !opts.no_recover),
+        ux_child(&slots, config, &shared),
+    ];
     let (supervisor, supervisor_done): (ActorRef<SupervisorMsg>, JoinHandle<()>) = Actor::spawn(
         None,
         RootSupervisor,
         SupervisorArgs {
-            children: vec![learner_start, director_start, ux_start],
+            children,
             policy: config.supervision,
         },
     )
@@ -422,13 +312,14 @@ async fn assemble(
         approvals,
         tools,
         director: DirectorHandle::new(
-            director_slot
+            slots
+                .director
                 .get()
                 .cloned()
                 .ok_or_else(|| get("director"))?,
         ),
-        ux: UxHandle::new(ux_slot.get().cloned().ok_or_else(|| get("UX"))?),
-        learner: LearnerHandle::new(learner_slot.get().cloned().ok_or_else(|| get("learner"))?),
+        ux: UxHandle::new(slots.ux.get().cloned().ok_or_else(|| get("UX"))?),
+        learner: LearnerHandle::new(slots.learner.get().cloned().ok_or_else(|| get("learner"))?),
     };
     Ok((
         parts,
@@ -438,9 +329,148 @@ async fn assemble(
     ))
 }
 
+/// The slots of the root supervisor's children: each (re)start puts the
+/// child's new reference in; a later child reads the earlier ones'.
+#[derive(Default)]
+struct Slots {
+    learner: Slot<LearnerMsg>,
+    director: Slot<DirectorMsg>,
+    ux: Slot<UxMsg>,
+}
+
+/// What the supervised children are built from (cloned at every start).
+struct Shared {
+    store: Store,
+    host: ModelHostHandle,
+    router: Router,
+    journal: TaskJournal,
+    approvals: Approvals,
+    pools: Vec<WorkerPool>,
+    memory: Option<Arc<Memory>>,
+    data_dir: PathBuf,
+}
+
+/// The Learner: the store's outcomes and the ModelHost's view.
+fn learner_child(slots: &Slots, config: &Config, shared: &Shared) -> ChildSpec {
+    let (store, host) = (shared.store.clone(), shared.host.clone());
+    let (agents, learner) = (config.agents.clone(), config.learner.clone());
+    linked_child(
+        "learner",
+        &slots.learner,
+        || Learner,
+        move || {
+            Ok(LearnerArgs {
+                store: store.clone(),
+                agents: agents.clone(),
+                host: host.clone(),
+                learner: learner.clone(),
+            })
+        },
+    )
+}
+
+/// The Director: plans, hands subtasks to the pools, asks the Learner;
+/// resumes unfinished tasks as it starts when `recover`.
+fn director_child(slots: &Slots, config: &Config, shared: &Shared, recover: bool) -> ChildSpec {
+    let agents = config.agents.clone();
+    let (router, journal) = (shared.router.clone(), shared.journal.clone());
+    let (pools, memory) = (shared.pools.clone(), shared.memory.clone());
+    let data_dir = shared.data_dir.clone();
+    let learner = Arc::clone(&slots.learner);
+    linked_child(
+        "director",
+        &slots.director,
+        || Director,
+        move || {
+            Ok(DirectorArgs {
+                agents: agents.clone(),
+                data_dir: data_dir.clone(),
+                router: router.clone(),
+                journal: journal.clone(),
+                learner: LearnerHandle::new(learner.get().cloned().ok_or(ORDER)?),
+                pools: pools.clone(),
+                recover,
+                memory: memory.clone(),
+            })
+        },
+    )
+}
+
+/// The UX: answers the person, hands work to the Director.
+fn ux_child(slots: &Slots, config: &Config, shared: &Shared) -> ChildSpec {
+    let agents = config.agents.clone();
+    let (router, journal) = (shared.router.clone(), shared.journal.clone());
+    let (approvals, memory) = (shared.approvals.clone(), shared.memory.clone());
+    let (learner, director) = (Arc::clone(&slots.learner), Arc::clone(&slots.director));
+    linked_child(
+        "ux",
+        &slots.ux,
+        || Ux,
+        move || {
+            Ok(UxArgs {
+                model: agents.ux_model.clone(),
+                max_tokens: agents.ux_max_tokens,
+                progress_interval: agents.progress_interval,
+                router: router.clone(),
+                director: DirectorHandle::new(director.get().cloned().ok_or(ORDER)?),
+                journal: journal.clone(),
+                approvals: approvals.clone(),
+                learner: LearnerHandle::new(learner.get().cloned().ok_or(ORDER)?),
+                memory: memory.clone(),
+            })
+        },
+    )
+}
+
 /// Children start in order (Learner, Director, UX); a later one needs the
 /// slots of the earlier ones.
 const ORDER: &str = "children must start in order: learner, director, ux";
+
+/// A worker pool per configured specialist, its workers' environment made
+/// by `env`.
+async fn spawn_pools(
+    specialists: &[troupe_config::SpecialistConfig],
+    env: impl Fn(troupe_config::SpecialistConfig) -> WorkerEnv,
+) -> Result<Vec<WorkerPool>, BootError> {
+    let mut pools = Vec::new();
+    for (i, specialist) in specialists.iter().enumerate() {
+        let env = env(specialist.clone());
+        let name = format!("{}-workers-{i}-{:08x}", specialist.kind, rand_suffix());
+        pools.push(WorkerPool::spawn(env, Some(name)).await?);
+    }
+    Ok(pools)
+}
+
+/// Where the latest incarnation of a supervised child is found.
+type Slot<M> = Arc<std::sync::OnceLock<ActorSlot<M>>>;
+
+/// A child of the root supervisor: on every (re)start, `args` builds its
+/// arguments, the actor is spawned linked to the supervisor, and its
+/// reference goes into `slot`.
+fn linked_child<A>(
+    name: &'static str,
+    slot: &Slot<A::Msg>,
+    actor: fn() -> A,
+    args: impl Fn() -> Result<A::Arguments, String> + Send + Sync + 'static,
+) -> ChildSpec
+where
+    A: Actor,
+{
+    let slot = Arc::clone(slot);
+    ChildSpec {
+        name,
+        start: Arc::new(move |supervisor| {
+            let (slot, actor, args) = (Arc::clone(&slot), actor(), args());
+            Box::pin(async move {
+                let (child, _) = Actor::spawn_linked(None, actor, args?, supervisor)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                put(&slot, child.clone());
+                Ok(child.get_cell())
+            })
+        }),
+    }
+}
 
 /// Puts a (re)started actor in its slot, creating the slot the first time.
 fn put<M: ractor::Message>(slot: &std::sync::OnceLock<ActorSlot<M>>, actor: ActorRef<M>) {

@@ -6,7 +6,7 @@
 
 use crate::dashboard_support;
 
-use dashboard_support::{start, Browser, API_KEY, JOB, MODEL};
+use dashboard_support::{start, Browser, Server, API_KEY, JOB, MODEL};
 use serde_json::Value;
 
 /// A job whose text is markup: it must show as these very characters.
@@ -17,16 +17,7 @@ async fn a_person_runs_the_troupe_from_the_browser() {
     let server = start(tempfile::tempdir().expect("temp dir"), 0).await;
     let browser = Browser::start().await;
 
-    // Without the key only the login page is reachable, and a wrong key is refused.
-    browser.goto(&server.url("/tasks")).await;
-    browser.wait_for("#login-form").await;
-    assert!(browser.url().await.contains("/login?next=/tasks"));
-    browser.screenshot("login").await;
-    browser.type_into("#key", "not-the-key").await;
-    browser.click("#login-form button").await;
-    browser.wait_for("#login-error").await;
-    browser.type_into("#key", API_KEY).await;
-    browser.click("#login-form button").await;
+    log_in(&browser, &server).await;
 
     // Submit a job whose text is markup: it shows as text, and runs.
     browser.wait_for("#submit-form").await;
@@ -100,7 +91,52 @@ async fn a_person_runs_the_troupe_from_the_browser() {
     browser.wait_text("#diff", "+def fib(n):").await;
     browser.screenshot("task").await;
 
-    // The approvals page: a second job's shell call, denied; the task sees it.
+    deny_on_the_approvals_page(&browser, &server).await;
+
+    visit_chat_models_and_learner(&browser, &server).await;
+
+    // A server restart: the open page reconnects and shows new work live.
+    browser.goto(&server.url("/tasks")).await;
+    browser.wait_for("#live[data-state='live']").await;
+    browser
+        .eval("window.notReloaded = true; return true;")
+        .await;
+    let port = server.port();
+    let dir = server.stop().await;
+    browser.wait_for("#live[data-state='reconnecting']").await;
+    let server = start(dir, port).await;
+    browser.wait_for("#live[data-state='live']").await;
+    let third = server.submit(JOB).await;
+    browser
+        .wait_for(&format!("tr[data-task-id='{third}']"))
+        .await;
+    assert_eq!(
+        browser.eval("return window.notReloaded === true;").await,
+        Value::Bool(true),
+        "the page was reloaded"
+    );
+    browser.screenshot("tasks-after-restart").await;
+
+    browser.close().await;
+    server.stop().await;
+}
+
+/// Without the key only the login page is reachable, and a wrong key is
+/// refused; then the right key logs in.
+async fn log_in(browser: &Browser, server: &Server) {
+    browser.goto(&server.url("/tasks")).await;
+    browser.wait_for("#login-form").await;
+    assert!(browser.url().await.contains("/login?next=/tasks"));
+    browser.screenshot("login").await;
+    browser.type_into("#key", "not-the-key").await;
+    browser.click("#login-form button").await;
+    browser.wait_for("#login-error").await;
+    browser.type_into("#key", API_KEY).await;
+    browser.click("#login-form button").await;
+}
+
+/// The approvals page: a second job's shell call, denied; the task sees it.
+async fn deny_on_the_approvals_page(browser: &Browser, server: &Server) {
     let second = server.submit(JOB).await;
     browser.goto(&server.url("/approvals")).await;
     let card = format!(".approval[data-task-id='{second}']");
@@ -128,7 +164,10 @@ async fn a_person_runs_the_troupe_from_the_browser() {
             .is_some_and(|o| o.contains("not today")),
         "{observed}"
     );
+}
 
+/// Chat with the UX, the models page and the Learner's page.
+async fn visit_chat_models_and_learner(browser: &Browser, server: &Server) {
     // Chat with the UX.
     browser.goto(&server.url("/chat")).await;
     browser.type_into("#chat-text", "hello there").await;
@@ -151,31 +190,6 @@ async fn a_person_runs_the_troupe_from_the_browser() {
     browser.wait_for("#chart svg rect.bar").await;
     browser.wait_for("#choices tbody tr").await;
     browser.screenshot("learner").await;
-
-    // A server restart: the open page reconnects and shows new work live.
-    browser.goto(&server.url("/tasks")).await;
-    browser.wait_for("#live[data-state='live']").await;
-    browser
-        .eval("window.notReloaded = true; return true;")
-        .await;
-    let port = server.port();
-    let dir = server.stop().await;
-    browser.wait_for("#live[data-state='reconnecting']").await;
-    let server = start(dir, port).await;
-    browser.wait_for("#live[data-state='live']").await;
-    let third = server.submit(JOB).await;
-    browser
-        .wait_for(&format!("tr[data-task-id='{third}']"))
-        .await;
-    assert_eq!(
-        browser.eval("return window.notReloaded === true;").await,
-        Value::Bool(true),
-        "the page was reloaded"
-    );
-    browser.screenshot("tasks-after-restart").await;
-
-    browser.close().await;
-    server.stop().await;
 }
 
 /// No alert opened and no element the task text described was created.
@@ -246,51 +260,7 @@ async fn without_the_key_only_the_login_page_answers() {
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
     let session = cookie.split(';').next().expect("name=value").to_string();
 
-    // The cookie opens the API and the event stream, which says when to
-    // reconnect and ids its events.
-    let tasks = http
-        .get(server.url("/api/tasks"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(tasks.status().as_u16(), 200);
-    let mut stream = http
-        .get(server.url("/api/dashboard/events"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(stream.headers()["content-type"], "text/event-stream");
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let chunk = stream.chunk().await.expect("readable").expect("more");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(text.contains("retry: 2000"), "{text}");
-    assert!(text.contains("event: hello"), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("id: ")), "{text}");
-    drop(stream);
-
-    // What the server writes into a page is escaped.
-    let page = http
-        .get(server.url("/tasks/%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(page.status().as_u16(), 200);
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .expect("ascii")
-        .to_string();
-    assert!(csp.contains("script-src 'self'"), "{csp}");
-    let html = page.text().await.expect("body");
-    assert!(
-        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-        "{html}"
-    );
-    assert!(!html.contains("<script>alert"), "{html}");
+    the_session_opens_the_api_and_pages_are_escaped(http, &server, &session).await;
 
     // The cookie is a session token, not the key (hex or plain), and
     // logging out ends it.
@@ -331,4 +301,57 @@ async fn without_the_key_only_the_login_page_answers() {
     assert!(limited.headers().get("set-cookie").is_none());
 
     server.stop().await;
+}
+
+/// The cookie opens the API and the event stream, which says when to
+/// reconnect and ids its events; what the server writes into a page is
+/// escaped.
+async fn the_session_opens_the_api_and_pages_are_escaped(
+    http: &reqwest::Client,
+    server: &Server,
+    session: &str,
+) {
+    let tasks = http
+        .get(server.url("/api/tasks"))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(tasks.status().as_u16(), 200);
+    let mut stream = http
+        .get(server.url("/api/dashboard/events"))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = stream.chunk().await.expect("readable").expect("more");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("retry: 2000"), "{text}");
+    assert!(text.contains("event: hello"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("id: ")), "{text}");
+    drop(stream);
+
+    // What the server writes into a page is escaped.
+    let page = http
+        .get(server.url("/tasks/%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(page.status().as_u16(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text().await.expect("body");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert"), "{html}");
 }

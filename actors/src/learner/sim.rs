@@ -288,6 +288,32 @@ impl Tally {
     }
 }
 
+/// The host reports each local model's load, as the ModelHost does.
+fn observe_loads(learner: &mut LearnerState, w: &Workload) {
+    for m in w.models.iter().filter(|m| m.price_per_token.is_none()) {
+        learner.observe(&OutcomeRecord {
+            role: LOAD_ROLE.to_string(),
+            kind: LOAD_ROLE.to_string(),
+            model: m.name.clone(),
+            latency_ms: m.load_ms,
+            memory_bytes: (m.memory_gib * GIB) as u64,
+            success: true,
+            ..Default::default()
+        });
+    }
+}
+
+/// The kind whose share of the total weight `pick` falls in.
+fn pick_kind(w: &Workload, mut pick: f64) -> usize {
+    w.kinds
+        .iter()
+        .position(|kind| {
+            pick -= kind.weight;
+            pick < 0.0
+        })
+        .unwrap_or(w.kinds.len() - 1)
+}
+
 /// Runs `tasks` simulated subtasks with the Learner configured by `config`
 /// (its seed also seeds the workload), reporting at each of `checkpoints`
 /// and every `every` tasks.
@@ -303,18 +329,7 @@ pub fn simulate(
     let penalty = config.cost_penalty;
     let mut learner = LearnerState::new(w.agents(), config);
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_1ea2);
-    // The host reports each local model's load, as the ModelHost does.
-    for m in w.models.iter().filter(|m| m.price_per_token.is_none()) {
-        learner.observe(&OutcomeRecord {
-            role: LOAD_ROLE.to_string(),
-            kind: LOAD_ROLE.to_string(),
-            model: m.name.clone(),
-            latency_ms: m.load_ms,
-            memory_bytes: (m.memory_gib * GIB) as u64,
-            success: true,
-            ..Default::default()
-        });
-    }
+    observe_loads(&mut learner, w);
     let host = HostView {
         free_bytes: 64 << 30,
         loaded: Vec::new(),
@@ -329,15 +344,7 @@ pub fn simulate(
         curve: Vec::new(),
     };
     for t in 1..=tasks {
-        let mut pick = rng.random::<f64>() * total_weight;
-        let k = w
-            .kinds
-            .iter()
-            .position(|kind| {
-                pick -= kind.weight;
-                pick < 0.0
-            })
-            .unwrap_or(w.kinds.len() - 1);
+        let k = pick_kind(w, rng.random::<f64>() * total_weight);
         let kind = &w.kinds[k];
         let request = w.request_median * (w.request_sigma * normal(&mut rng)).exp();
         let noise = (w.token_sigma * normal(&mut rng)).exp();
