@@ -13,10 +13,19 @@ use crate::learner::{estimate_tokens, LearnerHandle, RecommendRequest, Role};
 use crate::router::{Call, Route, Router};
 use crate::runtime::TaskJournal;
 
+/// The model's answer, as the schema below constrains it.
 #[derive(Deserialize)]
 struct ModelAnswer {
-    intent: String,
+    intent: AnswerIntent,
     reply: String,
+}
+
+/// What the model may call a message (a command is never the model's call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum AnswerIntent {
+    Chat,
+    Work,
 }
 
 /// What a model reply needs.
@@ -125,10 +134,9 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
     });
     match parsed {
         Some(a) => UxReply {
-            intent: if a.intent == "work" && !chat_only {
-                Intent::Work
-            } else {
-                Intent::Chat
+            intent: match a.intent {
+                AnswerIntent::Work if !chat_only => Intent::Work,
+                AnswerIntent::Work | AnswerIntent::Chat => Intent::Chat,
             },
             text: a.reply,
             task_id: None,
