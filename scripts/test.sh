@@ -25,3 +25,5 @@ cargo test --workspace --locked "$@"
 # The sandbox's escape tests once more as an unprivileged user (nobody),
 # when the suite ran as root.
 bash scripts/sandbox-unprivileged.sh
+# The book in docs/ (its configuration chapter checked against config/src).
+bash scripts/build-docs.sh
