@@ -46,8 +46,60 @@ use std::time::Duration;
 /// The Director's and Workers' sampling temperature unless configured.
 pub const DEFAULT_TEMPERATURE: f32 = 0.2;
 
-/// The task kinds specialists take.
-pub const TASK_KINDS: [&str; 3] = ["general", "code", "research"];
+/// The kind of a subtask, and of the specialist that takes it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Anything else: files, commands, notes.
+    General,
+    /// Programs: write, run, test.
+    Code,
+    /// Finding things out: search, read, summarise.
+    Research,
+}
+
+impl TaskKind {
+    /// Every kind, in the order they are listed to a person or a model.
+    pub const ALL: [TaskKind; 3] = [TaskKind::General, TaskKind::Code, TaskKind::Research];
+
+    /// The name used in the configuration, plans and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::General => "general",
+            TaskKind::Code => "code",
+            TaskKind::Research => "research",
+        }
+    }
+
+    /// The names of [`TaskKind::ALL`] (a plan schema's `enum`).
+    pub fn names() -> [&'static str; 3] {
+        TaskKind::ALL.map(TaskKind::as_str)
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a [`TaskKind`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not one of general, code, research")]
+pub struct UnknownKind(pub String);
+
+impl std::str::FromStr for TaskKind {
+    type Err = UnknownKind;
+
+    fn from_str(name: &str) -> Result<TaskKind, UnknownKind> {
+        TaskKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| UnknownKind(name.to_string()))
+    }
+}
 
 /// `[agents]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -188,8 +240,8 @@ pub struct AgentsConfig {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SpecialistConfig {
-    /// `general`, `code` or `research`.
-    pub kind: String,
+    /// The subtasks it takes.
+    pub kind: TaskKind,
     /// Lowest complexity it takes.
     pub min_complexity: u8,
     /// Highest complexity it takes.
@@ -215,9 +267,9 @@ pub struct SpecialistConfig {
 impl SpecialistConfig {
     /// The default specialist of `kind`: every complexity, 2 workers, 24
     /// steps, 32k tokens per attempt, 512 per step, 4 KB observations.
-    pub fn default_for(kind: &str) -> SpecialistConfig {
+    pub fn default_for(kind: TaskKind) -> SpecialistConfig {
         SpecialistConfig {
-            kind: kind.to_string(),
+            kind,
             min_complexity: 1,
             max_complexity: 10,
             model: None,
@@ -232,7 +284,7 @@ impl SpecialistConfig {
     }
 
     /// Whether it takes a subtask of this kind and complexity.
-    pub fn covers(&self, kind: &str, complexity: u8) -> bool {
+    pub fn covers(&self, kind: TaskKind, complexity: u8) -> bool {
         self.kind == kind && (self.min_complexity..=self.max_complexity).contains(&complexity)
     }
 }
@@ -242,7 +294,7 @@ impl SpecialistConfig {
 #[non_exhaustive]
 pub struct ModelRule {
     /// Task kind; none: every kind.
-    pub kind: Option<String>,
+    pub kind: Option<TaskKind>,
     /// Lowest complexity.
     pub min_complexity: u8,
     /// Highest complexity.
@@ -255,8 +307,10 @@ pub struct ModelRule {
 
 impl ModelRule {
     /// Whether the rule applies.
-    pub fn matches(&self, kind: &str, complexity: u8, free_memory: u64) -> bool {
-        self.kind.as_deref().is_none_or(|k| k == kind)
+    /// Whether it applies to a call of `kind` (none: a call that is not a
+    /// subtask's, which only a rule for every kind applies to).
+    pub fn matches(&self, kind: Option<TaskKind>, complexity: u8, free_memory: u64) -> bool {
+        self.kind.is_none_or(|k| Some(k) == kind)
             && (self.min_complexity..=self.max_complexity).contains(&complexity)
             && free_memory >= self.min_free_memory
     }
@@ -298,15 +352,9 @@ fn range(source: &ConfigSource, key: &str, raw: Option<[u8; 2]>) -> Result<(u8, 
     Ok((lo, hi))
 }
 
-fn kind(source: &ConfigSource, key: &str, kind: &str) -> Result<(), ConfigError> {
-    if TASK_KINDS.contains(&kind) {
-        Ok(())
-    } else {
-        Err(source.invalid(
-            key,
-            &format!("`{kind}` is not one of {}", TASK_KINDS.join(", ")),
-        ))
-    }
+fn kind(source: &ConfigSource, key: &str, kind: &str) -> Result<TaskKind, ConfigError> {
+    kind.parse()
+        .map_err(|e: UnknownKind| source.invalid(key, &e.to_string()))
 }
 
 fn model_name(
@@ -342,16 +390,16 @@ pub(crate) fn resolve_agents(
     let mut specialists = Vec::new();
     match raw.specialists {
         None => {
-            for k in TASK_KINDS {
+            for k in TaskKind::ALL {
                 specialists.push(SpecialistConfig::default_for(k));
             }
         }
         Some(list) => {
             for (i, s) in list.into_iter().enumerate() {
                 let key = |f: &str| format!("agents.specialists[{i}].{f}");
-                kind(source, &key("kind"), &s.kind)?;
+                let k = kind(source, &key("kind"), &s.kind)?;
                 let (lo, hi) = range(source, &key("complexity"), s.complexity)?;
-                let d = SpecialistConfig::default_for(&s.kind);
+                let d = SpecialistConfig::default_for(k);
                 let spec = SpecialistConfig {
                     min_complexity: lo,
                     max_complexity: hi,
@@ -387,9 +435,10 @@ pub(crate) fn resolve_agents(
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
         let key = |f: &str| format!("agents.rules[{i}].{f}");
-        if let Some(k) = &r.kind {
-            kind(source, &key("kind"), k)?;
-        }
+        let rule_kind = match &r.kind {
+            Some(k) => Some(kind(source, &key("kind"), k)?),
+            None => None,
+        };
         let (lo, hi) = range(source, &key("complexity"), r.complexity)?;
         let min_free_memory = match &r.min_free_memory {
             Some(text) => parse_size(text)
@@ -398,7 +447,7 @@ pub(crate) fn resolve_agents(
         };
         let model = model_name(source, &key("model"), Some(r.model))?.unwrap_or_default();
         rules.push(ModelRule {
-            kind: r.kind,
+            kind: rule_kind,
             min_complexity: lo,
             max_complexity: hi,
             min_free_memory,

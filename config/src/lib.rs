@@ -46,7 +46,9 @@ pub mod serve;
 pub mod size;
 pub mod tools;
 
-pub use agents::{AgentsConfig, ModelRule, SpecialistConfig, SupervisionConfig, TASK_KINDS};
+pub use agents::{
+    AgentsConfig, ModelRule, SpecialistConfig, SupervisionConfig, TaskKind, UnknownKind,
+};
 pub use cluster::ClusterConfig;
 pub use learner::{LearnerConfig, RemotePrice};
 pub use load::{load, ConfigError, ConfigSource, LoadOptions};

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+pub use troupe_config::TaskKind;
 
 /// A task's id: `t-` and 12 lowercase hex digits. Also the name of the
 /// task's workspace directory.
@@ -136,8 +137,8 @@ pub struct SubtaskRecord {
     pub id: String,
     /// What to do.
     pub description: String,
-    /// `general`, `code` or `research`.
-    pub kind: String,
+    /// Which specialist takes it.
+    pub kind: TaskKind,
     /// 1 (trivial) to 10 (hardest).
     pub complexity: u8,
     /// Ids of subtasks that must succeed first.
@@ -174,8 +175,8 @@ pub struct PlannedSubtask {
     pub id: String,
     /// What to do.
     pub description: String,
-    /// `general`, `code` or `research`.
-    pub kind: String,
+    /// Which specialist takes it.
+    pub kind: TaskKind,
     /// 1 to 10.
     pub complexity: u8,
     /// Ids of subtasks that must succeed first.

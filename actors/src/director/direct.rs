@@ -11,7 +11,7 @@
 //! text, a directory), and no word that chains steps. Anything else goes
 //! to the planner as before. `[agents] direct = false` turns this off.
 
-use troupe_config::SpecialistConfig;
+use troupe_config::{SpecialistConfig, TaskKind};
 use troupe_store::PlannedSubtask;
 
 /// Longest job, in words, taken as one action.
@@ -124,16 +124,16 @@ pub(crate) fn triage(
             }
         }
     }
-    let covers = |kind: &str| specialists.iter().any(|s| s.covers(kind, 1));
+    let covers = |kind: TaskKind| specialists.iter().any(|s| s.covers(kind, 1));
     let kind = match code {
-        true if covers("code") => "code",
-        _ if covers("general") => "general",
+        true if covers(TaskKind::Code) => TaskKind::Code,
+        _ if covers(TaskKind::General) => TaskKind::General,
         _ => return None,
     };
     Some(PlannedSubtask {
         id: format!("s{first_free}"),
         description: request.to_string(),
-        kind: kind.to_string(),
+        kind,
         complexity: 1,
         depends_on: Vec::new(),
         acceptance: "what the job asks for is done in the workspace".to_string(),
@@ -165,7 +165,7 @@ mod tests {
     use super::*;
 
     fn specialists() -> Vec<SpecialistConfig> {
-        ["general", "code", "research"]
+        TaskKind::ALL
             .into_iter()
             .map(SpecialistConfig::default_for)
             .collect()
@@ -202,7 +202,7 @@ mod tests {
         for (request, kind, tool) in cases {
             let sub = triaged(request).unwrap_or_else(|| panic!("{request} is one action"));
             assert_eq!(sub.id, "s1");
-            assert_eq!(sub.kind, kind, "{request}");
+            assert_eq!(sub.kind.as_str(), kind, "{request}");
             assert!(
                 sub.tools.iter().any(|t| t == tool),
                 "{request}: {:?}",
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn a_job_no_configured_specialist_takes_is_planned() {
-        let research_only = vec![SpecialistConfig::default_for("research")];
+        let research_only = vec![SpecialistConfig::default_for(TaskKind::Research)];
         assert_eq!(
             triage("Write hello.txt containing hi", &research_only, 1),
             None

@@ -256,7 +256,7 @@ impl Run {
             .agents
             .specialists
             .iter()
-            .find(|s| s.covers(&sub.kind, sub.complexity));
+            .find(|s| s.covers(sub.kind, sub.complexity));
         let specialist_model = specialist.and_then(|s| s.model.clone());
         // A learned budget that ran out is retried with the same model and
         // the full budget; any other failure one step up the ladder.
@@ -271,7 +271,7 @@ impl Run {
             .learner
             .recommend(RecommendRequest {
                 role: Role::Subtask,
-                kind: sub.kind.clone(),
+                kind: sub.kind.to_string(),
                 complexity: sub.complexity,
                 task_model: self
                     .task
@@ -310,7 +310,7 @@ impl Run {
         let specialists = &self.env.agents.specialists;
         let index = specialists
             .iter()
-            .position(|s| s.covers(&sub.kind, sub.complexity))
+            .position(|s| s.covers(sub.kind, sub.complexity))
             .or_else(|| specialists.iter().position(|s| s.kind == sub.kind))?;
         self.env.pools.get(index).cloned()
     }
@@ -375,7 +375,7 @@ impl Run {
             .agents
             .specialists
             .iter()
-            .find(|s| s.covers(&sub.kind, sub.complexity))
+            .find(|s| s.covers(sub.kind, sub.complexity))
             .map(|s| s.max_tokens);
         if hit && matches!((given, max), (Some(g), Some(m)) if g < m) {
             self.budgets.ran_out.insert(sub.id.clone(), model.clone());
@@ -385,7 +385,7 @@ impl Run {
             subtask: Some(sub.id.clone()),
             role: Role::Subtask.as_str().to_string(),
             model,
-            kind: sub.kind.clone(),
+            kind: sub.kind.to_string(),
             complexity: sub.complexity,
             prompt_tokens: tokens,
             completion_tokens: 0,

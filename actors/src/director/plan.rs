@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use troupe_config::{SpecialistConfig, TASK_KINDS};
+use troupe_config::{SpecialistConfig, TaskKind};
 use troupe_inference::chat::ChatMessage;
 use troupe_store::{PlannedSubtask, SubtaskRecord, SubtaskState};
 
@@ -27,7 +27,7 @@ pub fn plan_schema() -> Value {
                     "properties": {
                         "id": { "type": "string", "minLength": 1, "maxLength": 16 },
                         "description": { "type": "string", "minLength": 1 },
-                        "kind": { "enum": TASK_KINDS },
+                        "kind": { "enum": TaskKind::names() },
                         "complexity": { "type": "integer", "minimum": 1, "maximum": 10 },
                         "depends_on": { "type": "array", "items": { "type": "string" }, "maxItems": MAX_SUBTASKS },
                         "acceptance": { "type": "string" }
@@ -132,13 +132,7 @@ pub fn parse_plan(
                 s.id, s.complexity
             ));
         }
-        if !TASK_KINDS.contains(&s.kind.as_str()) {
-            return Err(format!("{}: `{}` is not a subtask kind", s.id, s.kind));
-        }
-        if !specialists
-            .iter()
-            .any(|sp| sp.covers(&s.kind, s.complexity))
-        {
+        if !specialists.iter().any(|sp| sp.covers(s.kind, s.complexity)) {
             return Err(format!(
                 "{}: no specialist takes {} subtasks of complexity {}",
                 s.id, s.kind, s.complexity
@@ -215,7 +209,7 @@ pub fn records(task_id: &str, plan: &[PlannedSubtask]) -> Vec<SubtaskRecord> {
             task_id: task_id.to_string(),
             id: p.id.clone(),
             description: p.description.clone(),
-            kind: p.kind.clone(),
+            kind: p.kind,
             complexity: p.complexity,
             depends_on: p.depends_on.clone(),
             acceptance: p.acceptance.clone(),
@@ -244,9 +238,9 @@ mod tests {
     use super::*;
 
     fn specialists() -> Vec<SpecialistConfig> {
-        TASK_KINDS
-            .iter()
-            .map(|k| SpecialistConfig::default_for(k))
+        TaskKind::ALL
+            .into_iter()
+            .map(SpecialistConfig::default_for)
             .collect()
     }
 
@@ -275,7 +269,12 @@ mod tests {
         assert!(parse_plan("{\"subtasks\": [", &specialists(), 1)
             .unwrap_err()
             .contains("not valid JSON"));
-        let only_code = vec![SpecialistConfig::default_for("code")];
+        // A kind that is none of TaskKind's: the error names it.
+        let odd = r#"{"subtasks":[{"id":"a","description":"d","kind":"poetry","complexity":3,"depends_on":[],"acceptance":"x"}]}"#;
+        assert!(parse_plan(odd, &specialists(), 1)
+            .unwrap_err()
+            .contains("poetry"));
+        let only_code = vec![SpecialistConfig::default_for(TaskKind::Code)];
         let research = r#"{"subtasks":[{"id":"a","description":"d","kind":"research","complexity":3,"depends_on":[],"acceptance":"x"}]}"#;
         assert!(parse_plan(research, &only_code, 1)
             .unwrap_err()

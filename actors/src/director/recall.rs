@@ -93,7 +93,7 @@ fn plan_text(subtasks: &[SubtaskRecord]) -> String {
 }
 
 fn kinds(subtasks: &[SubtaskRecord]) -> Vec<String> {
-    let mut kinds: Vec<String> = subtasks.iter().map(|s| s.kind.clone()).collect();
+    let mut kinds: Vec<String> = subtasks.iter().map(|s| s.kind.to_string()).collect();
     kinds.sort();
     kinds.dedup();
     kinds

@@ -23,7 +23,7 @@ pub mod stats;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
-use troupe_config::{AgentsConfig, LearnerConfig};
+use troupe_config::{AgentsConfig, LearnerConfig, TaskKind};
 use troupe_store::{now_ms, OutcomeRecord, Store};
 
 use crate::model_host::{format_bytes, HostEvent, HostStatus, ModelHostHandle};
@@ -337,13 +337,13 @@ pub fn recommend(
         ));
     }
     for (i, rule) in agents.rules.iter().enumerate() {
-        if rule.matches(&req.kind, req.complexity, free) {
+        if rule.matches(req.kind.parse().ok(), req.complexity, free) {
             return Ok(pick(
                 &rule.model,
                 format!(
                     "rule {}: {}, complexity {}–{}, {} free → {}",
                     i + 1,
-                    rule.kind.as_deref().unwrap_or("any kind"),
+                    rule.kind.map_or("any kind", TaskKind::as_str),
                     rule.min_complexity,
                     rule.max_complexity,
                     format_bytes(free),

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use troupe_config::{AgentsConfig, LearnerConfig, TASK_KINDS};
+use troupe_config::{AgentsConfig, LearnerConfig, TaskKind};
 use troupe_store::OutcomeRecord;
 
 use super::budget::{self, BudgetParams, TokenBudget};
@@ -293,8 +293,8 @@ impl LearnerState {
         let (s, f) = self.stats.counts(&[kind], Some(band), model);
         let (ks, kf) = self.stats.counts(&[kind], None, model);
         let (mut ps, mut pf) = (ks - s, kf - f);
-        if ps + pf == 0 && TASK_KINDS.contains(&kind) {
-            let (ts, tf) = self.stats.counts(&TASK_KINDS, None, model);
+        if ps + pf == 0 && kind.parse::<TaskKind>().is_ok() {
+            let (ts, tf) = self.stats.counts(&TaskKind::names(), None, model);
             (ps, pf) = (ts - ks, tf - kf);
         }
         let (mut a, mut b) = (1.0, 1.0);

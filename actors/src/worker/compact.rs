@@ -9,6 +9,7 @@
 //! with `final` right after it.
 
 use std::sync::Arc;
+use troupe_config::TaskKind;
 
 use serde_json::json;
 use troupe_inference::chat::ChatMessage;
@@ -185,7 +186,7 @@ const PYTHON_EXAMPLE: Example = Example {
 /// Empty when no example fits the offered tools.
 pub(crate) fn example_turns(
     description: &str,
-    kind: &str,
+    kind: TaskKind,
     tools: &[Arc<dyn Tool>],
 ) -> Vec<ChatMessage> {
     let offered = |name: &str| tools.iter().any(|t| t.name() == name);
@@ -201,7 +202,7 @@ pub(crate) fn example_turns(
         .iter()
         .copied()
         .find(|w| !matches!(*w, "please" | "now"));
-    let example = if kind == "code" && offered("write_file") && offered("shell") {
+    let example = if kind == TaskKind::Code && offered("write_file") && offered("shell") {
         Some(&PYTHON_EXAMPLE)
     } else if directory && offered("make_dir") {
         EXAMPLES.iter().find(|e| e.verbs.contains(&"mkdir"))

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 use std::sync::Arc;
+use troupe_config::TaskKind;
 use troupe_inference::backend::FinishReason;
 use troupe_inference::chat::ChatMessage;
 use troupe_tools::observation::{truncate_with_note, utf8_prefix};
@@ -92,21 +93,21 @@ pub(crate) fn step_schema(tools: &[Arc<dyn Tool>], short: bool) -> Value {
     json!({ "anyOf": [action_schema(tools, short), final_schema(short)] })
 }
 
-fn role_of(kind: &str) -> &'static str {
+fn role_of(kind: TaskKind) -> &'static str {
     match kind {
-        "code" => {
+        TaskKind::Code => {
             "You are troupe's code specialist. You write and change code in the workspace \
              (under src/ unless the subtask says otherwise) and you test what you write: \
              after changing files, run the tests with `shell` or `python_run` and see them \
              pass before you give your final answer; a final answer given before that is \
              refused."
         }
-        "research" => {
+        TaskKind::Research => {
             "You are troupe's research specialist. You find things out: search, fetch and \
              read sources, keep notes under research/, and say where each fact in your \
              final answer comes from."
         }
-        _ => {
+        TaskKind::General => {
             "You are troupe's general specialist. You do what the subtask asks (writing, \
              summarising, organising, working with files) and put what it delivers under \
              output/ when it is a file."
@@ -117,7 +118,7 @@ fn role_of(kind: &str) -> &'static str {
 /// The system message: the specialist's role, the rules, the tools and the
 /// reply format, with a worked example in real values (weak models copy
 /// placeholders such as `<why this step>` verbatim).
-pub(crate) fn system_message(kind: &str, tools: &[Arc<dyn Tool>]) -> String {
+pub(crate) fn system_message(kind: TaskKind, tools: &[Arc<dyn Tool>]) -> String {
     format!(
         "{role}\n\n\
          You work in the task's workspace, a directory holding src/, output/, research/ \

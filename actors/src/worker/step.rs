@@ -109,7 +109,8 @@ impl<'a> StepCx<'a> {
         earlier: Option<bool>,
     ) -> Result<ActionEnd, AgentError> {
         // The memory tools store into the specialist's own namespace.
-        let ctx = ToolContext::new(Arc::clone(&self.ws)).with_agent(&self.env.specialist.kind);
+        let ctx =
+            ToolContext::new(Arc::clone(&self.ws)).with_agent(self.env.specialist.kind.as_str());
         // Held from here until the step's checkpoint (`commit`), except
         // while the person is asked.
         self.hold_step_lock().await?;

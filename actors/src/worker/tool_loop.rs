@@ -2,6 +2,7 @@
 //! journal it, until a final answer is accepted or a budget runs out.
 
 use serde_json::{json, Value};
+use troupe_config::TaskKind;
 use troupe_inference::backend::{Constraint, GenerateRequest, GenerationResult};
 use troupe_inference::chat::ChatMessage;
 use troupe_store::TaskEvent;
@@ -219,7 +220,7 @@ impl Run<'_> {
                 let refusal = if nothing_done {
                     Some(prompt::act_first())
                 } else {
-                    (env.specialist.kind == "code")
+                    (env.specialist.kind == TaskKind::Code)
                         .then(|| prompt::untested_change(&self.history, &env.tools))
                         .flatten()
                         .map(prompt::run_tests_first)
@@ -570,7 +571,7 @@ impl StepPrompt {
         let tools = env.tools.offered(&sub.tools);
         if sub.tools.is_empty() {
             return StepPrompt {
-                system: prompt::system_message(&env.specialist.kind, &tools),
+                system: prompt::system_message(env.specialist.kind, &tools),
                 examples: Vec::new(),
                 task: prompt::task_message(job),
                 schema: prompt::step_schema(&tools, false),
@@ -580,12 +581,12 @@ impl StepPrompt {
         }
         StepPrompt {
             system: compact::system_message(&tools),
-            examples: compact::example_turns(&sub.description, &sub.kind, &tools),
+            examples: compact::example_turns(&sub.description, sub.kind, &tools),
             task: compact::task_message(&sub.description),
             schema: prompt::step_schema(&tools, true),
             act_first: Some(prompt::action_schema(&tools, true)),
             // A code subtask writes, then runs what it wrote.
-            then_answer: (sub.kind != "code").then(|| prompt::final_schema(true)),
+            then_answer: (sub.kind != TaskKind::Code).then(|| prompt::final_schema(true)),
         }
     }
 
@@ -627,20 +628,20 @@ mod tests {
         s
     }
 
-    fn one_action(kind: &str) -> StepPrompt {
+    fn one_action(kind: TaskKind) -> StepPrompt {
         StepPrompt {
             system: String::new(),
             examples: Vec::new(),
             task: String::new(),
             schema: json!("action or final"),
             act_first: Some(json!("action only")),
-            then_answer: (kind != "code").then(|| json!("final only")),
+            then_answer: (kind != TaskKind::Code).then(|| json!("final only")),
         }
     }
 
     #[test]
     fn a_one_action_subtask_acts_first_then_answers() {
-        let general = one_action("general");
+        let general = one_action(TaskKind::General);
         assert_eq!(general.schema_after(&[]), "action only");
         // A failed action or a refused answer is not acting.
         let failed = [record("write_file", true), record(FINAL, true)];
@@ -648,12 +649,15 @@ mod tests {
         let acted = [record("write_file", true), record("write_file", false)];
         assert_eq!(general.schema_after(&acted), "final only");
         // Code writes, then runs: after acting, either.
-        assert_eq!(one_action("code").schema_after(&acted), "action or final");
+        assert_eq!(
+            one_action(TaskKind::Code).schema_after(&acted),
+            "action or final"
+        );
         // Any other subtask: either, always.
         let planned = StepPrompt {
             act_first: None,
             then_answer: None,
-            ..one_action("general")
+            ..one_action(TaskKind::General)
         };
         assert_eq!(planned.schema_after(&[]), "action or final");
         assert_eq!(planned.schema_after(&acted), "action or final");

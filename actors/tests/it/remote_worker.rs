@@ -25,7 +25,7 @@ use troupe_actors::worker::remote::{
     RemoteJob, RemoteUpdate, WorkerHost, WorkerOffer, WorkerPeers,
 };
 use troupe_actors::worker::{SubtaskJob, SubtaskOutcome, WorkerEnv, WorkerLost, WorkerPool};
-use troupe_config::{ApprovalConfig, SpecialistConfig, ToolsConfig};
+use troupe_config::{ApprovalConfig, SpecialistConfig, TaskKind, ToolsConfig};
 use troupe_inference::backend::BoxFuture;
 use troupe_inference::scripted::{Rule, Script, ScriptedBackend};
 use troupe_store::{JournalEntry, Store, SubtaskRecord, SubtaskState, TaskEvent};
@@ -114,7 +114,7 @@ async fn node(with_model: bool, execute: Policy, rules: Vec<Rule>) -> Node {
 
 impl Node {
     fn env(&self) -> WorkerEnv {
-        let mut specialist = SpecialistConfig::default_for("general");
+        let mut specialist = SpecialistConfig::default_for(TaskKind::General);
         specialist.workers = 1;
         WorkerEnv {
             specialist,
@@ -149,7 +149,7 @@ fn job_of(task: &str, control: &TaskControl) -> SubtaskJob {
             task_id: task.to_string(),
             id: "s1".to_string(),
             description: "Write src/hello.py and run it.".to_string(),
-            kind: "general".to_string(),
+            kind: TaskKind::General,
             complexity: 2,
             depends_on: Vec::new(),
             acceptance: "it prints hello".to_string(),
@@ -425,7 +425,7 @@ async fn a_peer_lost_mid_subtask_is_a_lost_worker_and_the_next_run_replays_its_s
     // In this process the "dead" peer's worker is still winding down; a
     // real one would be gone. Its worker is free again once it has.
     tokio::time::timeout(WAIT, async {
-        while loopback.host.offer("peer").await.free("general") == 0 {
+        while loopback.host.offer("peer").await.free(TaskKind::General) == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -522,7 +522,7 @@ impl WorkerPeers for Hostile {
                 node: "hostile".into(),
                 models: vec![MODEL.into()],
                 kinds: vec![troupe_actors::worker::remote::KindOffer {
-                    kind: "general".into(),
+                    kind: TaskKind::General,
                     workers: 1,
                     free: 1,
                 }],

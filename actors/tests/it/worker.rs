@@ -22,7 +22,7 @@ use troupe_actors::runtime::{
 use troupe_actors::worker::{
     FaultHook, StepPoint, SubtaskJob, SubtaskOutcome, WorkerEnv, WorkerLost, WorkerPool,
 };
-use troupe_config::{ApprovalConfig, SpecialistConfig, ToolsConfig};
+use troupe_config::{ApprovalConfig, SpecialistConfig, TaskKind, ToolsConfig};
 use troupe_inference::scripted::{Rule, Script, ScriptedBackend};
 use troupe_store::{JournalEntry, Store, SubtaskRecord, SubtaskState, TaskEvent};
 use troupe_tools::{
@@ -76,7 +76,7 @@ impl Tool for Explode {
 }
 
 struct Options {
-    kind: &'static str,
+    kind: TaskKind,
     execute: Policy,
     context_length: u32,
     extra_tool: Option<Arc<dyn Tool>>,
@@ -85,7 +85,7 @@ struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            kind: "code",
+            kind: TaskKind::Code,
             execute: Policy::Allow,
             context_length: 16_384,
             extra_tool: None,
@@ -102,7 +102,7 @@ struct Rig {
     host: ModelHostHandle,
     approvals: Approvals,
     tools: Arc<ToolRegistry>,
-    kind: &'static str,
+    kind: TaskKind,
 }
 
 async fn rig(options: Options, rules: Vec<Rule>) -> Rig {
@@ -170,7 +170,7 @@ impl Rig {
                 task_id: TASK.to_string(),
                 id: "s1".to_string(),
                 description: "Write fib.py with fib(n) and unit tests for it.".to_string(),
-                kind: self.kind.to_string(),
+                kind: self.kind,
                 complexity: 3,
                 depends_on: Vec::new(),
                 acceptance: "python3 -m unittest test_fib passes".to_string(),
@@ -473,7 +473,7 @@ async fn a_panicking_tool_fails_its_step_and_the_worker_goes_on() {
             .when_contains("panicked"),
     ];
     let options = Options {
-        kind: "general",
+        kind: TaskKind::General,
         extra_tool: Some(Arc::new(Explode)),
         ..Options::default()
     };
@@ -549,7 +549,7 @@ async fn decide_shell(approved: bool) -> (Rig, String) {
             .when_contains("it-ran"),
     ];
     let options = Options {
-        kind: "general",
+        kind: TaskKind::General,
         execute: Policy::Ask,
         ..Options::default()
     };
@@ -658,7 +658,7 @@ async fn old_steps_are_pruned_to_fit_a_small_context() {
         )),
     ];
     let options = Options {
-        kind: "general",
+        kind: TaskKind::General,
         context_length: 4096,
         ..Options::default()
     };

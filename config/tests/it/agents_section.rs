@@ -1,7 +1,7 @@
 //! The `[agents]` and `[supervision]` sections and the backend choice.
 
 use std::time::Duration;
-use troupe_config::{load, BackendChoice, ConfigError};
+use troupe_config::{load, BackendChoice, ConfigError, TaskKind};
 
 use crate::common;
 use common::{opts, write};
@@ -23,7 +23,7 @@ fn defaults_have_three_specialists_and_no_models() {
         .map(|s| s.kind.as_str())
         .collect();
     assert_eq!(kinds, ["general", "code", "research"]);
-    assert!(cfg.agents.specialists.iter().all(|s| s.covers(&s.kind, 7)));
+    assert!(cfg.agents.specialists.iter().all(|s| s.covers(s.kind, 7)));
     assert_eq!(cfg.agents.model, None);
     assert_eq!(cfg.agents.ux_model, None);
     assert_eq!(cfg.agents.workers, 4);
@@ -68,12 +68,15 @@ script = "script.json"
     assert_eq!(a.progress_interval, Duration::from_secs(3));
     assert_eq!(a.ux_model.as_deref(), Some("tiny"));
     assert_eq!(a.specialists.len(), 1);
-    assert!(a.specialists[0].covers("code", 3));
-    assert!(!a.specialists[0].covers("code", 9));
-    assert!(!a.specialists[0].covers("general", 5));
-    assert!(a.rules[0].matches("code", 8, 2 << 30));
-    assert!(!a.rules[0].matches("code", 8, 1 << 20), "needs free memory");
-    assert!(!a.rules[0].matches("research", 8, 2 << 30));
+    assert!(a.specialists[0].covers(TaskKind::Code, 3));
+    assert!(!a.specialists[0].covers(TaskKind::Code, 9));
+    assert!(!a.specialists[0].covers(TaskKind::General, 5));
+    assert!(a.rules[0].matches(Some(TaskKind::Code), 8, 2 << 30));
+    assert!(
+        !a.rules[0].matches(Some(TaskKind::Code), 8, 1 << 20),
+        "needs free memory"
+    );
+    assert!(!a.rules[0].matches(Some(TaskKind::Research), 8, 2 << 30));
     assert_eq!(cfg.supervision.max_restarts, 5);
     assert_eq!(cfg.supervision.backoff, Duration::from_millis(10));
     assert_eq!(

@@ -8,7 +8,8 @@ use std::collections::VecDeque;
 use troupe::actors::model_host::HostStatus;
 use troupe::actors::runtime::{PendingApproval, TroupeEvent};
 use troupe::store::{
-    JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState, TokenTally,
+    JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskKind, TaskRecord, TaskState,
+    TokenTally,
 };
 use troupe::tools::ApprovalRequest;
 
@@ -121,8 +122,8 @@ pub(super) struct ChatLine {
 pub(super) struct SubtaskNode {
     /// `s1`, `s2`, ...
     pub id: String,
-    /// `general`, `code` or `research`.
-    pub kind: String,
+    /// Which specialist takes it.
+    pub kind: TaskKind,
     /// What to do.
     pub description: String,
     /// Where it is.
@@ -332,7 +333,7 @@ impl App {
             .iter()
             .map(|s| SubtaskNode {
                 id: s.id.clone(),
-                kind: s.kind.clone(),
+                kind: s.kind,
                 description: s.description.clone(),
                 state: s.state,
                 doing: None,

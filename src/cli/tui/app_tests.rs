@@ -1,5 +1,5 @@
 use serde_json::json;
-use troupe::store::PlannedSubtask;
+use troupe::store::{PlannedSubtask, TaskKind};
 use troupe::tools::RiskLevel;
 
 use super::*;
@@ -22,7 +22,7 @@ fn planned(ids: &[&str]) -> TaskEvent {
             .map(|id| PlannedSubtask {
                 id: id.to_string(),
                 description: format!("do {id}"),
-                kind: "code".to_string(),
+                kind: TaskKind::Code,
                 complexity: 2,
                 depends_on: Vec::new(),
                 acceptance: "done".to_string(),

@@ -20,7 +20,7 @@ pub(super) fn follow(task: &mut TaskNode, event: &TaskEvent) {
             task.state = TaskState::Running;
             task.subtasks.extend(subtasks.iter().map(|s| SubtaskNode {
                 id: s.id.clone(),
-                kind: s.kind.clone(),
+                kind: s.kind,
                 description: s.description.clone(),
                 state: SubtaskState::Pending,
                 doing: None,

@@ -30,7 +30,7 @@ fn subtask(task_id: &str, id: &str) -> SubtaskRecord {
         task_id: task_id.into(),
         id: id.into(),
         description: format!("part {id}"),
-        kind: "general".into(),
+        kind: troupe_store::TaskKind::General,
         complexity: 3,
         depends_on: vec![],
         acceptance: "it is done".into(),
@@ -200,7 +200,7 @@ async fn journal_appends_number_from_zero_and_read_from_a_seq() {
         subtasks: vec![PlannedSubtask {
             id: "s1".into(),
             description: "rhyme".into(),
-            kind: "general".into(),
+            kind: troupe_store::TaskKind::General,
             complexity: 2,
             depends_on: vec![],
             acceptance: "it rhymes".into(),

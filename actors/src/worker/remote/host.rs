@@ -146,7 +146,7 @@ impl WorkerHost {
                 .kinds
                 .iter()
                 .map(|k| KindOffer {
-                    kind: k.env.specialist.kind.clone(),
+                    kind: k.env.specialist.kind,
                     workers: k.workers,
                     free: u32::try_from(k.permits.available_permits()).unwrap_or(u32::MAX),
                 })

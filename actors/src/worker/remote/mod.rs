@@ -33,7 +33,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use troupe_inference::backend::BoxFuture;
-use troupe_store::{SubtaskRecord, TaskEvent};
+use troupe_store::{SubtaskRecord, TaskEvent, TaskKind};
 use troupe_tools::{ApprovalRequest, FileChange};
 
 use crate::runtime::{Control, Decision};
@@ -50,8 +50,8 @@ pub const MAX_JOB_BYTES: usize = 32 << 20;
 /// A subtask attempt as it crosses to a peer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoteJob {
-    /// The specialist that takes it (`general`, `code`, `research`).
-    pub kind: String,
+    /// The specialist that takes it.
+    pub kind: TaskKind,
     /// The task.
     pub task_id: String,
     /// The task as the person wrote it.
@@ -127,7 +127,7 @@ pub struct WorkerOffer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindOffer {
     /// The specialist's kind.
-    pub kind: String,
+    pub kind: TaskKind,
     /// Its workers for peers' jobs.
     pub workers: u32,
     /// Of those, free now.
@@ -136,7 +136,7 @@ pub struct KindOffer {
 
 impl WorkerOffer {
     /// Free workers of `kind` (0 when the node has no such specialist).
-    pub fn free(&self, kind: &str) -> u32 {
+    pub fn free(&self, kind: TaskKind) -> u32 {
         self.kinds
             .iter()
             .find(|k| k.kind == kind)

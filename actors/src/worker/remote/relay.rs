@@ -30,7 +30,7 @@ pub(crate) async fn dispatch(
     job: &SubtaskJob,
     local_full: bool,
 ) -> Dispatch {
-    let kind = env.specialist.kind.as_str();
+    let kind = env.specialist.kind;
     let local_has = match env.router.host().catalog().await {
         Ok(entries) => entries.iter().any(|e| e.name == job.model),
         Err(_) => false,
@@ -109,7 +109,7 @@ async fn remote_job(env: &WorkerEnv, job: &SubtaskJob) -> Result<Option<RemoteJo
         return Ok(None);
     }
     Ok(Some(RemoteJob {
-        kind: env.specialist.kind.clone(),
+        kind: env.specialist.kind,
         task_id: job.task_id.clone(),
         request: job.request.clone(),
         subtask: job.subtask.clone(),
@@ -219,7 +219,7 @@ impl Relay<'_> {
             )
             .await?;
         let lost = |reason: String| WorkerLost::PeerLost {
-            kind: self.env.specialist.kind.clone(),
+            kind: self.env.specialist.kind.to_string(),
             node: self.node.clone(),
             reason,
         };
