@@ -414,7 +414,7 @@ fn stdio_command(
     let path_var = troupe_tools::process::parent_path();
     // Found here, so a missing program is "could not start" whether or not
     // the helper stands between.
-    let program = find_program(command, &path_var).ok_or_else(|| {
+    let program = find_program(command, cwd, &path_var).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, "no such program on PATH")
     })?;
     let mut read = grant.read.clone();
@@ -460,11 +460,15 @@ fn stdio_command(
     Ok((cmd, lifeline))
 }
 
-/// `command` as a file: itself when it names a path, else the first match
-/// in `path_var`.
-fn find_program(command: &str, path_var: &str) -> Option<PathBuf> {
+/// `command` as a file: itself when it names a path (relative to the
+/// server's `cwd`, where it will be started), else the first match in
+/// `path_var`.
+fn find_program(command: &str, cwd: Option<&Path>, path_var: &str) -> Option<PathBuf> {
     if command.contains('/') {
-        let path = PathBuf::from(command);
+        let path = match cwd {
+            Some(cwd) => cwd.join(command),
+            None => PathBuf::from(command),
+        };
         return path.is_file().then_some(path);
     }
     std::env::split_paths(path_var)
@@ -474,11 +478,18 @@ fn find_program(command: &str, path_var: &str) -> Option<PathBuf> {
 
 /// The installation prefix of `program` (`/opt/node` for
 /// `/opt/node/bin/node`), so that an interpreter outside the system
-/// directories can run.
+/// directories can run; only its own directory when that is not a `bin`
+/// of a prefix, or when the prefix would be `/` or the user's home (which
+/// holds troupe's data and keys: `~/bin/server` grants `~/bin` alone).
 fn program_prefix(program: &Path) -> Option<PathBuf> {
     let real = program.canonicalize().ok()?;
-    let bin = real.parent()?;
-    Some(bin.parent().unwrap_or(bin).to_path_buf())
+    let dir = real.parent()?;
+    let home = std::env::var_os("HOME").and_then(|h| PathBuf::from(h).canonicalize().ok());
+    let prefix = dir
+        .parent()
+        .filter(|_| dir.file_name().is_some_and(|n| n == "bin"))
+        .filter(|p| p.parent().is_some() && Some(*p) != home.as_deref());
+    Some(prefix.unwrap_or(dir).to_path_buf())
 }
 
 /// A stdio server's stderr goes to troupe's log (never to stdout, which may

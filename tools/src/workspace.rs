@@ -304,12 +304,18 @@ impl Workspace {
         for root in [&self.root, &self.alias] {
             let root = root.display().to_string();
             if root.len() > 1 {
-                out = out.replace(&format!("{root}/"), "").replace(&root, ".");
+                out = replace_path(&out, &format!("{root}/"), "");
+                out = replace_path(&out, &root, ".");
             }
         }
-        let data = data_dir.display().to_string();
-        if data.len() > 1 {
-            out = out.replace(&data, "$DATA_DIR");
+        // The data dir as the workspace lies in it, and as configured (the
+        // git dir is named from the configured one, which may be a link).
+        let configured = self.git_dir.parent().and_then(Path::parent);
+        for data in [Some(data_dir), configured].into_iter().flatten() {
+            let data = data.display().to_string();
+            if data.len() > 1 {
+                out = replace_path(&out, &data, "$DATA_DIR");
+            }
         }
         out
     }
@@ -575,6 +581,27 @@ pub(crate) struct WorkspaceLock {
 #[derive(Debug)]
 pub struct StepLock {
     _file: std::fs::File,
+}
+
+/// `text` with every occurrence of the path `from` replaced by `to`, where
+/// the path ends there (`/data` in `/data/x` or `/data:`, not in
+/// `/database`). A `from` ending in `/` always ends a path.
+fn replace_path(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let after = &rest[at + from.len()..];
+        let ends = from.ends_with('/')
+            || after
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')));
+        out.push_str(&rest[..at]);
+        out.push_str(if ends { to } else { from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The step a checkpoint commit's message names; `None` for other commits.

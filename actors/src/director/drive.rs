@@ -475,7 +475,11 @@ impl Run {
         let id = self.task.id.clone();
         let label = label.to_string();
         tokio::task::spawn_blocking(move || {
-            Workspace::open(&data_dir, &id).and_then(|ws| ws.checkpoint(&label))
+            let ws = Workspace::open(&data_dir, &id)?;
+            // Whole steps only: another subtask's tool may be running in
+            // the shared workspace (see Workspace::step_lock).
+            let _whole_steps = ws.step_lock()?;
+            ws.checkpoint(&label)
         })
         .await
         .map_err(|_| AgentError::Stopped("checkpoint thread"))??;

@@ -69,8 +69,19 @@ impl<'a> StepCx<'a> {
 
     /// Lets the next subtask's tool run.
     pub(crate) fn release_step_lock(&self) {
-        if let Ok(mut held) = self.step_lock.lock() {
-            held.take();
+        drop(self.take_step_lock());
+    }
+
+    /// The step lock, out of this job's hands: a tool call's task owns it
+    /// while it runs, so that the lock lasts as long as the tool even when
+    /// this worker is stopped meanwhile.
+    fn take_step_lock(&self) -> Option<StepLock> {
+        self.step_lock.lock().ok().and_then(|mut held| held.take())
+    }
+
+    fn put_step_lock(&self, lock: Option<StepLock>) {
+        if let (Some(lock), Ok(mut held)) = (lock, self.step_lock.lock()) {
+            *held = Some(lock);
         }
     }
 
@@ -119,13 +130,20 @@ impl<'a> StepCx<'a> {
             let tools = Arc::clone(&self.env.tools);
             let ctx = ctx.clone();
             let name = tool.to_string();
-            async move { tools.call(&ctx, &name, args).await }
+            let held = self.take_step_lock();
+            async move { (tools.call(&ctx, &name, args).await, held) }
         };
-        let request = match guarded(tool, call).await {
+        let outcome = match guarded(tool, call).await {
             Err(panicked) => return Ok(observed(panicked, started)),
-            Ok(Err(error)) => return Ok(observed(tool_failed(&self.ws, tool, &error), started)),
-            Ok(Ok(ToolOutcome::Done(observation))) => return Ok(observed(observation, started)),
-            Ok(Ok(ToolOutcome::NeedsApproval(request))) => request,
+            Ok((outcome, held)) => {
+                self.put_step_lock(held);
+                outcome
+            }
+        };
+        let request = match outcome {
+            Err(error) => return Ok(observed(tool_failed(&self.ws, tool, &error), started)),
+            Ok(ToolOutcome::Done(observation)) => return Ok(observed(observation, started)),
+            Ok(ToolOutcome::NeedsApproval(request)) => request,
         };
         let mut tool_time = started.elapsed();
         // Nothing ran; other subtasks' tools may while the person thinks.
@@ -155,12 +173,18 @@ impl<'a> StepCx<'a> {
             let call = {
                 let tools = Arc::clone(&self.env.tools);
                 let request = request.clone();
-                async move { tools.call_approved(&ctx, &request).await }
+                let held = self.take_step_lock();
+                async move { (tools.call_approved(&ctx, &request).await, held) }
             };
             let observation = match guarded(tool, call).await {
                 Err(panicked) => panicked,
-                Ok(Err(error)) => tool_failed(&self.ws, tool, &error),
-                Ok(Ok(observation)) => observation,
+                Ok((result, held)) => {
+                    self.put_step_lock(held);
+                    match result {
+                        Err(error) => tool_failed(&self.ws, tool, &error),
+                        Ok(observation) => observation,
+                    }
+                }
             };
             tool_time += again.elapsed();
             observation

@@ -264,6 +264,20 @@ fn the_memory_of_all_processes_together_is_capped() {
         "{:?}",
         started.elapsed()
     );
+
+    // Pages a fork shares copy-on-write count once: 120 MiB touched, then
+    // seven forked processes that only sleep, stay under a 200 MiB cap.
+    let forks = "python3 -c '
+import os, time
+b = bytearray(120 << 20)
+kids = [os.fork() for _ in range(3)]
+if 0 in kids:
+    time.sleep(1.5); os._exit(0)
+for k in kids: os.waitpid(k, 0)
+print(\"forks survived\")'";
+    let shared = rig.sh_with(&policy, forks);
+    assert!(shared.status.success(), "{}", text(&shared));
+    assert!(String::from_utf8_lossy(&shared.stdout).contains("forks survived"));
 }
 
 #[test]

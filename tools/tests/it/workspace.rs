@@ -382,4 +382,7 @@ fn errors_for_the_model_show_no_host_paths() {
     );
     let data_path = data.path().display().to_string();
     assert!(!shown.contains(&data_path), "{shown}");
+    // Only whole paths: a sibling whose name starts the same is left alone.
+    let sibling = format!("{}base/x", data.path().canonicalize().unwrap().display());
+    assert_eq!(ws.without_host_paths(&sibling), sibling);
 }

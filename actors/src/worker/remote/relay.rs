@@ -281,6 +281,8 @@ impl Relay<'_> {
         );
         let commit = tokio::task::spawn_blocking(move || {
             let ws = Workspace::open(&data_dir, &task)?;
+            // The peer's step lands as a whole step, as a local one does.
+            let _whole_steps = ws.step_lock()?;
             ws.apply(&files, false)?;
             ws.checkpoint(&at)
         })
