@@ -467,26 +467,27 @@ fn resolve_sandbox(
     };
     let extra_read = paths("tools.sandbox.extra_read", raw.extra_read)?;
     let extra_write = paths("tools.sandbox.extra_write", raw.extra_write)?;
-    let processes = match raw.processes {
-        None => d.processes,
-        Some(n) if n < 8 => {
-            return Err(source.invalid(
-                "tools.sandbox.processes",
-                &format!("{n} is too few to run a shell pipeline (at least 8)"),
-            ))
+    let at_least = |key: &str, value: Option<u64>, default: u64, min: u64, what: &str| match value {
+        None => Ok(default),
+        Some(n) if n < min => {
+            Err(source.invalid(key, &format!("{n} is too {what} (at least {min})")))
         }
-        Some(n) => n,
+        Some(n) => Ok(n),
     };
-    let memory_mb = match raw.memory_mb {
-        None => d.memory_mb,
-        Some(n) if n < 64 => {
-            return Err(source.invalid(
-                "tools.sandbox.memory_mb",
-                &format!("{n} MiB is too little to start an interpreter (at least 64)"),
-            ))
-        }
-        Some(n) => n,
-    };
+    let processes = at_least(
+        "tools.sandbox.processes",
+        raw.processes,
+        d.processes,
+        8,
+        "few to run a shell pipeline",
+    )?;
+    let memory_mb = at_least(
+        "tools.sandbox.memory_mb",
+        raw.memory_mb,
+        d.memory_mb,
+        64,
+        "little to start an interpreter (MiB)",
+    )?;
     Ok(SandboxConfig {
         mode,
         network,
