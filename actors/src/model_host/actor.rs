@@ -82,6 +82,10 @@ pub(crate) enum HostMsg {
         instance: u64,
         summary: Option<RequestSummary>,
     },
+    /// A generation reserved on a model was refused while it was prepared
+    /// (a bad request, the model busy): the reservation ends, and no
+    /// request was started.
+    RequestRefused { path: PathBuf, instance: u64 },
     /// A keep-alive timer ran out.
     KeepAliveExpired {
         path: PathBuf,
@@ -160,6 +164,9 @@ impl Actor for ModelHost {
                 instance,
                 summary,
             } => on_request_ended(&myself, state, path, instance, summary),
+            HostMsg::RequestRefused { path, instance } => {
+                on_request_refused(&myself, state, path, instance)
+            }
             HostMsg::KeepAliveExpired {
                 path,
                 instance,
@@ -314,28 +321,35 @@ pub(crate) fn serve(myself: &ActorRef<HostMsg>, state: &mut State, path: &PathBu
     let name = model.entry.name.clone();
     match waiter {
         Waiter::Generate { request, reply } => {
-            let outcome = match resident.model.generate(*request) {
-                Ok(stream) => {
-                    resident.in_flight += 1;
-                    resident.last_used = Instant::now();
-                    resident.expires_at = None;
-                    resident.timer_generation += 1;
-                    let instance = resident.instance;
-                    let _ = state.events.send(HostEvent::RequestStarted {
-                        model: name.clone(),
-                    });
-                    Ok(super::HostStream::new(
-                        stream,
-                        name,
-                        myself.clone(),
-                        path.clone(),
-                        instance,
-                    ))
-                }
-                Err(GenerateError::Busy { .. }) => Err(HostError::Busy { model: name }),
-                Err(error) => Err(HostError::Generate(error)),
-            };
-            let _ = reply.send(outcome);
+            // Reserved now, so that the model stays while the request is
+            // prepared; rendering the template, tokenizing and compiling a
+            // grammar happen on a blocking thread, not in this mailbox that
+            // serves every model.
+            resident.in_flight += 1;
+            resident.last_used = Instant::now();
+            resident.expires_at = None;
+            resident.timer_generation += 1;
+            let (loaded, instance) = (Arc::clone(&resident.model), resident.instance);
+            let (host, events, path) = (myself.clone(), state.events.clone(), path.clone());
+            tokio::spawn(async move {
+                let prepared = tokio::task::spawn_blocking(move || loaded.generate(*request)).await;
+                let outcome = match prepared {
+                    Ok(Ok(stream)) => {
+                        let _ = events.send(HostEvent::RequestStarted {
+                            model: name.clone(),
+                        });
+                        let _ = reply.send(Ok(super::HostStream::new(
+                            stream, name, host, path, instance,
+                        )));
+                        return;
+                    }
+                    Ok(Err(GenerateError::Busy { .. })) => Err(HostError::Busy { model: name }),
+                    Ok(Err(error)) => Err(HostError::Generate(error)),
+                    Err(_) => Err(HostError::Stopped),
+                };
+                let _ = reply.send(outcome);
+                let _ = host.cast(HostMsg::RequestRefused { path, instance });
+            });
         }
         Waiter::Embed { inputs, reply } => {
             let answer = resident.model.embed(inputs);
@@ -478,6 +492,20 @@ fn on_request_ended(
     });
     arm_keep_alive(myself, state, &path);
     // A queued load may have been waiting for this model to become idle.
+    lifecycle::pump(myself, state);
+}
+
+/// Ends the reservation of a generation that was refused while it was
+/// prepared (see [`serve`]).
+fn on_request_refused(myself: &ActorRef<HostMsg>, state: &mut State, path: PathBuf, instance: u64) {
+    if let Some(model) = state.models.get_mut(&path) {
+        if let Phase::Loaded(resident) = &mut model.phase {
+            if resident.instance == instance {
+                resident.in_flight = resident.in_flight.saturating_sub(1);
+            }
+        }
+    }
+    arm_keep_alive(myself, state, &path);
     lifecycle::pump(myself, state);
 }
 
