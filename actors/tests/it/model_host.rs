@@ -14,9 +14,10 @@ use troupe_actors::model_host::{
     self, estimate_load_bytes, HostError, HostEvent, ModelHostConfig, ModelHostHandle, UnloadReason,
 };
 use troupe_inference::backend::{
-    Backend, BoxFuture, Constraint, GenerateError, GenerateRequest, LoadError, LoadOptions,
-    LoadedModel,
+    Backend, BoxFuture, Constraint, Embeddings, GenerateError, GenerateRequest, GenerationStream,
+    LoadError, LoadOptions, LoadedModel, MemoryUsage, ModelInfo, TokenizeError,
 };
+use troupe_inference::chat::ChatMessage;
 use troupe_inference::llama::LlamaEngine;
 use troupe_inference::sampling::SamplingOptions;
 use troupe_models::catalog::CatalogSources;
@@ -334,6 +335,114 @@ async fn requests_to_a_loaded_model_are_answered_while_another_loads() {
         .filter(|e| matches!(e, HostEvent::RequestFinished { model, .. } if model == "tiny-f16"))
         .count();
     assert_eq!(finished_between, 3, "events: {events:?}");
+}
+
+/// A loaded model whose request preparation (`generate`, which renders,
+/// tokenizes and compiles a grammar before any token) waits until the test
+/// opens its gate, as a huge schema or prompt would take its time.
+struct SlowToPrepare {
+    inner: Arc<dyn LoadedModel>,
+    open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl LoadedModel for SlowToPrepare {
+    fn info(&self) -> &ModelInfo {
+        self.inner.info()
+    }
+    fn memory(&self) -> MemoryUsage {
+        self.inner.memory()
+    }
+    fn generate(&self, req: GenerateRequest) -> Result<GenerationStream, GenerateError> {
+        let (lock, opened) = &*self.open;
+        let mut open = lock.lock().expect("gate");
+        while !*open {
+            open = opened.wait(open).expect("gate");
+        }
+        drop(open);
+        self.inner.generate(req)
+    }
+    fn embed(&self, inputs: Vec<String>) -> BoxFuture<Result<Embeddings, GenerateError>> {
+        self.inner.embed(inputs)
+    }
+    fn tokenize(&self, text: &str) -> Result<Vec<i32>, TokenizeError> {
+        self.inner.tokenize(text)
+    }
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, GenerateError> {
+        self.inner.render_chat(messages)
+    }
+    fn unload(&self) -> BoxFuture<()> {
+        self.inner.unload()
+    }
+}
+
+/// Loads `slow` as a [`SlowToPrepare`], every other file as it is.
+struct SlowBackend {
+    engine: LlamaEngine,
+    slow: PathBuf,
+    open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Backend for SlowBackend {
+    fn load(
+        &self,
+        path: &Path,
+        opts: LoadOptions,
+    ) -> BoxFuture<Result<Arc<dyn LoadedModel>, LoadError>> {
+        let load = self.engine.load(path, opts);
+        let open = (path == self.slow).then(|| Arc::clone(&self.open));
+        Box::pin(async move {
+            let inner = load.await?;
+            Ok(match open {
+                Some(open) => Arc::new(SlowToPrepare { inner, open }) as Arc<dyn LoadedModel>,
+                None => inner,
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_being_prepared_does_not_hold_up_other_models() {
+    let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let backend = SlowBackend {
+        engine: LlamaEngine::new(),
+        slow: path_of("small-q8"),
+        open: Arc::clone(&open),
+    };
+    let host = start_with(config(1 << 30, &[], load_options(2, 4)), Arc::new(backend)).await;
+    host.load("small-q8", None).await.expect("small loads");
+    host.load("tiny-f16", None).await.expect("tiny loads");
+    let slow = {
+        let host = host.clone();
+        tokio::spawn(async move { text_of(&host, "small-q8", greedy("held", 4)).await })
+    };
+    // The slow request is in preparation (its model holds it) before the
+    // others are sent; the host must go on answering them meanwhile. A host
+    // that prepared requests in its own mailbox would never answer: the
+    // timeout turns that hang into a failure.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for prompt in ["one", "two"] {
+        let text = tokio::time::timeout(EVENT_WAIT, text_of(&host, "tiny-f16", greedy(prompt, 4)))
+            .await
+            .expect("answered while another model's request is prepared");
+        assert!(!text.is_empty());
+    }
+    let status = tokio::time::timeout(EVENT_WAIT, host.status())
+        .await
+        .expect("status answered meanwhile")
+        .expect("status");
+    assert!(
+        !slow.is_finished(),
+        "the held request ran before its gate opened"
+    );
+    assert!(
+        status.models.iter().any(|m| m.name == "small-q8"),
+        "the held request keeps its model loaded: {status:?}"
+    );
+    *open.0.lock().expect("gate") = true;
+    open.1.notify_all();
+    let text = slow.await.expect("slow request task");
+    assert!(!text.is_empty());
+    host.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
