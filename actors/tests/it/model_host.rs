@@ -343,6 +343,7 @@ async fn requests_to_a_loaded_model_are_answered_while_another_loads() {
 struct SlowToPrepare {
     inner: Arc<dyn LoadedModel>,
     open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    entered: Arc<Semaphore>,
 }
 
 impl LoadedModel for SlowToPrepare {
@@ -353,6 +354,7 @@ impl LoadedModel for SlowToPrepare {
         self.inner.memory()
     }
     fn generate(&self, req: GenerateRequest) -> Result<GenerationStream, GenerateError> {
+        self.entered.add_permits(1);
         let (lock, opened) = &*self.open;
         let mut open = lock.lock().expect("gate");
         while !*open {
@@ -380,6 +382,7 @@ struct SlowBackend {
     engine: LlamaEngine,
     slow: PathBuf,
     open: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    entered: Arc<Semaphore>,
 }
 
 impl Backend for SlowBackend {
@@ -389,11 +392,15 @@ impl Backend for SlowBackend {
         opts: LoadOptions,
     ) -> BoxFuture<Result<Arc<dyn LoadedModel>, LoadError>> {
         let load = self.engine.load(path, opts);
-        let open = (path == self.slow).then(|| Arc::clone(&self.open));
+        let gate = (path == self.slow).then(|| (Arc::clone(&self.open), Arc::clone(&self.entered)));
         Box::pin(async move {
             let inner = load.await?;
-            Ok(match open {
-                Some(open) => Arc::new(SlowToPrepare { inner, open }) as Arc<dyn LoadedModel>,
+            Ok(match gate {
+                Some((open, entered)) => Arc::new(SlowToPrepare {
+                    inner,
+                    open,
+                    entered,
+                }) as Arc<dyn LoadedModel>,
                 None => inner,
             })
         })
@@ -403,10 +410,12 @@ impl Backend for SlowBackend {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_being_prepared_does_not_hold_up_other_models() {
     let open = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let entered = Arc::new(Semaphore::new(0));
     let backend = SlowBackend {
         engine: LlamaEngine::new(),
         slow: path_of("small-q8"),
         open: Arc::clone(&open),
+        entered: Arc::clone(&entered),
     };
     let host = start_with(config(1 << 30, &[], load_options(2, 4)), Arc::new(backend)).await;
     host.load("small-q8", None).await.expect("small loads");
@@ -419,7 +428,9 @@ async fn a_request_being_prepared_does_not_hold_up_other_models() {
     // others are sent; the host must go on answering them meanwhile. A host
     // that prepared requests in its own mailbox would never answer: the
     // timeout turns that hang into a failure.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = tokio::time::timeout(EVENT_WAIT, entered.acquire())
+        .await
+        .expect("the slow request reached its model");
     for prompt in ["one", "two"] {
         let text = tokio::time::timeout(EVENT_WAIT, text_of(&host, "tiny-f16", greedy(prompt, 4)))
             .await
