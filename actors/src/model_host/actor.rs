@@ -347,8 +347,10 @@ pub(crate) fn serve(myself: &ActorRef<HostMsg>, state: &mut State, path: &PathBu
                     Ok(Err(error)) => Err(HostError::Generate(error)),
                     Err(_) => Err(HostError::Stopped),
                 };
-                let _ = reply.send(outcome);
+                // The reservation ends before the caller hears: what it asks
+                // the host next is queued behind this.
                 let _ = host.cast(HostMsg::RequestRefused { path, instance });
+                let _ = reply.send(outcome);
             });
         }
         Waiter::Embed { inputs, reply } => {
