@@ -275,11 +275,7 @@ impl Workspace {
     /// The `HOME` of this task's tool processes, created on first use:
     /// `DATA_DIR/homes/<task-id>`, beside (never inside) the workspace.
     pub fn tool_home(&self) -> Result<PathBuf, WorkspaceError> {
-        let data_dir = self
-            .root
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(&self.root);
+        let data_dir = self.data_dir();
         let home = data_dir.join(HOMES_DIR).join(&self.task_id);
         std::fs::create_dir_all(&home).map_err(|source| WorkspaceError::Io {
             op: "create",
@@ -295,11 +291,7 @@ impl Workspace {
     /// `$DATA_DIR`. The model works in the workspace; where troupe keeps
     /// it on the host is none of its business.
     pub fn without_host_paths(&self, text: &str) -> String {
-        let data_dir = self
-            .root
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(&self.root);
+        let data_dir = self.data_dir();
         let mut out = text.to_string();
         for root in [&self.root, &self.alias] {
             let root = root.display().to_string();
@@ -318,6 +310,14 @@ impl Workspace {
             }
         }
         out
+    }
+
+    /// The data dir this workspace lies in (`DATA_DIR/workspaces/<task>`).
+    fn data_dir(&self) -> &Path {
+        self.root
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(&self.root)
     }
 
     /// The task this workspace belongs to.

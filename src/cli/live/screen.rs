@@ -61,6 +61,8 @@ impl Screen {
     pub(super) fn catch_up(&mut self, entries: &[JournalEntry], subtasks: &[SubtaskRecord]) {
         for entry in entries {
             self.count(entry);
+            // Not shown, but later lines name these steps' tools.
+            self.text.note(&entry.event);
         }
         let live = subtasks
             .iter()
@@ -88,7 +90,6 @@ impl Screen {
     fn count(&mut self, entry: &JournalEntry) {
         self.next_seq = self.next_seq.max(entry.seq + 1);
         self.tokens.add(&entry.event);
-        self.text.note(&entry.event);
         match &entry.event {
             TaskEvent::Planned { subtasks, .. } => {
                 self.total = self.done + subtasks.len();
