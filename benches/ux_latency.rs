@@ -160,7 +160,7 @@ fn main() {
         while generating.len() < workers && Instant::now() < deadline {
             // A subtask started: its worker is processing the prompt and
             // generating from here on, step after step.
-            if let Ok(Ok(troupe::actors::runtime::TroupeEvent::Journal(entry))) =
+            if let Ok(Ok(troupe::agents::runtime::TroupeEvent::Journal(entry))) =
                 tokio::time::timeout(Duration::from_secs(5), events.recv()).await
             {
                 if let troupe::store::TaskEvent::SubtaskStarted { .. } = entry.event {

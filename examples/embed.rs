@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use tokio::sync::broadcast::error::RecvError;
-use troupe::actors::runtime::TroupeEvent;
+use troupe::agents::runtime::TroupeEvent;
 use troupe::config::LoadOptions;
 use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 use troupe::store::{TaskEvent, TaskState};

@@ -15,13 +15,13 @@
 //! - `serve`: the actor that serves the local ModelHost to peers, and its
 //!   wire messages.
 //! - `peers`: [`ClusterNode`] as the router's `cluster` link
-//!   (`troupe_actors::router::ClusterPeers`).
+//!   (`troupe_agents::router::ClusterPeers`).
 //! - `remote`: the caller's side of a peer's server: describe, start, relay
 //!   events.
 //! - `events`: node-server session events (joins, refusals) and their log.
 //! - `wire`: serde mirrors of the inference types that cross the wire.
 //! - `workers`: the actor that runs peers' subtasks on this node's workers
-//!   (`troupe_actors::worker::remote::WorkerHost`), and this node's
+//!   (`troupe_agents::worker::remote::WorkerHost`), and this node's
 //!   `WorkerPeers` over the peers' ones.
 //! - `error`: [`ClusterError`].
 //!

@@ -17,7 +17,7 @@ use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{NodeServer, NodeServerMessage};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use troupe_actors::model_host::ModelHostHandle;
+use troupe_host::ModelHostHandle;
 use troupe_inference::backend::{GenerateRequest, GenerationStream};
 
 use crate::events::{log_sessions, NodeEvent, SessionEvents};
@@ -25,7 +25,7 @@ use crate::remote::{self, RemoteServer};
 use crate::serve::{ModelServer, ServeMsg, ServerArgs, MODEL_SERVERS_GROUP};
 use crate::workers::{NodeWorkPeers, WorkArgs, WorkMsg, WorkPeers, WorkServer};
 use crate::ClusterError;
-use troupe_actors::worker::remote::{WorkerHost, WorkerPeers};
+use troupe_agents::worker::remote::{WorkerHost, WorkerPeers};
 
 /// Longest wait for a joined peer to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);

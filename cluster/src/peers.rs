@@ -1,6 +1,6 @@
 //! [`ClusterNode`] as the router's `cluster` link.
 
-use troupe_actors::router::ClusterPeers;
+use troupe_agents::router::ClusterPeers;
 use troupe_inference::backend::{BoxFuture, GenerateRequest, GenerationStream};
 
 use crate::ClusterNode;

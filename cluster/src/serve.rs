@@ -21,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use troupe_actors::model_host::ModelHostHandle;
+use troupe_host::ModelHostHandle;
 use troupe_inference::backend::{GenerateError, GenerateRequest, GenerationEvent};
 
 use crate::wire::{

@@ -13,8 +13,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
-use troupe_actors::runtime::{Control, Decision};
-use troupe_actors::worker::remote::{RemoteJob, RemoteUpdate, WorkerHost, WorkerOffer, LONG_POLL};
+use troupe_agents::runtime::{Control, Decision};
+use troupe_agents::worker::remote::{RemoteJob, RemoteUpdate, WorkerHost, WorkerOffer, LONG_POLL};
 
 use crate::remote::call;
 use crate::wire::{decode, encode};
@@ -263,7 +263,7 @@ pub(crate) struct NodeWorkPeers {
     pub(crate) peers: Arc<WorkPeers>,
 }
 
-impl troupe_actors::worker::remote::WorkerPeers for NodeWorkPeers {
+impl troupe_agents::worker::remote::WorkerPeers for NodeWorkPeers {
     fn offers(&self) -> troupe_inference::backend::BoxFuture<Vec<WorkerOffer>> {
         let (peers, node) = (Arc::clone(&self.peers), self.node.clone());
         Box::pin(async move { peers.offers(&node).await })

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::sync::{broadcast, Notify};
-use troupe::actors::runtime::TroupeEvent;
+use troupe::agents::runtime::TroupeEvent;
 use troupe::config::Config;
 use troupe::store::{TaskEvent, TaskState};
 use troupe::supervision::BootOptions;

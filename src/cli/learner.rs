@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use troupe::actors::learner::{LearnerState, LoadRow, StatsRow};
+use troupe::agents::learner::{LearnerState, LoadRow, StatsRow};
 use troupe::config::Config;
 use troupe::store::{Store, DATABASE_FILE};
 

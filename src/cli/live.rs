@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use tokio::sync::{broadcast, mpsc};
-use troupe::actors::runtime::TroupeEvent;
+use troupe::agents::runtime::TroupeEvent;
 use troupe::config::Config;
 use troupe::store::{JournalEntry, TaskEvent, TaskRecord, TaskState};
 use troupe::tools::ApprovalRequest;

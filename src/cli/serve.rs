@@ -1,21 +1,17 @@
-//! `troupe serve`: the whole troupe as a server. Boots the actors, the
-//! store and the ModelHost (`troupe::Troupe`) and serves them over HTTP
-//! (OpenAI-compatible routes and the agent API, see `troupe::http`) until
-//! Ctrl-C or SIGTERM; then it stops the troupe, so models unload and
-//! unfinished tasks resume at the next start.
+//! `troupe serve`: the whole troupe as a server. The flags are folded into
+//! the config, and `troupe::server::Server` does the rest: boots the troupe,
+//! joins its cluster, serves it over HTTP (OpenAI-compatible routes and the
+//! agent API, see `troupe::http`) until Ctrl-C or SIGTERM, then stops it,
+//! so models unload and unfinished tasks resume at the next start.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::net::TcpListener;
-use troupe::actors::model_host::{default_budget_bytes, format_bytes, parse_size};
-use troupe::http::{AppState, RunningTroupe, SentenceEmbedderSlot};
-use troupe::supervision::BootOptions;
-use troupe::Troupe;
+use troupe::host::{format_bytes, parse_size};
+use troupe::server::{ServeOptions, Server};
 use troupe_config::Config;
 
 #[derive(Debug, Args)]
@@ -80,155 +76,35 @@ pub(super) struct ServeArgs {
 }
 
 pub(super) async fn run(args: ServeArgs, config: &Config) -> anyhow::Result<()> {
-    let serve = &config.serve;
-    let budget = match &args.memory_budget {
-        Some(text) => parse_size(text).context("invalid --memory-budget")?,
-        None => serve.memory_budget.unwrap_or_else(default_budget_bytes),
-    };
-    let max_body = match &args.max_body {
-        Some(text) => parse_size(text).context("invalid --max-body")?,
-        None => serve.max_body_bytes,
-    };
-    let max_body_bytes =
-        usize::try_from(max_body).context("the body cap does not fit this machine's memory")?;
-    let addr = args.addr.unwrap_or(serve.addr);
     if args.api_key.is_some() {
         tracing::warn!("--api-key on the command line is visible to every user of this machine in `ps`; use --api-key-file or TROUPE_SERVE__API_KEY");
     }
-    let key_from_file = match &args.api_key_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the API key file {}", path.display()))?;
-            let key = text.lines().next().unwrap_or("").trim().to_string();
-            if key.is_empty() {
-                anyhow::bail!("the API key file {} is empty", path.display());
-            }
-            Some(key)
-        }
-        None => None,
-    };
-    let api_key = args
-        .api_key
-        .clone()
-        .or(key_from_file)
-        .or_else(|| serve.api_key.clone());
-    let allowed_hosts = serve.allowed_hosts.clone();
-    let config = with_flags(config, &args);
-    if !addr.ip().is_loopback() && api_key.is_none() {
-        tracing::warn!(addr = %addr, "listening beyond loopback without an API key: anyone who can reach this address can use the models and start tasks");
+    let config = with_flags(config, &args)?;
+    if !config.serve.addr.ip().is_loopback() && config.serve.api_key.is_none() {
+        tracing::warn!(addr = %config.serve.addr, "listening beyond loopback without an API key: anyone who can reach this address can use the models and start tasks");
     }
-
     let pinned = config.serve.pin.len();
     let data_dir = config.data_dir.clone();
-    let (memory, hf_cache) = (config.memory.clone(), config.models.hf_cache.clone());
-    let cluster_config = config.cluster.clone();
-    let options = BootOptions {
-        budget_bytes: Some(budget),
-        ..BootOptions::default()
+    let cluster_listen = config.cluster.listen;
+    let options = ServeOptions {
+        cluster_secret: args.cluster_secret.clone(),
+        ..ServeOptions::default()
     };
-    let troupe = Troupe::start_with(config, options)
-        .await
-        .context("cannot start troupe")?;
-    let cluster = match start_cluster(&args, &cluster_config, &troupe).await {
-        Ok(cluster) => cluster,
-        Err(error) => {
-            troupe.shutdown().await;
-            return Err(error);
-        }
-    };
-    let listener = match TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            if let Some(cluster) = &cluster {
-                cluster.shutdown().await;
-            }
-            troupe.shutdown().await;
-            return Err(error).with_context(|| format!("cannot listen on {addr}"));
-        }
-    };
-    let memory_embedder = troupe.memory().map(|m| Arc::clone(&m.embedder));
-    let running = RunningTroupe::new(troupe);
-    let addr = match listener.local_addr() {
-        Ok(addr) => addr,
-        Err(error) => {
-            running.stop().await;
-            return Err(error).context("cannot read the listening address");
-        }
-    };
+    let server = Server::bind(config, options).await?;
+    if let Some(node) = server.cluster() {
+        print_cluster(node, cluster_listen).await;
+    }
     eprintln!(
-        "troupe serve: http://{addr} (memory budget {}, {pinned} pinned, data in {})",
-        format_bytes(budget),
+        "troupe serve: http://{} (memory budget {}, {pinned} pinned, data in {})",
+        server.local_addr(),
+        format_bytes(server.budget_bytes()),
         data_dir.display()
     );
-
-    let mut state = AppState::with_troupe(running.clone());
-    state.api_key = api_key;
-    state.allowed_hosts = allowed_hosts;
-    state.max_body_bytes = max_body_bytes;
-    let mut slot = SentenceEmbedderSlot::from_config(&memory, &hf_cache);
-    if let Some(embedder) = memory_embedder {
-        slot = slot.with_loaded(embedder);
-    }
-    state.sentence_embedder = Arc::new(slot);
-    // `serve` stops the troupe when the signal comes: event streams end,
-    // models unload (ending running generations), so the graceful shutdown
-    // does not wait on open streams.
-    let served = troupe::http::serve(listener, state, stop_signal()).await;
-    if let Some(cluster) = &cluster {
-        cluster.shutdown().await;
-    }
-    running.stop().await;
-    served.context("the HTTP server failed")
+    Ok(server.run(stop_signal()).await?)
 }
 
-/// Starts this process's cluster node when `--cluster-listen`, `--join`
-/// or `[cluster]` asks for one, serving the troupe's ModelHost (and, with
-/// `take_work`, its workers) to peers, giving the router's `cluster` links
-/// their peers and (with `send_work`) the pools their peers' workers.
-async fn start_cluster(
-    args: &ServeArgs,
-    cfg: &troupe_config::ClusterConfig,
-    troupe: &Troupe,
-) -> anyhow::Result<Option<troupe_cluster::ClusterNode>> {
-    let listen = args.cluster_listen.or(cfg.listen);
-    let join = if args.join.is_empty() {
-        cfg.join.clone()
-    } else {
-        args.join.clone()
-    };
-    if listen.is_none() && join.is_empty() {
-        return Ok(None);
-    }
-    let secret = args
-        .cluster_secret
-        .clone()
-        .or_else(|| std::env::var(&cfg.secret_env).ok())
-        .filter(|secret| !secret.is_empty());
-    let Some(secret) = secret else {
-        anyhow::bail!(
-            "--cluster-secret is required with --cluster-listen or --join \
-             (or set the environment variable {})",
-            cfg.secret_env
-        );
-    };
-    let options = troupe_cluster::ClusterOptions {
-        listen,
-        secret,
-        join,
-        node_name: args
-            .node_name
-            .clone()
-            .or_else(|| cfg.node_name.clone())
-            .unwrap_or_default(),
-        workers: cfg.take_work.then(|| troupe.worker_host()),
-    };
-    let node = troupe_cluster::ClusterNode::start(options, troupe.model_host().clone())
-        .await
-        .context("cannot start the cluster node")?;
-    troupe.router().set_cluster(Arc::new(node.clone()));
-    if cfg.send_work {
-        troupe.peer_workers().set(node.worker_peers());
-    }
+/// Says which cluster node this process is and what its peers serve.
+async fn print_cluster(node: &troupe_cluster::ClusterNode, listen: Option<SocketAddr>) {
     eprintln!(
         "troupe serve: cluster node {}{}",
         node.name(),
@@ -242,12 +118,32 @@ async fn start_cluster(
             peer.models.join(", ")
         );
     }
-    Ok(Some(node))
 }
 
 /// `config` with the command line's overrides applied.
-fn with_flags(config: &Config, args: &ServeArgs) -> Config {
+fn with_flags(config: &Config, args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = config.clone();
+    if let Some(text) = &args.memory_budget {
+        config.serve.memory_budget = Some(parse_size(text).context("invalid --memory-budget")?);
+    }
+    if let Some(text) = &args.max_body {
+        config.serve.max_body_bytes = parse_size(text).context("invalid --max-body")?;
+    }
+    if let Some(addr) = args.addr {
+        config.serve.addr = addr;
+    }
+    if let Some(key) = api_key(args)? {
+        config.serve.api_key = Some(key);
+    }
+    if args.cluster_listen.is_some() {
+        config.cluster.listen = args.cluster_listen;
+    }
+    if !args.join.is_empty() {
+        config.cluster.join.clone_from(&args.join);
+    }
+    if args.node_name.is_some() {
+        config.cluster.node_name.clone_from(&args.node_name);
+    }
     for name in &args.pin {
         if !config.serve.pin.contains(name) {
             config.serve.pin.push(name.clone());
@@ -269,7 +165,24 @@ fn with_flags(config: &Config, args: &ServeArgs) -> Config {
     if let Some(dir) = &args.data_dir {
         config.data_dir.clone_from(dir);
     }
-    config
+    Ok(config)
+}
+
+/// The key of `--api-key`, else the first line of `--api-key-file`.
+fn api_key(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    if let Some(key) = &args.api_key {
+        return Ok(Some(key.clone()));
+    }
+    let Some(path) = &args.api_key_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the API key file {}", path.display()))?;
+    let key = text.lines().next().unwrap_or("").trim().to_string();
+    if key.is_empty() {
+        anyhow::bail!("the API key file {} is empty", path.display());
+    }
+    Ok(Some(key))
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.

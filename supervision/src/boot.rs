@@ -12,18 +12,15 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
-use troupe_actors::director::{Director, DirectorArgs, DirectorHandle, DirectorMsg};
-use troupe_actors::learner::{Learner, LearnerArgs, LearnerHandle, LearnerMsg};
-use troupe_actors::memory::AgentMemory;
-use troupe_actors::model_host::{
-    self, default_budget_bytes, HostError, ModelHostConfig, ModelHostHandle,
-};
-use troupe_actors::router::Router;
-use troupe_actors::runtime::{ActorSlot, AgentError, Approvals, EventBus, TaskJournal};
-use troupe_actors::ux::{Ux, UxArgs, UxHandle, UxMsg};
-use troupe_actors::worker::remote::{PeerWorkers, WorkerHost};
-use troupe_actors::worker::{FaultHook, WorkerEnv, WorkerPool};
+use troupe_agents::director::{Director, DirectorArgs, DirectorHandle, DirectorMsg};
+use troupe_agents::learner::{Learner, LearnerArgs, LearnerHandle, LearnerMsg};
+use troupe_agents::router::Router;
+use troupe_agents::runtime::{ActorSlot, AgentError, Approvals, EventBus, TaskJournal};
+use troupe_agents::ux::{Ux, UxArgs, UxHandle, UxMsg};
+use troupe_agents::worker::remote::PeerWorkers;
+use troupe_agents::worker::{FaultHook, WorkerEnv, WorkerPool};
 use troupe_config::{BackendChoice, Config};
+use troupe_host::{default_budget_bytes, HostError, ModelHostConfig, ModelHostHandle};
 use troupe_inference::backend::Backend;
 use troupe_inference::llama::LlamaEngine;
 use troupe_inference::scripted::{ScriptError, ScriptedBackend};
@@ -34,6 +31,7 @@ use troupe_tools::{builtin_registry, BuildError, Builtins, ToolRegistry};
 use crate::supervisor::{
     ChildSpec, RootSupervisor, SupervisorArgs, SupervisorHandle, SupervisorMsg,
 };
+use crate::troupe::Troupe;
 
 /// How to boot.
 #[derive(Clone, Default)]
@@ -71,80 +69,10 @@ pub enum BootError {
     Agent(#[from] AgentError),
     /// Long-term memory could not be opened.
     #[error(transparent)]
-    Memory(#[from] troupe_actors::memory::MemoryOpenError),
+    Memory(#[from] troupe_agents::memory::MemoryOpenError),
     /// The supervisor could not start.
     #[error("the supervisor could not start: {0}")]
     Supervisor(String),
-}
-
-/// A running troupe.
-pub struct Tree {
-    /// The models.
-    pub host: ModelHostHandle,
-    /// Where the agents' model requests go: the host, then each role's
-    /// chain (cluster peers, remote providers).
-    pub router: Router,
-    /// The store.
-    pub store: Store,
-    /// The store and the bus.
-    pub journal: TaskJournal,
-    /// Calls waiting for a person.
-    pub approvals: Approvals,
-    /// The workers' tools (built-in and MCP), with the approval policy.
-    pub tools: Arc<ToolRegistry>,
-    /// Tasks.
-    pub director: DirectorHandle,
-    /// The conversation.
-    pub ux: UxHandle,
-    /// Model choice and outcomes.
-    pub learner: LearnerHandle,
-    /// Long-term memory and its sentence embedder (`None`: disabled, or the
-    /// embedder is not installed).
-    pub memory: Option<AgentMemory>,
-    /// The root supervisor.
-    pub supervisor: SupervisorHandle,
-    /// Ends when the supervisor stops (escalation or shutdown).
-    pub supervisor_done: JoinHandle<()>,
-    /// Where the pools find other cluster nodes' workers; empty until the
-    /// process joins a cluster.
-    pub peer_workers: PeerWorkers,
-    host_done: JoinHandle<()>,
-    pools: Vec<WorkerPool>,
-}
-
-impl Tree {
-    /// A host that runs other cluster nodes' subtasks on this troupe's
-    /// specialists (their tools, approval policy and models), working in
-    /// `DATA_DIR/cluster-jobs`.
-    pub fn worker_host(&self) -> WorkerHost {
-        let scratch = self
-            .pools
-            .first()
-            .map(|p| p.env().data_dir.join("cluster-jobs"))
-            .unwrap_or_default();
-        WorkerHost::new(self.pools.iter().map(|p| p.env().clone()), scratch)
-    }
-
-    /// Stops the actors, the pools and the ModelHost (freeing the models).
-    /// Unfinished tasks stay in the store and resume at the next boot.
-    pub async fn shutdown(self) {
-        self.supervisor.stop();
-        let _ = self.supervisor_done.await;
-        for pool in &self.pools {
-            pool.stop();
-        }
-        self.host.shutdown().await;
-        let _ = self.host_done.await;
-        // Provider-call records are saved off the callers' path; the last
-        // ones land before the store closes.
-        self.router.flush_records().await;
-        // Runs that were aborted and workers still stopping may hold store
-        // handles a moment longer; closing it releases the data directory
-        // now, so the next start (this process or another) gets it.
-        if let Err(error) = self.store.close().await {
-            tracing::debug!(%error, "the store was already closed");
-        }
-    }
 }
 
 /// The engine the configuration names.
@@ -163,7 +91,7 @@ pub fn backend_for(config: &Config) -> Result<Arc<dyn Backend>, BootError> {
 /// # Errors
 /// [`BootError`]: the store is in use or unreadable, a pinned model fails
 /// to load, the tools or an actor cannot start.
-pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError> {
+pub(crate) async fn boot(config: &Config, opts: BootOptions) -> Result<Troupe, BootError> {
     let data_dir = config.data_dir.clone();
     let store = {
         let dir = data_dir.clone();
@@ -186,10 +114,10 @@ pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError>
         }
     }
     let memory =
-        troupe_actors::memory::open(&config.memory, &config.models.hf_cache, &data_dir).await?;
+        troupe_agents::memory::open(&config.memory, &config.models.hf_cache, &data_dir).await?;
     let mut host_config = ModelHostConfig::from_config(config, budget, pinned);
     host_config.default_keep_alive = config.serve.keep_alive;
-    let (host, host_done) = model_host::spawn(host_config, backend).await?;
+    let (host, host_done) = troupe_host::spawn(host_config, backend).await?;
     let shared = memory.as_ref().map(|m| Arc::clone(&m.memory));
     let (router, left_out) = Router::new(host.clone(), Some(store.clone()), &config.providers);
     for warning in left_out {
@@ -206,7 +134,7 @@ pub async fn boot(config: &Config, opts: BootOptions) -> Result<Tree, BootError>
     )
     .await;
     match assembled {
-        Ok((parts, pools, supervisor, supervisor_done)) => Ok(Tree {
+        Ok((parts, pools, supervisor, supervisor_done)) => Ok(Troupe {
             host,
             router,
             store: parts.journal.store().clone(),

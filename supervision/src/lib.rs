@@ -7,14 +7,18 @@
 //! - [`supervisor`]: [`RootSupervisor`], the ractor actor that starts its
 //!   children linked, restarts a failed one by the policy (after its
 //!   backoff, off the mailbox) and stops itself to escalate.
-//! - [`boot`]: [`boot`]: opens the store, starts the ModelHost and the
+//! - [`Troupe`]: the running system as one handle (submit, chat, approve,
+//!   shut down); [`Troupe::start`] boots it.
+//! - [`boot`]: opens the store, starts the ModelHost and the
 //!   worker pools, then the Learner, Director and UX under the supervisor;
 //!   the Director resumes every unfinished task.
 
 pub mod boot;
 pub mod policy;
 pub mod supervisor;
+mod troupe;
 
-pub use boot::{backend_for, boot, BootError, BootOptions, Tree};
+pub use boot::{backend_for, BootError, BootOptions};
 pub use policy::{RestartDecision, RestartPolicy};
 pub use supervisor::{ChildSpec, ChildStatus, RootSupervisor, SupervisorHandle, SupervisorMsg};
+pub use troupe::{task_view, TaskSpec, TaskView, Troupe};

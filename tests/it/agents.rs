@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use troupe::actors::runtime::TroupeEvent;
-use troupe::actors::ux::Intent;
+use troupe::agents::runtime::TroupeEvent;
+use troupe::agents::ux::Intent;
 use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 use troupe::store::{Approver, SubtaskState, TaskEvent, TaskState};
 use troupe::supervision::BootOptions;
@@ -226,7 +226,7 @@ async fn a_worker_that_panics_mid_subtask_is_replaced_and_the_task_finishes() {
     let hook_fired = Arc::clone(&fired);
     let opts = BootOptions {
         faults: Some(Arc::new(
-            move |point: &troupe::actors::worker::StepPoint| {
+            move |point: &troupe::agents::worker::StepPoint| {
                 if point.subtask == "s1"
                     && point.step == 3
                     && !hook_fired.swap(true, Ordering::SeqCst)

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use troupe_actors::model_host::{self, ModelHostConfig, ModelHostHandle};
 use troupe_cluster::{ClusterError, ClusterNode, ClusterOptions};
+use troupe_host::{ModelHostConfig, ModelHostHandle};
 use troupe_inference::backend::{GenerateRequest, GenerationEvent, LoadOptions};
 use troupe_inference::scripted::{Script, ScriptedBackend};
 use troupe_models::catalog::CatalogSources;
@@ -55,7 +55,7 @@ async fn host(dir: &Path, models: &[&str], script: Script) -> ModelHostHandle {
             ollama_models: None,
         },
     };
-    let (host, _join) = model_host::spawn(config, Arc::new(ScriptedBackend::new(script)))
+    let (host, _join) = troupe_host::spawn(config, Arc::new(ScriptedBackend::new(script)))
         .await
         .expect("host starts");
     host

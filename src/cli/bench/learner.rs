@@ -1,5 +1,5 @@
 //! `troupe bench learner`: the Learner on a seeded simulated workload (see
-//! `troupe_actors::learner::sim`), reported after 50, 200 and 1000 tasks:
+//! `troupe_agents::learner::sim`), reported after 50, 200 and 1000 tasks:
 //! success rate against an oracle that knows every model's success
 //! probability, cost against always using the strongest model, regret,
 //! and the tokens its budgets allocate against a fixed maximum. Writes
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use plotters::prelude::*;
-use troupe::actors::learner::sim::{simulate, Checkpoint, SimReport, Workload};
+use troupe::agents::learner::sim::{simulate, Checkpoint, SimReport, Workload};
 use troupe_config::Config;
 
 /// The checkpoints the issue asks for.

@@ -26,9 +26,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
-use troupe::actors::model_host::{
-    self, estimate_load_bytes, format_bytes, HostEvent, ModelHostConfig, ModelHostHandle,
-    UnloadReason,
+use troupe::host::{
+    estimate_load_bytes, format_bytes, HostEvent, ModelHostConfig, ModelHostHandle, UnloadReason,
 };
 use troupe_config::Config;
 use troupe_inference::backend::{Backend, GenerateRequest, Prompt};
@@ -128,7 +127,7 @@ pub(super) async fn run(args: SwapArgs, config: &Config) -> anyhow::Result<()> {
     host_config.budget_bytes = est_a.max(est_b) + est_a.min(est_b) / 2;
 
     let backend: Arc<dyn Backend> = Arc::new(LlamaEngine::new());
-    let (host, host_task) = model_host::spawn(host_config.clone(), backend.clone())
+    let (host, host_task) = troupe::host::spawn(host_config.clone(), backend.clone())
         .await
         .context("cannot start the model host")?;
     let measured = measure(&host, &args, &entry_a.path, &entry_b.path).await;
@@ -141,7 +140,7 @@ pub(super) async fn run(args: SwapArgs, config: &Config) -> anyhow::Result<()> {
     // allocates.
     let mut roomy = host_config;
     roomy.budget_bytes = (est_a + est_b).saturating_mul(2);
-    let (host, host_task) = model_host::spawn(roomy, backend)
+    let (host, host_task) = troupe::host::spawn(roomy, backend)
         .await
         .context("cannot start the model host")?;
     let switched = switching(&host, &args, &entry_a.path, &entry_b.path).await;

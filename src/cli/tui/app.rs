@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 
-use troupe::actors::model_host::HostStatus;
-use troupe::actors::runtime::{PendingApproval, TroupeEvent};
+use troupe::agents::runtime::{PendingApproval, TroupeEvent};
+use troupe::host::HostStatus;
 use troupe::store::{
     JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskKind, TaskRecord, TaskState,
     TokenTally,

@@ -27,9 +27,9 @@ use anyhow::{bail, Context};
 use ratatui::DefaultTerminal;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
-use troupe::actors::model_host::{HostError, HostStatus};
-use troupe::actors::runtime::{AgentError, TroupeEvent};
-use troupe::actors::ux::UxReply;
+use troupe::agents::runtime::{AgentError, TroupeEvent};
+use troupe::agents::ux::UxReply;
+use troupe::host::{HostError, HostStatus};
 use troupe::store::now_ms;
 use troupe::Troupe;
 

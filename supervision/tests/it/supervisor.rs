@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use troupe_actors::runtime::ActorSlot;
+use troupe_agents::runtime::ActorSlot;
 use troupe_config::SupervisionConfig;
 use troupe_supervision::supervisor::{ChildSpec, SupervisorArgs};
 use troupe_supervision::{RootSupervisor, SupervisorHandle};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
-use troupe::actors::model_host::{self, ModelHostConfig};
+use troupe::host::ModelHostConfig;
 use troupe::http::{serve, AppState};
 use troupe::inference::backend::LoadOptions;
 use troupe::inference::llama::LlamaEngine;
@@ -109,7 +109,7 @@ fn start() -> TestServer {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let (host, _task) = model_host::spawn(config, Arc::new(LlamaEngine::new()))
+                let (host, _task) = troupe::host::spawn(config, Arc::new(LlamaEngine::new()))
                     .await
                     .expect("model host starts");
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,232 @@
+//! Running one generation on the ModelHost for an HTTP request, whole or as
+//! a stream of server-sent events, shared by the completion endpoints.
+//!
+//! A stream owns its [`HostStream`]: when the client goes away, hyper drops
+//! the response body, the body drops the `HostStream`, and the engine stops
+//! decoding that request at its next step, freeing the slot.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use serde_json::Value;
+use troupe_host::{HostError, HostStream};
+use troupe_inference::backend::{
+    FinishReason, GenerateError, GenerateRequest, GenerationEvent, GenerationResult,
+};
+use troupe_inference::sampling::SamplingOptions;
+
+use super::error::ApiError;
+use super::metrics::GenerationGuard;
+use super::openai::SamplingFields;
+use super::AppState;
+
+/// A generation that has been accepted by the engine.
+pub(super) struct Running {
+    /// The engine's stream of pieces.
+    pub stream: HostStream,
+    /// Records the outcome in the metrics.
+    pub guard: GenerationGuard,
+}
+
+/// Starts `request` on `model`. With `max_tokens` unset, the request may
+/// fill the rest of the slot's context, as OpenAI's own default does.
+///
+/// # Errors
+/// The host's refusal as an [`ApiError`] (unknown model → 404, invalid
+/// request → 400, busy → 503).
+pub(super) async fn start(
+    state: &AppState,
+    model: &str,
+    mut request: GenerateRequest,
+    max_tokens: Option<u32>,
+) -> Result<Running, ApiError> {
+    request.max_tokens = max_tokens.unwrap_or(u32::MAX);
+    let first = state.host.generate(model, request.clone(), None).await;
+    let stream = match (first, max_tokens) {
+        // The engine has told how much room the prompt leaves; take all of it.
+        (
+            Err(HostError::Generate(GenerateError::MaxTokensTooLarge {
+                context,
+                prompt_tokens,
+                ..
+            })),
+            None,
+        ) => {
+            request.max_tokens = context.saturating_sub(prompt_tokens);
+            state.host.generate(model, request, None).await?
+        }
+        (result, _) => result?,
+    };
+    Ok(Running {
+        stream,
+        guard: state.metrics.start_generation(),
+    })
+}
+
+impl Running {
+    /// Reads the generation to its end.
+    ///
+    /// # Errors
+    /// The engine's failure as an [`ApiError`].
+    pub(super) async fn finish(mut self) -> Result<GenerationResult, ApiError> {
+        match self.stream.into_result().await {
+            Ok(result) => {
+                self.guard.finish(&result);
+                Ok(result)
+            }
+            Err(error) => {
+                self.guard.failed();
+                Err(ApiError::from(error))
+            }
+        }
+    }
+}
+
+/// Turns a generation into an endpoint's stream chunks.
+pub(super) trait ChunkFormat: Send + 'static {
+    /// Chunks sent before the first piece of text.
+    fn start(&mut self) -> Vec<Value>;
+    /// Chunks for one piece of text.
+    fn piece(&mut self, text: &str) -> Vec<Value>;
+    /// Chunks for the end of the generation.
+    fn finish(&mut self, result: &GenerationResult) -> Vec<Value>;
+}
+
+struct StreamState<F> {
+    running: Option<Running>,
+    format: F,
+}
+
+/// Streams `running` as server-sent events `data: {chunk}`, ending with
+/// `data: [DONE]`. A failure after the stream began is sent as a chunk
+/// `{"error": {...}}` (the status line is already out), then `[DONE]`.
+pub(super) fn sse<F: ChunkFormat>(running: Running, mut format: F) -> Response {
+    let head: Vec<Value> = format.start();
+    let state = StreamState {
+        running: Some(running),
+        format,
+    };
+    let body = stream::iter(head)
+        .chain(stream::unfold(state, next_chunks).flat_map(stream::iter))
+        .map(|chunk| Event::default().data(chunk.to_string()))
+        .chain(stream::once(async { Event::default().data("[DONE]") }))
+        .map(Ok::<Event, Infallible>);
+    sse_response(body)
+}
+
+fn sse_response<S>(body: S) -> Response
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    // A comment line now and then keeps proxies from closing a stream whose
+    // prompt takes long to process.
+    Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+async fn next_chunks<F: ChunkFormat>(
+    mut state: StreamState<F>,
+) -> Option<(Vec<Value>, StreamState<F>)> {
+    let running = state.running.as_mut()?;
+    let chunks = match running.stream.next().await {
+        Some(GenerationEvent::Token(piece)) => return Some((state.format.piece(&piece), state)),
+        Some(GenerationEvent::Done(result)) => {
+            running.guard.finish(&result);
+            state.format.finish(&result)
+        }
+        Some(GenerationEvent::Error(error)) => {
+            running.guard.failed();
+            vec![ApiError::from(error).body()]
+        }
+        None => {
+            running.guard.failed();
+            vec![ApiError::from(GenerateError::EngineStopped).body()]
+        }
+    };
+    state.running = None;
+    Some((chunks, state))
+}
+
+/// OpenAI's name for why a generation ended.
+pub(super) fn finish_reason(finish: FinishReason) -> &'static str {
+    match finish {
+        FinishReason::Length => "length",
+        // A cancelled request has no reader left; "stop" is the closest name.
+        FinishReason::Stop | FinishReason::StopString | FinishReason::Cancelled => "stop",
+    }
+}
+
+/// Sampling options from the request, over the engine's defaults.
+///
+/// # Errors
+/// A 400 naming `seed` when it does not fit 32 bits.
+pub(super) fn sampling(fields: &SamplingFields) -> Result<SamplingOptions, ApiError> {
+    let mut s = SamplingOptions::default();
+    if let Some(v) = fields.temperature {
+        s.temperature = v;
+    }
+    if let Some(v) = fields.top_p {
+        s.top_p = v;
+    }
+    if let Some(v) = fields.top_k {
+        s.top_k = v;
+    }
+    if let Some(v) = fields.min_p {
+        s.min_p = v;
+    }
+    if let Some(v) = fields.repeat_penalty {
+        s.repeat_penalty = v;
+    }
+    if let Some(v) = fields.frequency_penalty {
+        s.frequency_penalty = v;
+    }
+    if let Some(v) = fields.presence_penalty {
+        s.presence_penalty = v;
+    }
+    if let Some(seed) = fields.seed {
+        s.seed = Some(u32::try_from(seed).map_err(|_| {
+            ApiError::invalid(
+                Some("seed"),
+                format!("seed {seed} is outside 0..={}", u32::MAX),
+            )
+        })?);
+    }
+    Ok(s)
+}
+
+/// Refuses `n` other than 1.
+///
+/// # Errors
+/// A 400 naming `n`.
+pub(super) fn check_n(n: Option<u32>) -> Result<(), ApiError> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(n) => Err(ApiError::unsupported("n", &format!("n = {n} (only 1)"))),
+    }
+}
+
+/// A response id: `prefix` (`chatcmpl-`, `call_`, ...), the current time
+/// in nanoseconds and a counter, so ids differ within a process and across
+/// restarts.
+pub(super) fn response_id(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let start = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("{prefix}{start:x}{n:04x}")
+}
+
+/// Seconds since the Unix epoch.
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
