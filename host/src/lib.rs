@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use troupe_inference::backend::{Backend, Embeddings, GenerateRequest, LoadOptions, ModelInfo};
@@ -115,7 +115,9 @@ pub(crate) struct Arguments {
 }
 
 /// Starts the host and loads the pinned models; returns once they are
-/// loaded. The join handle ends when the host has stopped.
+/// loaded. The join handle ends when this first actor has stopped (a
+/// supervisor that links it may start another with
+/// [`ModelHostHandle::restart_linked`]).
 ///
 /// # Errors
 /// [`HostError::Load`] for invalid load options or a pinned model that
@@ -128,62 +130,137 @@ pub async fn spawn(
     backend: Arc<dyn Backend>,
 ) -> Result<(ModelHostHandle, JoinHandle<()>), HostError> {
     config.load.validate().map_err(HostError::Load)?;
-    let sources = config.catalog.clone();
-    let catalog = tokio::task::spawn_blocking(move || Catalog::scan(&sources))
-        .await
-        .map_err(|error| HostError::Start {
-            reason: format!("the catalog scan failed: {error}"),
-        })?;
-    let mut pinned = Vec::with_capacity(config.pinned.len());
-    for name in &config.pinned {
-        let entry = catalog.resolve(name).map_err(|error| match error {
-            troupe_models::catalog::CatalogError::NotFound { name, .. } => {
-                HostError::ModelNotFound { name }
-            }
-            other => HostError::Catalog(other),
-        })?;
-        pinned.push(entry.path);
-    }
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
-    let pinned_names = config.pinned.clone();
-    let args = Arguments {
-        config,
-        backend,
-        catalog,
-        events: events.clone(),
-        pinned,
-    };
+    let start = Arc::new(StartWith { config, backend });
+    let args = start.arguments(&events).await?;
     let (actor, join) = ModelHost::spawn(None, ModelHost, args)
         .await
         .map_err(|error| HostError::Start {
             reason: error.to_string(),
         })?;
-    let handle = ModelHostHandle { actor, events };
-    for name in &pinned_names {
-        if let Err(error) = handle.load(name, None).await {
-            handle.shutdown().await;
-            return Err(error);
-        }
-    }
+    let handle = ModelHostHandle {
+        actor: Arc::new(std::sync::RwLock::new(actor)),
+        events,
+        start,
+    };
+    handle.load_pinned().await?;
     Ok((handle, join))
 }
 
-/// The public way to talk to the host. Cheap to clone.
+/// What the host is started from, kept to start it again.
+struct StartWith {
+    config: ModelHostConfig,
+    backend: Arc<dyn Backend>,
+}
+
+impl StartWith {
+    /// The actor's arguments: the catalog scanned now and the pinned
+    /// models' files.
+    async fn arguments(
+        &self,
+        events: &broadcast::Sender<HostEvent>,
+    ) -> Result<Arguments, HostError> {
+        let sources = self.config.catalog.clone();
+        let catalog = tokio::task::spawn_blocking(move || Catalog::scan(&sources))
+            .await
+            .map_err(|error| HostError::Start {
+                reason: format!("the catalog scan failed: {error}"),
+            })?;
+        let mut pinned = Vec::with_capacity(self.config.pinned.len());
+        for name in &self.config.pinned {
+            let entry = catalog.resolve(name).map_err(|error| match error {
+                troupe_models::catalog::CatalogError::NotFound { name, .. } => {
+                    HostError::ModelNotFound { name }
+                }
+                other => HostError::Catalog(other),
+            })?;
+            pinned.push(entry.path);
+        }
+        Ok(Arguments {
+            config: self.config.clone(),
+            backend: Arc::clone(&self.backend),
+            catalog,
+            events: events.clone(),
+            pinned,
+        })
+    }
+}
+
+/// The public way to talk to the host. Cheap to clone; every clone follows
+/// the host across restarts.
 #[derive(Clone)]
 pub struct ModelHostHandle {
-    actor: ActorRef<HostMsg>,
+    /// The running actor; a restart puts the new one here.
+    actor: Arc<std::sync::RwLock<ActorRef<HostMsg>>>,
+    /// Outlives restarts, so subscribers keep their stream.
     events: broadcast::Sender<HostEvent>,
+    start: Arc<StartWith>,
 }
 
 impl std::fmt::Debug for ModelHostHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModelHostHandle")
-            .field("actor", &self.actor.get_id())
+            .field("actor", &self.actor().get_id())
             .finish()
     }
 }
 
 impl ModelHostHandle {
+    /// The actor running now.
+    fn actor(&self) -> ActorRef<HostMsg> {
+        self.actor
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The actor running now, for linking it under a supervisor.
+    pub fn actor_cell(&self) -> ActorCell {
+        self.actor().get_cell()
+    }
+
+    /// Starts the host again, linked to `supervisor`, after its actor died:
+    /// the catalog is scanned again and the pinned models are loaded; the
+    /// models the dead actor held were freed with it. Every clone of this
+    /// handle then talks to the new actor, and event subscribers keep
+    /// their stream.
+    ///
+    /// # Errors
+    /// As [`spawn`].
+    pub async fn restart_linked(&self, supervisor: ActorCell) -> Result<ActorCell, HostError> {
+        let args = self.start.arguments(&self.events).await?;
+        let (actor, _join) = ModelHost::spawn_linked(None, ModelHost, args, supervisor.clone())
+            .await
+            .map_err(|error| HostError::Start {
+                reason: error.to_string(),
+            })?;
+        *self
+            .actor
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = actor.clone();
+        for name in &self.start.config.pinned {
+            if let Err(error) = self.load(name, None).await {
+                // Stopped by its failed start, not failed: not the
+                // supervisor's to restart again.
+                actor.get_cell().unlink(supervisor);
+                self.shutdown().await;
+                return Err(error);
+            }
+        }
+        Ok(actor.get_cell())
+    }
+
+    /// Loads the pinned models; on a failure the host is shut down.
+    async fn load_pinned(&self) -> Result<(), HostError> {
+        for name in &self.start.config.pinned {
+            if let Err(error) = self.load(name, None).await {
+                self.shutdown().await;
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
     /// Loads `model` if needed (evicting idle unpinned models to fit), then
     /// starts the request. `keep_alive`: `None` means the default;
     /// `Some(ZERO)` unloads the model as soon as it is idle.
@@ -246,7 +323,7 @@ impl ModelHostHandle {
     pub async fn unload(&self, model: &str) -> Result<(), HostError> {
         let model = model.to_owned();
         flatten(
-            self.actor
+            self.actor()
                 .call(|reply| HostMsg::Unload { model, reply }, None)
                 .await,
         )?
@@ -258,7 +335,7 @@ impl ModelHostHandle {
     /// [`HostError::Stopped`].
     pub async fn status(&self) -> Result<HostStatus, HostError> {
         flatten(
-            self.actor
+            self.actor()
                 .call(|reply| HostMsg::Status { reply }, Some(QUERY_TIMEOUT))
                 .await,
         )
@@ -270,7 +347,7 @@ impl ModelHostHandle {
     /// [`HostError::Stopped`].
     pub async fn catalog(&self) -> Result<Vec<ModelEntry>, HostError> {
         flatten(
-            self.actor
+            self.actor()
                 .call(|reply| HostMsg::Catalog { reply }, None)
                 .await,
         )
@@ -291,7 +368,7 @@ impl ModelHostHandle {
     /// models that are cheap to load again. Models not named keep the time
     /// of their latest load in this process.
     pub fn set_reload_costs(&self, costs: std::collections::HashMap<String, Duration>) {
-        let _ = self.actor.cast(HostMsg::ReloadCosts(costs));
+        let _ = self.actor().cast(HostMsg::ReloadCosts(costs));
     }
 
     /// Every event the host publishes from now on.
@@ -302,7 +379,7 @@ impl ModelHostHandle {
     /// Unloads every model and stops the host; returns once memory is free.
     pub async fn shutdown(&self) {
         let _ = self
-            .actor
+            .actor()
             .call(|reply| HostMsg::Shutdown { reply }, None)
             .await;
     }
@@ -325,7 +402,7 @@ impl ModelHostHandle {
                 rescanned: false,
             }))
         };
-        flatten(self.actor.call(build, None).await)?
+        flatten(self.actor().call(build, None).await)?
     }
 }
 

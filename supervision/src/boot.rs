@@ -3,14 +3,16 @@
 //! The store first (a second process on the same data dir stops here with
 //! "already in use"), then the ModelHost with the UX model pinned, the
 //! tools and the specialists' worker pools (ractor factories, which
-//! replace their own dead workers), then the Learner, Director and UX as
-//! linked children of the [`RootSupervisor`]. The Director resumes every
+//! replace their own dead workers), then the [`RootSupervisor`]: it links
+//! the ModelHost and the pools and starts the Learner, Director and UX,
+//! and restarts any of them that dies. The Director resumes every
 //! unfinished task as it starts, and again after any restart.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ractor::{Actor, ActorRef};
+use ractor::{Actor, ActorCell, ActorRef, ActorStatus};
 use tokio::task::JoinHandle;
 use troupe_agents::director::{Director, DirectorArgs, DirectorHandle, DirectorMsg};
 use troupe_agents::learner::{Learner, LearnerArgs, LearnerHandle, LearnerMsg};
@@ -148,7 +150,6 @@ pub(crate) async fn boot(config: &Config, opts: BootOptions) -> Result<Troupe, B
             peer_workers: parts.peer_workers,
             supervisor,
             supervisor_done,
-            host_done,
             pools,
         }),
         Err(error) => {
@@ -204,9 +205,11 @@ async fn assemble(
     })
     .await?;
 
-    // The supervisor's children, in start order. Each restart builds the
-    // child's arguments again; a later child gets the handles of those
-    // started before it from their slots, which every (re)start refills.
+    // The supervisor's children, in start order: the ModelHost and the
+    // pools, already running (the agents' arguments hold their handles),
+    // which it links; then the agents. Each restart builds the child's
+    // arguments again; a later child gets the handles of those started
+    // before it from their slots, which every (re)start refills.
     let slots = Slots::default();
     let shared = Shared {
         store,
@@ -218,11 +221,13 @@ async fn assemble(
         memory,
         data_dir,
     };
-    let children = vec![
+    let mut children = vec![host_child(&shared.host)];
+    children.extend(shared.pools.iter().map(pool_child));
+    children.extend([
         learner_child(&slots, config, &shared),
         director_child(&slots, config, &shared, !opts.no_recover),
         ux_child(&slots, config, &shared),
-    ];
+    ]);
     let (supervisor, supervisor_done): (ActorRef<SupervisorMsg>, JoinHandle<()>) = Actor::spawn(
         None,
         RootSupervisor,
@@ -369,6 +374,66 @@ async fn spawn_pools(
     Ok(pools)
 }
 
+/// The ModelHost as a child: restarted with its pinned models; its
+/// handles follow it.
+fn host_child(host: &ModelHostHandle) -> ChildSpec {
+    let host = host.clone();
+    adopted_child("model-host".into(), host.actor_cell(), move |supervisor| {
+        let host = host.clone();
+        async move {
+            host.restart_linked(supervisor)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+}
+
+/// A worker pool as a child: its factory restarted with a full set of
+/// workers; the pool's clones follow it.
+fn pool_child(pool: &WorkerPool) -> ChildSpec {
+    let name = format!("workers-{}", pool.kind());
+    let pool = pool.clone();
+    adopted_child(name.into(), pool.actor_cell(), move |supervisor| {
+        let pool = pool.clone();
+        async move {
+            pool.restart_linked(supervisor)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+}
+
+/// A child started before the supervisor: its first start links the
+/// running actor; a restart starts a new one linked through `restart`.
+fn adopted_child<F, Fut>(name: Cow<'static, str>, running: ActorCell, restart: F) -> ChildSpec
+where
+    F: Fn(ActorCell) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<ActorCell, String>> + Send + 'static,
+{
+    let running = std::sync::Mutex::new(Some(running));
+    let restart = Arc::new(restart);
+    ChildSpec {
+        name,
+        start: Arc::new(move |supervisor| {
+            let adopted = running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let restart = Arc::clone(&restart);
+            Box::pin(async move {
+                if let Some(cell) = adopted {
+                    cell.link(supervisor.clone());
+                    // One that died before it was linked is started anew.
+                    if cell.get_status() < ActorStatus::Stopping {
+                        return Ok(cell);
+                    }
+                }
+                restart(supervisor).await
+            })
+        }),
+    }
+}
+
 /// Where the latest incarnation of a supervised child is found.
 type Slot<M> = Arc<std::sync::OnceLock<ActorSlot<M>>>;
 
@@ -386,7 +451,7 @@ where
 {
     let slot = Arc::clone(slot);
     ChildSpec {
-        name,
+        name: name.into(),
         start: Arc::new(move |supervisor| {
             let (slot, actor, args) = (Arc::clone(&slot), actor(), args());
             Box::pin(async move {

@@ -9,9 +9,9 @@
 //!   backoff, off the mailbox) and stops itself to escalate.
 //! - [`Troupe`]: the running system as one handle (submit, chat, approve,
 //!   shut down); [`Troupe::start`] boots it.
-//! - [`boot`]: opens the store, starts the ModelHost and the
-//!   worker pools, then the Learner, Director and UX under the supervisor;
-//!   the Director resumes every unfinished task.
+//! - [`boot`]: opens the store, starts the ModelHost and the worker pools,
+//!   then the supervisor, which links them and starts the Learner,
+//!   Director and UX; the Director resumes every unfinished task.
 
 pub mod boot;
 pub mod policy;

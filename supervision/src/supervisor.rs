@@ -2,6 +2,7 @@
 //! (one-for-one) by its [`RestartPolicy`], and stops itself — escalating —
 //! when a child fails more often than the policy allows.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +21,7 @@ pub type StartFn =
 #[derive(Clone)]
 pub struct ChildSpec {
     /// Its name in logs and status.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// How to start it.
     pub start: StartFn,
 }
@@ -29,7 +30,7 @@ pub struct ChildSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildStatus {
     /// Its name.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// Whether it is running now.
     pub alive: bool,
     /// Restarts so far.
@@ -85,7 +86,7 @@ impl Actor for RootSupervisor {
             let cell = (spec.start)(me.get_cell())
                 .await
                 .map_err(|e| format!("starting {}: {e}", spec.name))?;
-            tracing::debug!(child = spec.name, "started");
+            tracing::debug!(child = %spec.name, "started");
             children.push(Child {
                 spec,
                 cell: Some(cell),
@@ -109,7 +110,7 @@ impl Actor for RootSupervisor {
                 match (child.spec.start)(me.get_cell()).await {
                     Ok(cell) => {
                         tracing::info!(
-                            child = child.spec.name,
+                            child = %child.spec.name,
                             restarts = child.policy.restarts(),
                             "restarted"
                         );
@@ -117,7 +118,7 @@ impl Actor for RootSupervisor {
                     }
                     Err(error) => {
                         // A child that cannot start counts as failing again.
-                        tracing::error!(child = child.spec.name, %error, "restart failed");
+                        tracing::error!(child = %child.spec.name, %error, "restart failed");
                         decide(&me, state, i, &error);
                     }
                 }
@@ -127,7 +128,7 @@ impl Actor for RootSupervisor {
                     .children
                     .iter()
                     .map(|c| ChildStatus {
-                        name: c.spec.name,
+                        name: c.spec.name.clone(),
                         alive: c.cell.is_some(),
                         restarts: c.policy.restarts(),
                     })
@@ -159,7 +160,7 @@ impl Actor for RootSupervisor {
         else {
             return Ok(());
         };
-        tracing::warn!(child = state.children[i].spec.name, %why, "child down");
+        tracing::warn!(child = %state.children[i].spec.name, %why, "child down");
         state.children[i].cell = None;
         decide(&me, state, i, &why);
         Ok(())
@@ -203,6 +204,11 @@ impl SupervisorHandle {
             Ok(ractor::rpc::CallResult::Success(s)) => s,
             _ => Vec::new(),
         }
+    }
+
+    /// The supervisor actor (to link children to, or unlink them from).
+    pub fn cell(&self) -> ActorCell {
+        self.actor.get_cell()
     }
 
     /// Stops it and its children.

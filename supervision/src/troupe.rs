@@ -78,7 +78,6 @@ pub struct Troupe {
     /// Where the pools find other cluster nodes' workers; empty until the
     /// process joins a cluster.
     pub(crate) peer_workers: PeerWorkers,
-    pub(crate) host_done: JoinHandle<()>,
     pub(crate) pools: Vec<WorkerPool>,
 }
 
@@ -265,6 +264,11 @@ impl Troupe {
         WorkerHost::new(self.pools.iter().map(|p| p.env().clone()), scratch)
     }
 
+    /// The specialists' worker pools (their kinds, how busy they are).
+    pub fn worker_pools(&self) -> &[WorkerPool] {
+        &self.pools
+    }
+
     /// The workers' tools (built-in and from MCP servers) under the
     /// configured approval policy.
     pub fn tools(&self) -> &std::sync::Arc<troupe_tools::ToolRegistry> {
@@ -303,13 +307,20 @@ impl Troupe {
     /// Stops the actors, the pools and the ModelHost (freeing the models).
     /// Unfinished tasks stay in the store and resume at the next boot.
     pub async fn shutdown(self) {
+        // The host and the pools leave the supervisor first: its stop would
+        // kill them, and they stop in their own way, after the agents.
+        let supervisor = self.supervisor.cell();
+        self.host.actor_cell().unlink(supervisor.clone());
+        for pool in &self.pools {
+            pool.actor_cell().unlink(supervisor.clone());
+        }
         self.supervisor.stop();
         let _ = self.supervisor_done.await;
         for pool in &self.pools {
             pool.stop();
         }
         self.host.shutdown().await;
-        let _ = self.host_done.await;
+        let _ = self.host.actor_cell().wait(None).await;
         // Provider-call records are saved off the callers' path; the last
         // ones land before the store closes.
         self.router.flush_records().await;

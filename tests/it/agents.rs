@@ -636,6 +636,82 @@ async fn a_one_action_job_is_one_subtask_without_a_planning_call() {
     troupe.shutdown().await;
 }
 
+/// Waits until the supervisor reports `name` alive after `restarts`
+/// restarts.
+async fn restarted(troupe: &Troupe, name: &str, restarts: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let children = troupe.agents().await;
+        let child = children.iter().find(|c| c.name == name);
+        if child.is_some_and(|c| c.alive && c.restarts == restarts) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} not restarted {restarts} times: {children:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_host_and_a_worker_pool_that_die_are_restarted_and_the_next_job_runs() {
+    const JOB: &str = "Write a file hello.txt containing the word hello";
+    let script = json!({"rules": [
+        {"contains": ["The job: Write a file hello.txt"],
+         "reply": "{\"thought\": \"Write it.\", \"action\": {\"tool\": \"write_file\", \"args\": {\"path\": \"hello.txt\", \"content\": \"hello\"}}}"},
+        {"contains": ["Observation of step 1 (write_file)", "hello.txt"],
+         "reply": "{\"thought\": \"Done.\", \"final\": \"Wrote hello.txt\"}"}
+    ]});
+    let env = Env::new(
+        &["small"],
+        &script,
+        "[agents]\nmodel = \"small\"\n[serve]\npin = [\"small\"]\n",
+    );
+    let troupe = env.start().await;
+    let names: Vec<String> = troupe
+        .agents()
+        .await
+        .into_iter()
+        .map(|c| c.name.into_owned())
+        .collect();
+    // Linked under the root supervisor, in start order.
+    assert_eq!(
+        names,
+        [
+            "model-host",
+            "workers-general",
+            "workers-code",
+            "workers-research",
+            "learner",
+            "director",
+            "ux"
+        ],
+        "the supervisor's children"
+    );
+    let first_host = troupe.model_host().actor_cell().get_id();
+    troupe.model_host().actor_cell().kill();
+    let pool = &troupe.worker_pools()[0];
+    assert_eq!(pool.kind(), "general");
+    let first_pool = pool.actor_cell().get_id();
+    pool.actor_cell().kill();
+    restarted(&troupe, "model-host", 1).await;
+    restarted(&troupe, "workers-general", 1).await;
+    assert_ne!(troupe.model_host().actor_cell().get_id(), first_host);
+    assert_ne!(pool.actor_cell().get_id(), first_pool);
+    // The handles everyone holds reach the new actors: the pinned model
+    // is loaded again, and a job runs on the new pool.
+    let status = troupe.model_host().status().await.unwrap();
+    assert_eq!(status.models.len(), 1, "{status:?}");
+    let id = troupe.submit(TaskSpec::new(JOB)).await.unwrap();
+    let task = finish(&troupe, &id).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
+    for name in ["learner", "director", "ux"] {
+        restarted(&troupe, name, 0).await;
+    }
+    troupe.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subtask_is_started_when_a_worker_takes_it_not_while_it_waits() {
     let plan = json!({"subtasks": [

@@ -85,7 +85,10 @@ type PoolFactory = Factory<
 /// One specialist's workers. Cheap to clone.
 #[derive(Clone)]
 pub struct WorkerPool {
-    factory: FactoryRef<Key, WorkerMsg>,
+    /// The running factory; a restart puts the new one here.
+    factory: Arc<std::sync::RwLock<FactoryRef<Key, WorkerMsg>>>,
+    /// The name the factory is registered under.
+    name: Option<String>,
     kind: Arc<str>,
     env: Arc<WorkerEnv>,
     /// Jobs handed to the factory and not yet answered.
@@ -120,7 +123,7 @@ impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerPool")
             .field("kind", &self.kind)
-            .field("factory", &self.factory.get_id())
+            .field("factory", &self.factory().get_id())
             .finish()
     }
 }
@@ -134,31 +137,43 @@ impl WorkerPool {
     /// [`AgentError::Stopped`] when the factory cannot start (for example
     /// when `name` is taken).
     pub async fn spawn(env: WorkerEnv, name: Option<String>) -> Result<WorkerPool, AgentError> {
-        let kind: Arc<str> = Arc::from(env.specialist.kind.as_str());
         let workers = usize::try_from(env.specialist.workers.max(1)).unwrap_or(1);
-        let shared = Arc::new(env.clone());
-        let args = FactoryArguments::builder()
-            .worker_builder(Box::new(worker_builder(move |_wid| {
-                (SpecialistWorker { env: env.clone() }, ())
-            })))
-            .queue(DefaultQueue::default())
-            .router(QueuerRouting::default())
-            .num_initial_workers(workers)
-            .build();
-        let (factory, _join) = Actor::spawn(name, PoolFactory::default(), args)
-            .await
-            .map_err(|error| {
-                tracing::error!(kind = %kind, %error, "the worker pool could not start");
-                AgentError::Stopped("worker pool")
-            })?;
+        let env = Arc::new(env);
+        let factory = start_factory(&env, name.clone(), workers, None).await?;
         Ok(WorkerPool {
-            factory,
-            kind,
-            env: shared,
+            factory: Arc::new(std::sync::RwLock::new(factory)),
+            name,
+            kind: Arc::from(env.specialist.kind.as_str()),
+            env,
             busy: Arc::default(),
             workers,
             seats: Arc::new(tokio::sync::Semaphore::new(workers)),
         })
+    }
+
+    /// Starts the factory again, linked to `supervisor`, after it died (its
+    /// jobs were answered [`WorkerLost::Died`]); every clone of this pool
+    /// then sends to the new one.
+    ///
+    /// # Errors
+    /// As [`WorkerPool::spawn`].
+    pub async fn restart_linked(&self, supervisor: ActorCell) -> Result<ActorCell, AgentError> {
+        let factory =
+            start_factory(&self.env, self.name.clone(), self.workers, Some(supervisor)).await?;
+        let cell = factory.get_cell();
+        *self
+            .factory
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = factory;
+        Ok(cell)
+    }
+
+    /// The factory running now.
+    fn factory(&self) -> FactoryRef<Key, WorkerMsg> {
+        self.factory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Runs `job` and waits for its outcome: on the next free worker of
@@ -211,7 +226,7 @@ impl WorkerPool {
         let key = format!("{}/{}/{}", job.task_id, job.subtask.id, job.attempt);
         let job = Box::new(job);
         let answer = self
-            .factory
+            .factory()
             .call_job(key, |reply| WorkerMsg::Run(job, reply), None)
             .await;
         match answer {
@@ -245,11 +260,46 @@ impl WorkerPool {
     /// Stops the factory and its workers; jobs still queued get
     /// [`WorkerLost::Stopped`].
     pub fn stop(&self) {
-        self.factory.stop(None);
+        self.factory().stop(None);
     }
 
-    /// The factory actor, for linking it under a supervisor.
+    /// The factory running now, for linking it under a supervisor.
     pub fn actor_cell(&self) -> ActorCell {
-        self.factory.get_cell()
+        self.factory().get_cell()
     }
+}
+
+/// Starts a factory of `workers` specialist workers built from `env`,
+/// linked to `supervisor` when there is one.
+async fn start_factory(
+    env: &Arc<WorkerEnv>,
+    name: Option<String>,
+    workers: usize,
+    supervisor: Option<ActorCell>,
+) -> Result<FactoryRef<Key, WorkerMsg>, AgentError> {
+    let build = Arc::clone(env);
+    let args = FactoryArguments::builder()
+        .worker_builder(Box::new(worker_builder(move |_wid| {
+            (
+                SpecialistWorker {
+                    env: (*build).clone(),
+                },
+                (),
+            )
+        })))
+        .queue(DefaultQueue::default())
+        .router(QueuerRouting::default())
+        .num_initial_workers(workers)
+        .build();
+    let started = match supervisor {
+        Some(supervisor) => {
+            Actor::spawn_linked(name, PoolFactory::default(), args, supervisor).await
+        }
+        None => Actor::spawn(name, PoolFactory::default(), args).await,
+    };
+    let (factory, _join) = started.map_err(|error| {
+        tracing::error!(kind = %env.specialist.kind, %error, "the worker pool could not start");
+        AgentError::Stopped("worker pool")
+    })?;
+    Ok(factory)
 }

@@ -68,7 +68,7 @@ async fn start(
     let starts = Arc::new(AtomicU32::new(0));
     let child_slot = Arc::clone(&slot);
     let spec = ChildSpec {
-        name: "fragile",
+        name: "fragile".into(),
         start: Arc::new(move |sup| {
             let slot = Arc::clone(&child_slot);
             let generation = starts.fetch_add(1, Ordering::SeqCst);
@@ -131,7 +131,11 @@ async fn a_panicking_child_is_restarted_and_its_handle_keeps_working() {
     assert_eq!(seen, Some(1));
     let children = sup.children().await;
     assert_eq!(
-        (children[0].name, children[0].alive, children[0].restarts),
+        (
+            children[0].name.as_ref(),
+            children[0].alive,
+            children[0].restarts
+        ),
         ("fragile", true, 1)
     );
     sup.stop();
