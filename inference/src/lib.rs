@@ -9,7 +9,8 @@
 //! - [`sampling`]: sampling options and the sampler chain built from them.
 //! - [`chat`]: chat messages rendered with the model's own template, and the
 //!   documented fallback when a model has none.
-//! - [`schema`]: JSON Schema → GBNF grammar, refusing what it cannot enforce.
+//! - [`schema`]: JSON Schema → GBNF grammar, refusing what it cannot enforce
+//!   (the `troupe-schema` crate, re-exported).
 //! - [`device`]: which GPU features this build has.
 //! - [`embedder`]: sentence embeddings in process (candle BERT + tokenizers),
 //!   all-MiniLM-L6-v2 by default, from the hub cache or a directory.
@@ -25,5 +26,5 @@ pub mod embedder;
 pub mod llama;
 pub mod remote;
 pub mod sampling;
-pub mod schema;
+pub use troupe_schema as schema;
 pub mod scripted;

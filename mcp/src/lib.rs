@@ -14,12 +14,10 @@
 //!   supervisor loop with its backoff.
 //! - [`tool`]: [`McpTool`], one server tool as a troupe `Tool`, and how an
 //!   MCP call result becomes an `Observation`.
-//! - [`schema`]: a server's input schema cut down to what troupe's grammar
-//!   enforces.
 //! - this file: [`McpTools`], every server of a configuration, and the
 //!   registry's [`ToolSource`] over them; [`attach`], what boot calls.
 
-pub mod schema;
+use troupe_schema::sanitize as schema;
 pub mod server;
 pub mod tool;
 

@@ -4,8 +4,6 @@
 //! - [`tool`]: the [`Tool`] trait, [`RiskLevel`], [`ToolContext`] and
 //!   [`ToolError`] (faults of troupe, not of the model's request).
 //! - [`observation`]: [`Observation`], what the model sees, and truncation.
-//! - [`schema`]: the small JSON Schema validator tool arguments are checked
-//!   with.
 //! - [`registry`]: [`ToolRegistry`]: validation, approval, truncation, and
 //!   the tool list for prompts.
 //! - [`approval`]: [`ApprovalPolicy`] (allow / ask / deny per risk level and
@@ -32,7 +30,7 @@ pub mod paths;
 pub mod process;
 pub mod python;
 pub mod registry;
-pub mod schema;
+use troupe_schema::args as schema;
 pub mod search;
 pub mod shell;
 pub mod tool;

@@ -11,7 +11,7 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    pub(super) fn parse(name: &str) -> Option<Format> {
+    pub(crate) fn parse(name: &str) -> Option<Format> {
         match name {
             "date" => Some(Format::Date),
             "date-time" => Some(Format::DateTime),

@@ -6,8 +6,9 @@
 //! model, a test, a resumed journal), so the registry checks them before a
 //! call. Messages name the argument the way the model wrote it.
 //!
-//! This lives here, not in troupe-inference, because tools sits below
-//! inference in the dependency order.
+//! It reads schemas leniently (keywords outside this list are ignored, not
+//! refused as [`crate::JsonSchema::compile`] does) because its messages are
+//! for the model: every problem at once, each naming the argument.
 
 use serde_json::Value;
 

@@ -1,6 +1,6 @@
 //! Checks a JSON value against a compiled schema: exactly the supported
 //! subset, with the same readings the grammar uses (see the module
-//! documentation of [`crate::schema`]), so model output can be re-checked and
+//! documentation of [`crate`]), so model output can be re-checked and
 //! tests can check every grammar sample.
 
 use serde_json::Value;

@@ -1,5 +1,19 @@
-//! JSON Schema → GBNF grammar for llama.cpp, and a validator for the same
-//! subset.
+//! troupe-schema: the JSON Schema subset troupe reads, in one place. Its
+//! users: troupe-inference compiles constrained output to a grammar,
+//! troupe-tools checks tool arguments ([`args`]), troupe-mcp cuts a
+//! server's input schema down to the subset ([`sanitize`]).
+//!
+//! # Layout
+//! - this module: JSON Schema → GBNF grammar for llama.cpp ([`JsonSchema`],
+//!   [`json_schema_to_gbnf`]) and a validator for the same subset
+//!   ([`validate`]); `compile` reads a schema into nodes, `gbnf` writes
+//!   them as rules, `validate` checks instances against the nodes,
+//!   `keywords`/`format`/`int_range`/`disjoint` handle the scalar keywords,
+//!   the formats, integer ranges and `oneOf` disjointness.
+//! - [`args`]: tool arguments checked before a call, every problem
+//!   collected, each message naming the argument as the model wrote it.
+//! - [`sanitize`]: an MCP server's input schema with the keywords the
+//!   grammar cannot enforce dropped.
 //!
 //! troupe constrains model output (worker actions, plans, OpenAI
 //! `response_format: json_schema`, tool calls) to a JSON Schema. The output
@@ -66,12 +80,14 @@
 //! keys from repeating each other: JSON parsers keep the last, which still
 //! validates.
 
+pub mod args;
 mod compile;
 mod disjoint;
 mod format;
 mod gbnf;
 mod int_range;
 mod keywords;
+pub mod sanitize;
 mod validate;
 
 use serde_json::Value;

@@ -10,6 +10,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::format::Format;
+
 /// Keywords kept as they are (their values hold no subschemas).
 const PLAIN: &[&str] = &[
     "type",
@@ -26,9 +28,6 @@ const PLAIN: &[&str] = &[
     "maxLength",
     "$ref",
 ];
-
-/// Formats the grammar knows; others (`uri`, `email`, ...) are dropped.
-const FORMATS: &[&str] = &["date", "date-time", "uuid"];
 
 /// `schema` as an object schema troupe's grammar accepts.
 pub fn sanitize_input_schema(schema: &Map<String, Value>) -> Value {
@@ -62,7 +61,8 @@ fn sanitize(schema: &Value) -> Value {
             "minimum" | "maximum" if is_integer && value.is_i64() => {
                 out.insert(key.clone(), value.clone());
             }
-            "format" if value.as_str().is_some_and(|f| FORMATS.contains(&f)) => {
+            // Formats the grammar knows; others (`uri`, `email`, ...) are dropped.
+            "format" if value.as_str().and_then(Format::parse).is_some() => {
                 out.insert(key.clone(), value.clone());
             }
             "properties" | "$defs" | "definitions" => {
