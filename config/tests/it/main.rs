@@ -10,4 +10,5 @@ mod load;
 mod mcp_section;
 mod memory_section;
 mod providers_section;
+mod size;
 mod tools_section;
