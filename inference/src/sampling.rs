@@ -6,7 +6,7 @@
 //! instead and the distribution filters are left out (they cannot change the
 //! argmax). The grammar is a sampler of its own ahead of the chain, so that
 //! tokens whose text would differ from what the grammar sees can be refused
-//! between the two (see `Constraint`).
+//! between the two (see `GrammarGuard`).
 //!
 //! Unconstrained requests are sampled with `llama_sampler_sample`: one
 //! optimised C++ call per token that fills the candidates, runs the chain and
@@ -260,7 +260,7 @@ impl TokenTexts {
 /// JSON string) or a malformed UTF-8 sequence would make the text differ
 /// from what the grammar accepted — a schema's `maxLength`, or the JSON
 /// itself, would break. Those tokens are refused before the pick.
-struct Constraint {
+struct GrammarGuard {
     grammar: LlamaSampler,
     texts: Arc<TokenTexts>,
     /// Bytes of an incomplete character at the end of the output.
@@ -268,7 +268,7 @@ struct Constraint {
     scratch: Vec<u8>,
 }
 
-impl Constraint {
+impl GrammarGuard {
     fn refuse_mismatched(&mut self, candidates: &mut LlamaTokenDataArray) {
         for candidate in &mut candidates.data {
             if candidate.logit().is_finite() && !self.guard_allows(candidate.id()) {
@@ -277,7 +277,7 @@ impl Constraint {
         }
     }
 
-    /// [`Constraint::refuse_mismatched`] for one token.
+    /// [`GrammarGuard::refuse_mismatched`] for one token.
     fn guard_allows(&mut self, token: LlamaToken) -> bool {
         let index = usize::try_from(token.0).unwrap_or(usize::MAX);
         match self.texts.texts.get(index) {
@@ -349,7 +349,7 @@ fn valid_utf8_prefix(bytes: &[u8]) -> bool {
 /// top-k every allowed token matters, and the whole vocabulary is masked in
 /// one call, as llama.cpp's grammar sampler does.
 pub(crate) struct ChainSampler {
-    constraint: Constraint,
+    guard: GrammarGuard,
     /// Repetition penalties, applied to all logits before anything else.
     penalties: Option<LlamaSampler>,
     /// Everything after top-k: top-p, min-p, temperature, dist — or greedy.
@@ -425,12 +425,12 @@ impl ChainSampler {
     /// while a multi-byte character is incomplete: then nothing is pruned).
     fn allowed_first_bytes(&mut self) -> [bool; 128] {
         let mut allowed = [true; 128];
-        if !self.constraint.partial.is_empty() || self.constraint.texts.single.is_empty() {
+        if !self.guard.partial.is_empty() || self.guard.texts.single.is_empty() {
             return allowed;
         }
         self.chunk.data.clear();
         self.chunk.data.extend(
-            self.constraint
+            self.guard
                 .texts
                 .single
                 .iter()
@@ -438,8 +438,8 @@ impl ChainSampler {
         );
         self.chunk.selected = None;
         self.chunk.sorted = false;
-        self.chunk.apply_sampler(&mut self.constraint.grammar);
-        for (&(byte, _), data) in self.constraint.texts.single.iter().zip(&self.chunk.data) {
+        self.chunk.apply_sampler(&mut self.guard.grammar);
+        for (&(byte, _), data) in self.guard.texts.single.iter().zip(&self.chunk.data) {
             allowed[usize::from(byte)] = data.logit().is_finite();
         }
         allowed
@@ -451,14 +451,14 @@ impl ChainSampler {
         for key in self.refused_pairs.drain(..) {
             self.pair_refused[key] = false;
         }
-        if !self.constraint.partial.is_empty()
+        if !self.guard.partial.is_empty()
             || allowed_first.iter().filter(|&&a| a).count() > PAIR_LEVEL_MAX_FIRST
         {
             return;
         }
         self.chunk.data.clear();
         self.chunk.data.extend(
-            self.constraint
+            self.guard
                 .texts
                 .pairs
                 .iter()
@@ -470,9 +470,9 @@ impl ChainSampler {
         }
         self.chunk.selected = None;
         self.chunk.sorted = false;
-        self.chunk.apply_sampler(&mut self.constraint.grammar);
+        self.chunk.apply_sampler(&mut self.guard.grammar);
         let pairs = self
-            .constraint
+            .guard
             .texts
             .pairs
             .iter()
@@ -490,7 +490,7 @@ impl ChainSampler {
     fn scan(&mut self, keep: usize) {
         let allowed_first = self.allowed_first_bytes();
         self.refuse_pairs(&allowed_first);
-        let texts = &self.constraint.texts;
+        let texts = &self.guard.texts;
         let pair_refused = &self.pair_refused;
         self.order.clear();
         self.order.extend(
@@ -523,9 +523,9 @@ impl ChainSampler {
             let exhausted = self.chunk.data.len() < end - start;
             self.chunk.selected = None;
             self.chunk.sorted = true;
-            self.chunk.apply_sampler(&mut self.constraint.grammar);
+            self.chunk.apply_sampler(&mut self.guard.grammar);
             for &candidate in &self.chunk.data {
-                if candidate.logit().is_finite() && self.constraint.guard_allows(candidate.id()) {
+                if candidate.logit().is_finite() && self.guard.guard_allows(candidate.id()) {
                     self.found.data.push(candidate);
                     if self.found.data.len() == keep {
                         break 'chunks;
@@ -555,7 +555,7 @@ impl ChainSampler {
         // grammar over thousands of tokens (most of the cost with a 262k
         // vocabulary), and the few tokens looked at here do not need it.
         let allowed_first = self.allowed_first_bytes();
-        let texts = &self.constraint.texts;
+        let texts = &self.guard.texts;
         let top_n = QUICK_TOP.max(keep.saturating_mul(2));
         let mut top: Vec<(f32, u32)> = Vec::with_capacity(top_n);
         let (mut min_at, mut min_logit) = (0, f32::NEG_INFINITY);
@@ -588,10 +588,10 @@ impl ChainSampler {
         );
         self.chunk.selected = None;
         self.chunk.sorted = true;
-        self.chunk.apply_sampler(&mut self.constraint.grammar);
+        self.chunk.apply_sampler(&mut self.guard.grammar);
         self.found.data.clear();
         for &candidate in &self.chunk.data {
-            if candidate.logit().is_finite() && self.constraint.guard_allows(candidate.id()) {
+            if candidate.logit().is_finite() && self.guard.guard_allows(candidate.id()) {
                 self.found.data.push(candidate);
                 if self.found.data.len() == keep {
                     return true;
@@ -631,8 +631,8 @@ impl ChainSampler {
                     &mut self.found
                 }
                 None => {
-                    self.candidates.apply_sampler(&mut self.constraint.grammar);
-                    self.constraint.refuse_mismatched(&mut self.candidates);
+                    self.candidates.apply_sampler(&mut self.guard.grammar);
+                    self.guard.refuse_mismatched(&mut self.candidates);
                     &mut self.candidates
                 }
             }
@@ -658,8 +658,8 @@ impl ChainSampler {
         let refused = |error| {
             GenerateError::Sampling(format!("the sampler refused token {}: {error}", token.0))
         };
-        self.constraint.grammar.try_accept(token).map_err(refused)?;
-        self.constraint.accepted(token);
+        self.guard.grammar.try_accept(token).map_err(refused)?;
+        self.guard.accepted(token);
         if let Some(penalties) = &mut self.penalties {
             penalties.try_accept(token).map_err(refused)?;
         }
@@ -723,7 +723,7 @@ impl TokenSampler {
                 .chain(options.chain_after_penalties(true));
             return Ok(TokenSampler::Plain(LlamaSampler::chain(chain, true)));
         };
-        let constraint = Constraint {
+        let guard = GrammarGuard {
             grammar: LlamaSampler::grammar(model, grammar, "root").map_err(|error| {
                 GenerateError::InvalidGrammar {
                     reason: format!("{error} (llama.cpp's log names the position)"),
@@ -740,7 +740,7 @@ impl TokenSampler {
         };
         let empty = || LlamaTokenDataArray::new(Vec::new(), false);
         Ok(TokenSampler::Constrained(Box::new(ChainSampler {
-            constraint,
+            guard,
             penalties,
             // The scan has already kept the top k allowed tokens.
             rest: LlamaSampler::chain(options.chain_after_penalties(false), true),

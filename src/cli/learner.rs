@@ -50,15 +50,20 @@ pub(super) async fn run(args: LearnerArgs, mut config: Config) -> anyhow::Result
 
 async fn stats(config: &Config, json: bool) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    let outcomes = if dir.join(DATABASE_FILE).exists() {
+    let (loads, outcomes) = if dir.join(DATABASE_FILE).exists() {
         let store = Store::open(dir)?;
-        let outcomes = store.outcomes().await?;
+        let past = (store.loads().await?, store.outcomes().await?);
         store.close().await?;
-        outcomes
+        past
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
-    let state = LearnerState::rebuild(config.agents.clone(), config.learner.clone(), &outcomes);
+    let state = LearnerState::rebuild(
+        config.agents.clone(),
+        config.learner.clone(),
+        &loads,
+        &outcomes,
+    );
     let (rows, loads) = (state.rows(), state.stats().load_rows());
     if json {
         let text = serde_json::to_string_pretty(&StatsJson { calls: rows, loads })?;

@@ -10,12 +10,12 @@ use serde::Serialize;
 
 use crate::error::{db, db_owned, StoreError};
 use crate::tables::{
-    after, subtask_order, CHECKPOINTS, CONVERSATIONS, JOURNAL, OUTCOMES, PROVIDER_CALLS, SUBTASKS,
-    TASKS,
+    after, subtask_order, CHECKPOINTS, CONVERSATIONS, JOURNAL, LOADS, OUTCOMES, PROVIDER_CALLS,
+    SUBTASKS, TASKS,
 };
 use crate::types::{
-    now_ms, CheckpointRecord, ConversationMessage, JournalEntry, OutcomeRecord, ProviderCall,
-    SubtaskRecord, TaskEvent, TaskRecord,
+    now_ms, CheckpointRecord, ConversationMessage, JournalEntry, LoadRecord, OutcomeRecord,
+    ProviderCall, Speaker, SubtaskRecord, TaskEvent, TaskRecord,
 };
 
 /// Where the owner thread sends a command's result.
@@ -46,10 +46,11 @@ pub(crate) enum WriteOp {
         event: TaskEvent,
     },
     RecordOutcome(OutcomeRecord),
+    RecordLoad(LoadRecord),
     RecordProviderCall(ProviderCall),
     AppendMessage {
         conversation: String,
-        role: String,
+        role: Speaker,
         content: String,
     },
     PutCheckpoint(CheckpointRecord),
@@ -62,6 +63,7 @@ pub(crate) enum ReadOp {
     Subtasks(String),
     Journal { task_id: String, from_seq: u64 },
     Outcomes,
+    Loads,
     ProviderCalls,
     Conversation(String),
     Checkpoints(String),
@@ -79,6 +81,7 @@ pub(crate) enum Answer {
     Subtasks(Vec<SubtaskRecord>),
     Journal(Vec<JournalEntry>),
     Outcomes(Vec<OutcomeRecord>),
+    Loads(Vec<LoadRecord>),
     ProviderCalls(Vec<ProviderCall>),
     Conversation(Vec<ConversationMessage>),
     Checkpoints(Vec<CheckpointRecord>),
@@ -95,6 +98,7 @@ impl WriteOp {
                 append(txn, &task.id, event).map(Answer::Entry)
             }
             WriteOp::RecordOutcome(outcome) => record_outcome(txn, outcome).map(|()| Answer::Done),
+            WriteOp::RecordLoad(load) => append_numbered(txn, LOADS, load).map(|()| Answer::Done),
             WriteOp::RecordProviderCall(call) => {
                 append_numbered(txn, PROVIDER_CALLS, call).map(|()| Answer::Done)
             }
@@ -102,7 +106,7 @@ impl WriteOp {
                 conversation,
                 role,
                 content,
-            } => append_message(txn, conversation, role, content).map(Answer::Message),
+            } => append_message(txn, conversation, *role, content).map(Answer::Message),
             WriteOp::PutCheckpoint(cp) => put_checkpoint(txn, cp).map(|()| Answer::Done),
         }
     }
@@ -117,7 +121,10 @@ impl ReadOp {
             ReadOp::Journal { task_id, from_seq } => {
                 journal(txn, task_id, *from_seq).map(Answer::Journal)
             }
-            ReadOp::Outcomes => outcomes(txn).map(Answer::Outcomes),
+            ReadOp::Outcomes => outcome_rows(txn)
+                .map(|(calls, _)| calls)
+                .map(Answer::Outcomes),
+            ReadOp::Loads => loads(txn).map(Answer::Loads),
             ReadOp::ProviderCalls => {
                 let table = txn
                     .open_table(PROVIDER_CALLS)
@@ -203,7 +210,7 @@ fn append_numbered<T: serde::Serialize>(
 fn append_message(
     txn: &WriteTransaction,
     conversation: &str,
-    role: &str,
+    role: Speaker,
     content: &str,
 ) -> Result<ConversationMessage, StoreError> {
     let mut table = txn
@@ -212,7 +219,7 @@ fn append_message(
     let message = ConversationMessage {
         conversation: conversation.to_owned(),
         seq: next_seq(&table, conversation)?,
-        role: role.to_owned(),
+        role,
         content: content.to_owned(),
         time_ms: now_ms(),
     };
@@ -288,10 +295,63 @@ fn journal(
     decode_rows(JOURNAL.name(), rows)
 }
 
-fn outcomes(txn: &ReadTransaction) -> Result<Vec<OutcomeRecord>, StoreError> {
+/// A row of `outcomes-0`: a call's outcome, or a model load written
+/// there before `loads-0` existed.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OutcomeRow {
+    Call(OutcomeRecord),
+    Load(LegacyLoad),
+}
+
+/// A model load as `outcomes-0` held it: role `load`, the load time in
+/// `latency_ms`.
+#[derive(serde::Deserialize)]
+struct LegacyLoad {
+    #[allow(dead_code)]
+    role: LegacyLoadRole,
+    model: String,
+    latency_ms: u64,
+    #[serde(default)]
+    memory_bytes: u64,
+    time_ms: u64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum LegacyLoadRole {
+    Load,
+}
+
+/// The rows of `outcomes-0`, calls and legacy loads apart.
+fn outcome_rows(
+    txn: &ReadTransaction,
+) -> Result<(Vec<OutcomeRecord>, Vec<LoadRecord>), StoreError> {
     let table = txn.open_table(OUTCOMES).map_err(db("open outcomes-0"))?;
     let rows = table.iter().map_err(db("list outcomes"))?;
-    decode_rows(OUTCOMES.name(), rows)
+    let (mut calls, mut loads) = (Vec::new(), Vec::new());
+    for row in decode_rows::<_, OutcomeRow>(OUTCOMES.name(), rows)? {
+        match row {
+            OutcomeRow::Call(call) => calls.push(call),
+            OutcomeRow::Load(l) => loads.push(LoadRecord {
+                model: l.model,
+                load_ms: l.latency_ms,
+                memory_bytes: l.memory_bytes,
+                time_ms: l.time_ms,
+            }),
+        }
+    }
+    Ok((calls, loads))
+}
+
+/// Every model load: those `outcomes-0` still holds first (they are
+/// older), then `loads-0`.
+fn loads(txn: &ReadTransaction) -> Result<Vec<LoadRecord>, StoreError> {
+    let (_, mut loads) = outcome_rows(txn)?;
+    let table = txn.open_table(LOADS).map_err(db("open loads-0"))?;
+    let rows = table.iter().map_err(db("list loads"))?;
+    loads.extend(decode_rows::<_, LoadRecord>(LOADS.name(), rows)?);
+    Ok(loads)
 }
 
 fn conversation(

@@ -13,8 +13,8 @@ use crate::commands::{Answer, Command, ReadOp, WriteOp};
 use crate::owner::OwnerThread;
 use crate::tables;
 use crate::types::{
-    CheckpointRecord, ConversationMessage, JournalEntry, OutcomeRecord, ProviderCall,
-    SubtaskRecord, TaskEvent, TaskRecord,
+    CheckpointRecord, ConversationMessage, JournalEntry, LoadRecord, OutcomeRecord, ProviderCall,
+    Speaker, SubtaskRecord, TaskEvent, TaskRecord,
 };
 use crate::StoreError;
 
@@ -200,6 +200,19 @@ impl Store {
             .map(drop)
     }
 
+    /// Records a model load.
+    pub async fn record_load(&self, load: LoadRecord) -> Result<(), StoreError> {
+        self.send_write(WriteOp::RecordLoad(load)).await.map(drop)
+    }
+
+    /// Every model load, in the order they were recorded.
+    pub async fn loads(&self) -> Result<Vec<LoadRecord>, StoreError> {
+        match self.send_read(ReadOp::Loads).await? {
+            Answer::Loads(loads) => Ok(loads),
+            other => Err(mismatch(other)),
+        }
+    }
+
     /// Every outcome, in the order they were recorded.
     pub async fn outcomes(&self) -> Result<Vec<OutcomeRecord>, StoreError> {
         match self.send_read(ReadOp::Outcomes).await? {
@@ -229,12 +242,12 @@ impl Store {
     pub async fn append_message(
         &self,
         conversation: &str,
-        role: &str,
+        role: Speaker,
         content: &str,
     ) -> Result<ConversationMessage, StoreError> {
         let op = WriteOp::AppendMessage {
             conversation: conversation.to_owned(),
-            role: role.to_owned(),
+            role,
             content: content.to_owned(),
         };
         match self.send_write(op).await? {

@@ -24,8 +24,12 @@ pub(crate) const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition:
 pub(crate) const CONVERSATIONS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("conversations-0");
 
-/// Insertion number → [`crate::OutcomeRecord`].
+/// Insertion number → [`crate::OutcomeRecord`] (and, in databases
+/// written before `loads-0`, model loads as outcomes with role `load`).
 pub(crate) const OUTCOMES: TableDefinition<u64, &[u8]> = TableDefinition::new("outcomes-0");
+
+/// Insertion number → [`crate::LoadRecord`].
+pub(crate) const LOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("loads-0");
 
 /// Insertion number → [`crate::ProviderCall`].
 pub(crate) const PROVIDER_CALLS: TableDefinition<u64, &[u8]> =
@@ -62,6 +66,7 @@ pub(crate) fn create_all(db: &redb::Database) -> Result<(), crate::StoreError> {
     txn.open_table(CONVERSATIONS)
         .map_err(err("create conversations-0"))?;
     txn.open_table(OUTCOMES).map_err(err("create outcomes-0"))?;
+    txn.open_table(LOADS).map_err(err("create loads-0"))?;
     txn.open_table(CHECKPOINTS)
         .map_err(err("create checkpoints-0"))?;
     txn.open_table(PROVIDER_CALLS)

@@ -452,10 +452,57 @@ pub struct JournalEntry {
     pub event: TaskEvent,
 }
 
+/// What a model call was for: the Learner's contexts, and the role of an
+/// [`OutcomeRecord`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallRole {
+    /// Planning a task.
+    #[default]
+    Plan,
+    /// Running a subtask (its outcome covers all its steps).
+    Subtask,
+    /// Answering the person in the UX.
+    Ux,
+    /// Writing a task's final answer.
+    Answer,
+}
+
+impl CallRole {
+    /// The word used in records, reasons and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallRole::Plan => "plan",
+            CallRole::Subtask => "subtask",
+            CallRole::Ux => "ux",
+            CallRole::Answer => "answer",
+        }
+    }
+}
+
+impl std::fmt::Display for CallRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One model load on this process's ModelHost; the Learner learns reload
+/// costs and the memory each model holds from these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadRecord {
+    /// The model.
+    pub model: String,
+    /// How long the load took, in milliseconds.
+    pub load_ms: u64,
+    /// Memory the loaded model held, in bytes (0: unknown).
+    pub memory_bytes: u64,
+    /// When it was recorded.
+    pub time_ms: u64,
+}
+
 /// What one model call (a plan, a worker step, a UX reply, a final answer)
-/// or one subtask came to; the Learner learns from these. Role `load`
-/// records a model load instead: `latency_ms` is the load time and
-/// `memory_bytes` what the model held.
+/// or one subtask came to; the Learner learns from these. Model loads are
+/// [`LoadRecord`]s.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     /// The task, if any (UX chat has none).
@@ -464,8 +511,8 @@ pub struct OutcomeRecord {
     /// The subtask, if any.
     #[serde(default)]
     pub subtask: Option<String>,
-    /// `plan`, `subtask`, `ux` or `answer`.
-    pub role: String,
+    /// What the call was for.
+    pub role: CallRole,
     /// The model.
     pub model: String,
     /// Task kind (`general`, `code`, `research`, or the role for calls
@@ -510,6 +557,16 @@ pub struct OutcomeRecord {
     pub provider: String,
 }
 
+/// Who said a message of a conversation with the UX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    /// The person.
+    User,
+    /// troupe's UX.
+    Assistant,
+}
+
 /// One message of a conversation with the UX.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationMessage {
@@ -517,8 +574,8 @@ pub struct ConversationMessage {
     pub conversation: String,
     /// Its position in the conversation, from 0.
     pub seq: u64,
-    /// `user` or `assistant`.
-    pub role: String,
+    /// Who said it.
+    pub role: Speaker,
     /// The text.
     pub content: String,
     /// When it was said.
@@ -540,6 +597,31 @@ pub struct CheckpointRecord {
     pub time_ms: u64,
 }
 
+/// Who asked for a model call: each has its own chain of providers
+/// (`[routing]`), and a [`ProviderCall`] records it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// The UX's replies.
+    Ux,
+    /// The Director's plans and answers.
+    Director,
+    /// The Workers' tool loops.
+    #[default]
+    Worker,
+}
+
+impl Route {
+    /// The name used in `[routing]` and in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Ux => "ux",
+            Route::Director => "director",
+            Route::Worker => "worker",
+        }
+    }
+}
+
 /// One request as a provider served or failed it: this process's ModelHost
 /// (`local`), a cluster peer (`cluster:<node>`) or a remote
 /// OpenAI-compatible server (its `[[providers]]` name). Tokens and cost are
@@ -552,8 +634,8 @@ pub struct ProviderCall {
     pub provider: String,
     /// The model it ran (the provider's own name for it).
     pub model: String,
-    /// The role that asked (`ux`, `director`, `worker`, `http`).
-    pub role: String,
+    /// Who asked.
+    pub role: Route,
     /// The task it served, if any.
     #[serde(default)]
     pub task_id: Option<TaskId>,

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 const JOB: &str = "write a Python fibonacci function with tests";
 
@@ -22,25 +21,12 @@ impl Env {
     /// `script` is the replay script; `extra` is appended to troupe.toml.
     fn new(script: &Value, extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let models = dir.path().join("models");
-        std::fs::create_dir_all(&models).unwrap();
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::F32,
-            seed: 1,
-        };
-        write_synthetic(&models.join("small.gguf"), &spec).unwrap();
-        let script_path = dir.path().join("script.json");
-        std::fs::write(&script_path, serde_json::to_string_pretty(script).unwrap()).unwrap();
-        let config = format!(
-            "data_dir = {data:?}\n\
-             [models]\ndirs = [{models:?}]\n\
-             [agents]\nmodel = \"small\"\nprogress_interval_s = 1\n\
-             [inference]\nbackend = \"scripted\"\nscript = {script_path:?}\n\
-             {extra}\n",
-            data = dir.path().join("data"),
+        troupe_testkit::write_node(
+            dir.path(),
+            &["small"],
+            &serde_json::to_string_pretty(script).unwrap(),
+            &format!("[agents]\nmodel = \"small\"\nprogress_interval_s = 1\n{extra}"),
         );
-        std::fs::write(dir.path().join("troupe.toml"), config).unwrap();
         Env { dir }
     }
 

@@ -375,7 +375,9 @@ async fn a_failed_subtask_is_retried_with_a_stronger_model() {
     let outcomes = troupe.store().outcomes().await.unwrap();
     let subtask_outcomes: Vec<(String, bool)> = outcomes
         .iter()
-        .filter(|o| o.role == "subtask" && o.subtask.as_deref() == Some("s1"))
+        .filter(|o| {
+            o.role == troupe::store::CallRole::Subtask && o.subtask.as_deref() == Some("s1")
+        })
         .map(|o| (o.model.clone(), o.success))
         .collect();
     assert_eq!(

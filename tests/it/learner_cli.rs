@@ -3,11 +3,10 @@
 //! shows what the Learner recorded, so its knowledge survives a restart;
 //! a second job adds to it rather than starting over.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 const JOB: &str = "write a Python fibonacci function with tests";
 
@@ -18,24 +17,13 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let models = dir.path().join("models");
-        std::fs::create_dir_all(&models).unwrap();
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::F32,
-            seed: 1,
-        };
-        write_synthetic(&models.join("small.gguf"), &spec).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json");
-        let config = format!(
-            "data_dir = {data:?}\n\
-             [models]\ndirs = [{models:?}]\n\
-             [agents]\nmodel = \"small\"\n\
-             [approval]\nexecute = \"allow\"\n\
-             [inference]\nbackend = \"scripted\"\nscript = {script:?}\n",
-            data = dir.path().join("data"),
+        let script = std::fs::read_to_string(troupe_testkit::fib_script()).unwrap();
+        troupe_testkit::write_node(
+            dir.path(),
+            &["small"],
+            &script,
+            "[agents]\nmodel = \"small\"\n[approval]\nexecute = \"allow\"\n",
         );
-        std::fs::write(dir.path().join("troupe.toml"), config).unwrap();
         Env { dir }
     }
 

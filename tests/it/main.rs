@@ -2,6 +2,7 @@
 //! the whole dependency tree, llama.cpp included): a module per area.
 
 mod dashboard_support;
+mod in_process;
 mod serve_support;
 mod support;
 mod tasks_support;

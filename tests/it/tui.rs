@@ -8,7 +8,6 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
 
 const JOB: &str = "write a Python fibonacci function with tests";
 const ALLOW_SHELL: &str = "[approval]\nexecute = \"allow\"";
@@ -29,29 +28,12 @@ impl Tui {
     fn start(script: &Value, extra: &str) -> Tui {
         require_tmux();
         let dir = tempfile::tempdir().unwrap();
-        let models = dir.path().join("models");
-        std::fs::create_dir_all(&models).unwrap();
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::F32,
-            seed: 1,
-        };
-        write_synthetic(&models.join("small.gguf"), &spec).unwrap();
-        let script_path = dir.path().join("script.json");
-        std::fs::write(&script_path, serde_json::to_string_pretty(script).unwrap()).unwrap();
-        let config = dir.path().join("troupe.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "data_dir = {data:?}\n\
-                 [models]\ndirs = [{models:?}]\n\
-                 [agents]\nmodel = \"small\"\nprogress_interval_s = 1\n\
-                 [inference]\nbackend = \"scripted\"\nscript = {script_path:?}\n\
-                 {extra}\n",
-                data = dir.path().join("data"),
-            ),
-        )
-        .unwrap();
+        let config = troupe_testkit::write_node(
+            dir.path(),
+            &["small"],
+            &serde_json::to_string_pretty(script).unwrap(),
+            &format!("[agents]\nmodel = \"small\"\nprogress_interval_s = 1\n{extra}"),
+        );
         // After the view, the pane keeps a shell: what it does shows
         // whether the terminal was given back in a usable state.
         let run = dir.path().join("tui.sh");

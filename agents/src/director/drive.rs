@@ -383,7 +383,7 @@ impl Run {
         self.env.learner.record(OutcomeRecord {
             task_id: Some(self.task.id.clone()),
             subtask: Some(sub.id.clone()),
-            role: Role::Subtask.as_str().to_string(),
+            role: Role::Subtask,
             model,
             kind: sub.kind.to_string(),
             complexity: sub.complexity,

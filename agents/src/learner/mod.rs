@@ -24,38 +24,17 @@ pub mod stats;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use troupe_config::{AgentsConfig, LearnerConfig, TaskKind};
-use troupe_store::{now_ms, OutcomeRecord, Store};
+use troupe_store::{now_ms, LoadRecord, OutcomeRecord, Store};
 
 use crate::runtime::AgentError;
 use troupe_host::{format_bytes, HostEvent, HostStatus, ModelHostHandle};
 
 pub use policy::{HostView, LearnerState};
-pub use stats::{LoadRow, StatsRow, LOAD_ROLE};
+pub use stats::{LoadRow, StatsRow};
 
-/// What a model is wanted for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Planning a task.
-    Plan,
-    /// Running a subtask.
-    Subtask,
-    /// Answering the person in the UX.
-    Ux,
-    /// Writing a task's final answer.
-    Answer,
-}
-
-impl Role {
-    /// The word used in outcomes and reasons.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Plan => "plan",
-            Role::Subtask => "subtask",
-            Role::Ux => "ux",
-            Role::Answer => "answer",
-        }
-    }
-}
+/// What a call is for (the store's [`troupe_store::CallRole`]: one
+/// vocabulary for requests, outcomes and tables).
+pub use troupe_store::CallRole as Role;
 
 /// A question to the Learner.
 #[derive(Debug, Clone)]
@@ -173,14 +152,14 @@ impl Actor for Learner {
         me: ActorRef<LearnerMsg>,
         args: LearnerArgs,
     ) -> Result<Running, ActorProcessingErr> {
-        let outcomes = match args.store.outcomes().await {
-            Ok(o) => o,
-            Err(error) => {
+        let past = match (args.store.loads().await, args.store.outcomes().await) {
+            (Ok(loads), Ok(outcomes)) => (loads, outcomes),
+            (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(%error, "could not read past outcomes; the Learner starts empty");
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
-        let policy = LearnerState::rebuild(args.agents, args.learner, &outcomes);
+        let policy = LearnerState::rebuild(args.agents, args.learner, &past.0, &past.1);
         args.host.set_reload_costs(policy.reload_costs());
         let events = spawn_load_listener(&args.host, me);
         Ok(Running {
@@ -220,18 +199,16 @@ impl Actor for Learner {
                 millis,
                 bytes,
             } => {
-                let outcome = OutcomeRecord {
-                    role: LOAD_ROLE.to_string(),
-                    kind: LOAD_ROLE.to_string(),
+                let load = LoadRecord {
                     model,
-                    latency_ms: millis,
+                    load_ms: millis,
                     memory_bytes: bytes,
-                    success: true,
                     time_ms: now_ms(),
-                    provider: "local".to_string(),
-                    ..Default::default()
                 };
-                record(state, outcome).await;
+                state.policy.observe_load(&load);
+                if let Err(error) = state.store.record_load(load).await {
+                    tracing::warn!(%error, "could not record a model load");
+                }
                 state.host.set_reload_costs(state.policy.reload_costs());
             }
             LearnerMsg::Stats(reply) => {

@@ -28,10 +28,10 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use troupe_config::{AgentsConfig, LearnerConfig, TaskKind};
-use troupe_store::OutcomeRecord;
+use troupe_store::{LoadRecord, OutcomeRecord};
 
 use super::budget::{self, BudgetParams, TokenBudget};
-use super::stats::{Band, Stats, StatsRow, LOAD_ROLE};
+use super::stats::{Band, Stats, StatsRow};
 use super::{recommend as config_choice, RecommendRequest, Recommendation, Role};
 use crate::runtime::AgentError;
 
@@ -88,9 +88,13 @@ impl LearnerState {
     pub fn rebuild(
         agents: AgentsConfig,
         config: LearnerConfig,
+        loads: &[LoadRecord],
         outcomes: &[OutcomeRecord],
     ) -> LearnerState {
         let mut state = LearnerState::new(agents, config);
+        for l in loads {
+            state.observe_load(l);
+        }
         for o in outcomes {
             state.observe(o);
         }
@@ -100,6 +104,11 @@ impl LearnerState {
     /// Learns from one outcome.
     pub fn observe(&mut self, outcome: &OutcomeRecord) {
         self.stats.add(outcome);
+    }
+
+    /// Learns a model's reload cost and memory from one load.
+    pub fn observe_load(&mut self, load: &LoadRecord) {
+        self.stats.add_load(load);
     }
 
     /// What it has seen.
@@ -125,9 +134,6 @@ impl LearnerState {
     /// Fills in what the recorder of `outcome` could not know: local or
     /// remote, the memory its model holds, and its cost.
     pub fn price(&self, outcome: &mut OutcomeRecord) {
-        if outcome.role == LOAD_ROLE {
-            return;
-        }
         if let Some(p) = self.config.prices.get(&outcome.model) {
             outcome.provider = "remote".to_string();
             if outcome.cost == 0.0 {

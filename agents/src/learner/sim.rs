@@ -17,9 +17,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use troupe_config::{AgentsConfig, Config, LearnerConfig, RemotePrice};
-use troupe_store::OutcomeRecord;
+use troupe_store::{LoadRecord, OutcomeRecord};
 
-use super::stats::LOAD_ROLE;
 use super::{HostView, LearnerState, RecommendRequest, Role};
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -291,13 +290,10 @@ impl Tally {
 /// The host reports each local model's load, as the ModelHost does.
 fn observe_loads(learner: &mut LearnerState, w: &Workload) {
     for m in w.models.iter().filter(|m| m.price_per_token.is_none()) {
-        learner.observe(&OutcomeRecord {
-            role: LOAD_ROLE.to_string(),
-            kind: LOAD_ROLE.to_string(),
+        learner.observe_load(&LoadRecord {
             model: m.name.clone(),
-            latency_ms: m.load_ms,
+            load_ms: m.load_ms,
             memory_bytes: (m.memory_gib * GIB) as u64,
-            success: true,
             ..Default::default()
         });
     }
@@ -483,7 +479,7 @@ fn record(
     m: usize,
 ) -> f64 {
     let mut outcome = OutcomeRecord {
-        role: Role::Subtask.as_str().to_string(),
+        role: Role::Subtask,
         model: model.to_string(),
         kind: kind.kind.clone(),
         complexity: kind.complexity,
@@ -517,15 +513,14 @@ mod tests {
         let config = w.learner_config(&LearnerConfig::default(), 1);
         let mut learner = LearnerState::new(w.agents(), config);
         let medium = &w.models[2];
-        learner.observe(&OutcomeRecord {
-            role: LOAD_ROLE.into(),
+        learner.observe_load(&LoadRecord {
             model: medium.name.clone(),
             memory_bytes: (medium.memory_gib * GIB) as u64,
             ..Default::default()
         });
         for (m, tokens) in [(2usize, 1000.0), (3, 1000.0)] {
             let mut o = OutcomeRecord {
-                role: "subtask".into(),
+                role: Role::Subtask,
                 model: w.models[m].name.clone(),
                 prompt_tokens: tokens as u64,
                 latency_ms: (tokens / w.models[m].tokens_per_s * 1000.0) as u64,

@@ -6,10 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
-use troupe_store::OutcomeRecord;
-
-/// The role word of outcome records that are model loads.
-pub const LOAD_ROLE: &str = "load";
+use troupe_store::{CallRole, LoadRecord, OutcomeRecord};
 
 /// Successful runs kept per kind × model for token budgets: enough for a
 /// stable high quantile, few enough that old behaviour ages out.
@@ -136,7 +133,7 @@ pub struct Stats {
 /// subtask's budget covers prompt and completion over all its steps, a
 /// single call's only the completion.
 pub fn budget_tokens(o: &OutcomeRecord) -> u64 {
-    if o.role == "subtask" {
+    if o.role == CallRole::Subtask {
         o.prompt_tokens + o.completion_tokens
     } else {
         o.completion_tokens
@@ -144,18 +141,19 @@ pub fn budget_tokens(o: &OutcomeRecord) -> u64 {
 }
 
 impl Stats {
+    /// Adds one model load.
+    pub fn add_load(&mut self, load: &LoadRecord) {
+        let l = self.loads.entry(load.model.clone()).or_default();
+        l.loads += 1;
+        l.total_ms += load.load_ms;
+        l.last_ms = load.load_ms;
+        if load.memory_bytes > 0 {
+            l.memory_bytes = load.memory_bytes;
+        }
+    }
+
     /// Adds one outcome.
     pub fn add(&mut self, o: &OutcomeRecord) {
-        if o.role == LOAD_ROLE {
-            let l = self.loads.entry(o.model.clone()).or_default();
-            l.loads += 1;
-            l.total_ms += o.latency_ms;
-            l.last_ms = o.latency_ms;
-            if o.memory_bytes > 0 {
-                l.memory_bytes = o.memory_bytes;
-            }
-            return;
-        }
         self.seen += 1;
         let key = ArmKey {
             kind: o.kind.clone(),

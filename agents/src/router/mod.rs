@@ -47,27 +47,9 @@ const CLUSTER_BREAKER_RESET: Duration = Duration::from_secs(30);
 /// `context_length` (and for a cluster peer that does not say).
 pub const DEFAULT_REMOTE_CONTEXT: u32 = 8192;
 
-/// Who is asking: each has its own chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// The UX's replies.
-    Ux,
-    /// The Director's plans and answers.
-    Director,
-    /// The Workers' tool loops.
-    Worker,
-}
-
-impl Route {
-    /// The name used in `[routing]` and in records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Route::Ux => "ux",
-            Route::Director => "director",
-            Route::Worker => "worker",
-        }
-    }
-}
+/// Who is asking: each has its own chain (the store's
+/// [`troupe_store::Route`], the role of a provider call's record).
+pub use troupe_store::Route;
 
 /// Models served by other nodes of a cluster (implemented by
 /// troupe-cluster; the router only needs these two calls).
@@ -526,7 +508,7 @@ impl Router {
             time_ms: now_ms(),
             provider: provider.to_owned(),
             model: model.to_owned(),
-            role: call.route.as_str().to_owned(),
+            role: call.route,
             task_id: call.task_id.map(str::to_owned),
             ok: outcome.is_ok(),
             prompt_tokens: u64::from(usage.prompt_tokens),

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 use troupe_inference::backend::{Constraint, FinishReason, GenerateRequest};
 use troupe_inference::chat::ChatMessage;
-use troupe_store::{now_ms, OutcomeRecord};
+use troupe_store::{now_ms, OutcomeRecord, Speaker};
 
 use super::commands::{looks_like_work, HELP};
 use super::{Intent, UxReply};
@@ -76,9 +76,9 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
     if let Ok(history) = journal.store().conversation(conversation).await {
         // The last message is the one being answered; it is already there.
         for m in history.iter().rev().take(9).rev() {
-            messages.push(match m.role.as_str() {
-                "assistant" => ChatMessage::assistant(m.content.clone()),
-                _ => ChatMessage::user(m.content.clone()),
+            messages.push(match m.role {
+                Speaker::Assistant => ChatMessage::assistant(m.content.clone()),
+                Speaker::User => ChatMessage::user(m.content.clone()),
             });
         }
     }
@@ -116,7 +116,7 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
     learner.record(OutcomeRecord {
         task_id: None,
         subtask: None,
-        role: Role::Ux.as_str().to_string(),
+        role: Role::Ux,
         model: model.to_string(),
         kind: "ux".to_string(),
         complexity: 0,

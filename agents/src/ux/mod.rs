@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
-use troupe_store::{TaskEvent, TaskId, TaskState};
+use troupe_store::{Speaker, TaskEvent, TaskId, TaskState};
 
 use crate::director::{DirectorHandle, TaskSpec};
 use crate::learner::LearnerHandle;
@@ -197,7 +197,9 @@ fn say(
     // starts are tracked here, when their events arrive.
     tokio::spawn(async move {
         let store = journal.store().clone();
-        let _ = store.append_message(&conversation, "user", &text).await;
+        let _ = store
+            .append_message(&conversation, Speaker::User, &text)
+            .await;
         let answer = match parse_command(&text) {
             Some(Command::Help) => command(HELP.to_string()),
             Some(Command::Status) => command(status_text(&journal).await),
@@ -260,7 +262,7 @@ fn say(
             let _ = me.cast(UxMsg::Track(id.clone(), conversation.clone()));
         }
         let said = store
-            .append_message(&conversation, "assistant", &answer.text)
+            .append_message(&conversation, Speaker::Assistant, &answer.text)
             .await;
         let _ = reply.send(answer);
         if let (Some(memory), Ok(last)) = (&memory, said) {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use troupe_memory::{Kind, Memory, Namespace, NewMemory};
-use troupe_store::ConversationMessage;
+use troupe_store::{ConversationMessage, Speaker};
 
 /// Messages per summary.
 pub(crate) const SUMMARY_EVERY: u64 = 10;
@@ -65,7 +65,10 @@ fn summary(
     }
     let mut text = format!("Conversation {conversation}, messages {from}–{to}. What was said:\n");
     for m in stretch {
-        let who = if m.role == "user" { "person" } else { "troupe" };
+        let who = match m.role {
+            Speaker::User => "person",
+            Speaker::Assistant => "troupe",
+        };
         let excerpt: String = m.content.split_whitespace().collect::<Vec<_>>().join(" ");
         let mut cut: String = excerpt.chars().take(EXCERPT_CHARS).collect();
         if cut.len() < excerpt.len() {
@@ -80,11 +83,11 @@ fn summary(
 mod tests {
     use super::*;
 
-    fn message(seq: u64, role: &str, content: &str) -> ConversationMessage {
+    fn message(seq: u64, role: Speaker, content: &str) -> ConversationMessage {
         ConversationMessage {
             conversation: "c".into(),
             seq,
-            role: role.into(),
+            role,
             content: content.into(),
             time_ms: 0,
         }
@@ -94,8 +97,8 @@ mod tests {
     fn a_summary_quotes_each_message_briefly() {
         let long = "word ".repeat(100);
         let msgs = [
-            message(0, "user", "hello   there"),
-            message(1, "assistant", &long),
+            message(0, Speaker::User, "hello   there"),
+            message(1, Speaker::Assistant, &long),
         ];
         let refs: Vec<&ConversationMessage> = msgs.iter().collect();
         let text = summary("c", 0, 1, &refs).unwrap();

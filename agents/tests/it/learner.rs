@@ -6,9 +6,9 @@
 //! from the store, and meets the targets on the simulated workload.
 
 use troupe_agents::learner::sim::{simulate, Workload};
-use troupe_agents::learner::{HostView, LearnerState, RecommendRequest, Role, LOAD_ROLE};
+use troupe_agents::learner::{HostView, LearnerState, RecommendRequest, Role};
 use troupe_config::{AgentsConfig, LearnerConfig};
-use troupe_store::OutcomeRecord;
+use troupe_store::{LoadRecord, OutcomeRecord};
 
 const GIB: u64 = 1 << 30;
 
@@ -48,7 +48,7 @@ fn subtask(kind: &str, complexity: u8) -> RecommendRequest {
 
 fn outcome(kind: &str, complexity: u8, model: &str, success: bool, tokens: u64) -> OutcomeRecord {
     OutcomeRecord {
-        role: "subtask".into(),
+        role: Role::Subtask,
         kind: kind.into(),
         complexity,
         model: model.into(),
@@ -59,14 +59,11 @@ fn outcome(kind: &str, complexity: u8, model: &str, success: bool, tokens: u64) 
     }
 }
 
-fn load(model: &str, gib: u64, millis: u64) -> OutcomeRecord {
-    OutcomeRecord {
-        role: LOAD_ROLE.into(),
-        kind: LOAD_ROLE.into(),
+fn load(model: &str, gib: u64, millis: u64) -> LoadRecord {
+    LoadRecord {
         model: model.into(),
         memory_bytes: gib * GIB,
-        latency_ms: millis,
-        success: true,
+        load_ms: millis,
         ..Default::default()
     }
 }
@@ -136,7 +133,7 @@ fn a_model_that_keeps_failing_is_replaced_and_the_reason_says_why() {
 #[test]
 fn a_local_model_that_cannot_fit_is_not_chosen_but_a_remote_one_is() {
     let mut l = learner("[learner.prices.cloud]\nprompt = 0.000001\ncompletion = 0.000002\n");
-    l.observe(&load("big", 40, 9000));
+    l.observe_load(&load("big", 40, 9000));
     for _ in 0..20 {
         l.observe(&outcome("code", 5, "small", false, 500));
         l.observe(&outcome("code", 5, "big", true, 500));
@@ -211,9 +208,13 @@ fn budgets_are_learned_from_successful_runs_and_grow_after_one_ran_out() {
 #[test]
 fn a_rebuild_from_the_outcomes_knows_what_the_running_learner_knew() {
     let mut l = learner("");
-    let mut all = vec![load("small", 2, 1500), load("small", 2, 2500)];
+    let loads = vec![load("small", 2, 1500), load("small", 2, 2500)];
+    let mut all = Vec::new();
     for i in 0..20 {
         all.push(outcome("code", 3, "small", i % 4 != 0, 300 + i * 10));
+    }
+    for record in &loads {
+        l.observe_load(record);
     }
     for o in &all {
         let mut o = o.clone();
@@ -221,7 +222,7 @@ fn a_rebuild_from_the_outcomes_knows_what_the_running_learner_knew() {
         l.observe(&o);
     }
     let (agents, config) = config(AGENTS);
-    let rebuilt = LearnerState::rebuild(agents, config, &all);
+    let rebuilt = LearnerState::rebuild(agents, config, &loads, &all);
     assert_eq!(rebuilt.rows().len(), 1);
     assert_eq!(rebuilt.rows()[0].successes, 15);
     assert_eq!(

@@ -295,7 +295,7 @@ async fn a_missing_local_model_fails_over_past_500_garbage_and_silence() {
     let served = calls.last().expect("the served call");
     assert_eq!((served.prompt_tokens, served.completion_tokens), (40, 10));
     assert_eq!(served.task_id.as_deref(), Some("t1"));
-    assert_eq!(served.role, "worker");
+    assert_eq!(served.role, Route::Worker);
     assert!((served.cost - done.cost).abs() < 1e-12);
 }
 

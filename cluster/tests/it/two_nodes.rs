@@ -69,11 +69,7 @@ fn script(reply: &str, token_delay_ms: u64) -> Script {
     }
 }
 
-/// A port nothing listens on now.
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
-}
+use troupe_testkit::free_port;
 
 fn options(
     name: &str,

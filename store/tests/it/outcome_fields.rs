@@ -1,7 +1,7 @@
 //! Outcome records written before the Learner's fields existed still read,
 //! and the new fields survive a round trip through the store.
 
-use troupe_store::{OutcomeRecord, Store};
+use troupe_store::{CallRole, LoadRecord, OutcomeRecord, Store};
 
 #[test]
 fn an_outcome_written_before_the_learner_fields_reads_with_defaults() {
@@ -21,7 +21,7 @@ fn an_outcome_written_before_the_learner_fields_reads_with_defaults() {
 async fn the_learner_fields_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = OutcomeRecord {
-        role: "subtask".into(),
+        role: CallRole::Subtask,
         model: "medium".into(),
         kind: "code".into(),
         complexity: 6,
@@ -43,4 +43,57 @@ async fn the_learner_fields_survive_a_reopen() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.outcomes().await.unwrap(), vec![outcome]);
+}
+
+#[tokio::test]
+async fn loads_recorded_as_outcomes_by_an_older_troupe_read_as_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    // An older troupe wrote model loads into outcomes-0 as role `load`.
+    {
+        let db = redb::Database::create(dir.path().join(troupe_store::DATABASE_FILE)).unwrap();
+        let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("outcomes-0");
+        let txn = db.begin_write().unwrap();
+        {
+            let mut rows = txn.open_table(table).unwrap();
+            let load = r#"{"role":"load","kind":"load","model":"small","complexity":0,
+                "prompt_tokens":0,"completion_tokens":0,"latency_ms":1500,"success":true,
+                "time_ms":7,"memory_bytes":2048,"provider":"local"}"#;
+            let call = r#"{"role":"plan","model":"small","kind":"plan","complexity":0,
+                "prompt_tokens":10,"completion_tokens":5,"latency_ms":80,"success":true,
+                "time_ms":8}"#;
+            rows.insert(0, load.as_bytes()).unwrap();
+            rows.insert(1, call.as_bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let new_load = LoadRecord {
+        model: "big".into(),
+        load_ms: 9000,
+        memory_bytes: 1 << 30,
+        time_ms: 9,
+    };
+    store.record_load(new_load.clone()).await.unwrap();
+    let outcomes = store.outcomes().await.unwrap();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].role, CallRole::Plan);
+    assert_eq!(
+        store.loads().await.unwrap(),
+        vec![
+            LoadRecord {
+                model: "small".into(),
+                load_ms: 1500,
+                memory_bytes: 2048,
+                time_ms: 7,
+            },
+            new_load
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_role_is_an_error_not_a_load() {
+    let row = r#"{"role":"loader","model":"small","kind":"x","complexity":0,
+        "prompt_tokens":0,"completion_tokens":0,"latency_ms":1,"success":true,"time_ms":7}"#;
+    assert!(serde_json::from_str::<OutcomeRecord>(row).is_err());
 }

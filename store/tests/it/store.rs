@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use troupe_store::{
-    CheckpointRecord, OutcomeRecord, PlannedSubtask, Store, StoreError, SubtaskRecord,
-    SubtaskState, TaskEvent, TaskRecord, TaskState,
+    CallRole, CheckpointRecord, OutcomeRecord, PlannedSubtask, Speaker, Store, StoreError,
+    SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState,
 };
 
 fn task(id: &str, created_ms: u64, state: TaskState) -> TaskRecord {
@@ -48,7 +48,7 @@ fn outcome(model: &str, success: bool) -> OutcomeRecord {
     OutcomeRecord {
         task_id: Some("t-1".into()),
         subtask: Some("s1".into()),
-        role: "subtask".into(),
+        role: CallRole::Subtask,
         model: model.into(),
         kind: "code".into(),
         complexity: 5,
@@ -247,14 +247,17 @@ async fn outcomes_conversations_and_checkpoints_round_trip() {
     }
     assert_eq!(store.outcomes().await.unwrap(), outcomes);
 
-    let hello = store.append_message("c1", "user", "hello").await.unwrap();
-    assert_eq!((hello.seq, hello.role.as_str()), (0, "user"));
+    let hello = store
+        .append_message("c1", Speaker::User, "hello")
+        .await
+        .unwrap();
+    assert_eq!((hello.seq, hello.role), (0, Speaker::User));
     store
-        .append_message("c2", "user", "elsewhere")
+        .append_message("c2", Speaker::User, "elsewhere")
         .await
         .unwrap();
     let reply = store
-        .append_message("c1", "assistant", "hi!")
+        .append_message("c1", Speaker::Assistant, "hi!")
         .await
         .unwrap();
     assert_eq!(reply.seq, 1);
@@ -365,7 +368,10 @@ async fn reopening_after_drop_keeps_everything() {
         store.append("t-1", note("a")).await.unwrap();
         store.append("t-1", note("b")).await.unwrap();
         store.record_outcome(outcome("m", true)).await.unwrap();
-        store.append_message("c", "user", "hi").await.unwrap();
+        store
+            .append_message("c", Speaker::User, "hi")
+            .await
+            .unwrap();
         clone.put_checkpoint(checkpoint("t-1", 1)).await.unwrap();
         drop(store);
         // A clone keeps the database open.

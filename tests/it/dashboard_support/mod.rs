@@ -4,102 +4,42 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use troupe::config::LoadOptions;
-use troupe::http::{serve, AppState, RunningTroupe};
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
-use troupe::Troupe;
+
+use crate::in_process::{self, Running};
 
 /// The key the server is started with.
 pub(crate) const API_KEY: &str = "dashboard-key-7f3a";
 /// The job the fib script answers (the script matches any job).
 pub(crate) const JOB: &str = "write a Python fibonacci function with tests";
-/// The catalog name of the synthetic model.
-pub(crate) const MODEL: &str = "fib";
+pub(crate) use crate::in_process::MODEL;
 
 /// How long a wait for the page lasts before the test fails (not a speed
 /// bound: a generous limit so that a broken page fails instead of hanging).
 const WAIT: Duration = Duration::from_secs(120);
 
-fn models_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::Q8_0,
-            seed: 3,
-        };
-        write_synthetic(&dir.path().join(format!("{MODEL}.gguf")), &spec).expect("model");
-        dir
-    })
-    .path()
-}
-
-fn write_config(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json");
-    let text = format!(
-        "data_dir = {data:?}\n\n[models]\ndirs = [{models:?}]\nhf_cache = {hf:?}\n\
-         ollama = {ollama:?}\n\n[inference]\nbackend = \"scripted\"\nscript = {script:?}\n\n\
-         [serve]\nmemory_budget = \"1GiB\"\n\n[agents]\nmodel = \"{MODEL}\"\n\n\
-         [approval]\nexecute = \"ask\"\n",
-        data = dir.join("data").display().to_string(),
-        models = models_dir().display().to_string(),
-        hf = dir.join("hf").display().to_string(),
-        ollama = dir.join("ollama").display().to_string(),
-        script = script.display().to_string(),
-    );
-    let path = dir.join("troupe.toml");
-    std::fs::write(&path, text).expect("config written");
-    path
-}
-
 /// A troupe served over HTTP with [`API_KEY`].
 pub(crate) struct Server {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    port: u16,
     http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
-    dir: tempfile::TempDir,
+    running: Running,
 }
 
 /// Starts a server over the data dir in `dir` on `port` (0: any free one).
 pub(crate) async fn start(dir: tempfile::TempDir, port: u16) -> Server {
-    let config = troupe::config::load(&LoadOptions {
-        explicit: Some(write_config(dir.path())),
-        env: Vec::new(),
-        platform_default: false,
-    })
-    .expect("config loads");
-    let troupe = Troupe::start(config).await.expect("troupe starts");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let mut state = AppState::with_troupe(RunningTroupe::new(troupe));
-    state.api_key = Some(API_KEY.to_string());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let running = in_process::start(dir, "ask", port, Some(API_KEY)).await;
     Server {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
+        base: running.base.clone(),
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
-        stop: Some(stop),
-        done,
-        dir,
+        running,
     }
 }
 
@@ -111,7 +51,7 @@ impl Server {
 
     /// The port, to start the next server on.
     pub(crate) fn port(&self) -> u16 {
-        self.port
+        self.running.port
     }
 
     /// A client that follows no redirects, for checking them.
@@ -167,15 +107,8 @@ impl Server {
     }
 
     /// Stops the server and the troupe; hands back the data dir.
-    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.done)
-            .await
-            .expect("server task")
-            .expect("server ran");
-        self.dir
+    pub(crate) async fn stop(self) -> tempfile::TempDir {
+        self.running.stop().await
     }
 }
 
@@ -187,10 +120,7 @@ pub(crate) struct Browser {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    troupe_testkit::free_port().port()
 }
 
 /// Where the screenshots go: `target/dashboard-screenshots/`.

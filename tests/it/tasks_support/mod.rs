@@ -2,75 +2,15 @@
 //! script, served on 127.0.0.1:0, and a small client that reads its JSON and
 //! server-sent events.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use troupe::config::LoadOptions;
-use troupe::http::{serve, AppState, RunningTroupe};
-use troupe::models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
-use troupe::Troupe;
+
+use crate::in_process::{self, Running};
 
 /// The key every request but `/health` must carry.
 pub(crate) const API_KEY: &str = "tasks-key-51c2";
 /// The job the fib script answers.
 pub(crate) const JOB: &str = "write a Python fibonacci function with tests";
-/// The catalog name of the synthetic model (its file stem).
-pub(crate) const MODEL: &str = "fib";
-
-/// A models dir with one tiny synthetic model, shared by every test (the
-/// scripted backend never reads it; the catalog needs a valid GGUF).
-fn models_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let spec = SynthSpec {
-            shape: SynthShape::Tiny,
-            quant: SynthQuant::Q8_0,
-            seed: 3,
-        };
-        write_synthetic(&dir.path().join(format!("{MODEL}.gguf")), &spec).expect("model");
-        dir
-    })
-    .path()
-}
-
-/// Writes a `troupe.toml` into `dir`; `execute` is the approval policy of
-/// tools that run programs (the script's third step runs the tests).
-pub(crate) fn write_config(dir: &Path, execute: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fib-script.json");
-    let text = format!(
-        r#"data_dir = {data:?}
-
-[models]
-dirs = [{models:?}]
-hf_cache = {hf:?}
-ollama = {ollama:?}
-
-[inference]
-backend = "scripted"
-script = {script:?}
-
-[serve]
-memory_budget = "1GiB"
-
-[agents]
-model = "{MODEL}"
-
-[approval]
-execute = "{execute}"
-"#,
-        data = dir.join("data").display().to_string(),
-        models = models_dir().display().to_string(),
-        hf = dir.join("hf").display().to_string(),
-        ollama = dir.join("ollama").display().to_string(),
-        script = script.display().to_string(),
-    );
-    let path = dir.join("troupe.toml");
-    std::fs::write(&path, text).expect("config written");
-    path
-}
+pub(crate) use crate::in_process::{write_config, MODEL};
 
 /// A troupe served over HTTP in this test's runtime.
 pub(crate) struct Server {
@@ -78,9 +18,7 @@ pub(crate) struct Server {
     pub base: String,
     /// The client the helpers use.
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
-    dir: tempfile::TempDir,
+    running: Running,
 }
 
 /// A server over a fresh data dir.
@@ -100,29 +38,11 @@ pub(crate) async fn start_keyless(execute: &str) -> Server {
 }
 
 async fn start_with_key(dir: tempfile::TempDir, execute: &str, key: Option<&str>) -> Server {
-    let config = troupe::config::load(&LoadOptions {
-        explicit: Some(write_config(dir.path(), execute)),
-        env: Vec::new(),
-        platform_default: false,
-    })
-    .expect("config loads");
-    let troupe = Troupe::start(config).await.expect("troupe starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut state = AppState::with_troupe(RunningTroupe::new(troupe));
-    state.api_key = key.map(str::to_string);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(serve(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let running = in_process::start(dir, execute, 0, key).await;
     Server {
-        base: format!("http://{addr}"),
+        base: running.base.clone(),
         http: reqwest::Client::new(),
-        stop: Some(stop),
-        done,
-        dir,
+        running,
     }
 }
 
@@ -193,15 +113,8 @@ impl Server {
 
     /// Stops the server and the troupe; the server must return. The data
     /// dir is handed back for a restart.
-    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.done)
-            .await
-            .expect("server task")
-            .expect("server ran");
-        self.dir
+    pub(crate) async fn stop(self) -> tempfile::TempDir {
+        self.running.stop().await
     }
 }
 

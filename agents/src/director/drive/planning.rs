@@ -91,7 +91,7 @@ impl Run {
             self.env.learner.record(OutcomeRecord {
                 task_id: Some(self.task.id.clone()),
                 subtask: None,
-                role: Role::Plan.as_str().to_string(),
+                role: Role::Plan,
                 model: rec.model.clone(),
                 kind: "plan".to_string(),
                 complexity: 0,
@@ -267,7 +267,7 @@ impl Run {
         self.env.learner.record(OutcomeRecord {
             task_id: Some(self.task.id.clone()),
             subtask: None,
-            role: Role::Answer.as_str().to_string(),
+            role: Role::Answer,
             model: rec.model,
             kind: "answer".to_string(),
             complexity: 0,

@@ -11,18 +11,11 @@ use serde_json::{json, Value};
 use troupe_host::ModelHostConfig;
 use troupe_inference::backend::LoadOptions;
 use troupe_models::catalog::CatalogSources;
-use troupe_models::synth::{write_synthetic, SynthQuant, SynthShape, SynthSpec};
+use troupe_models::synth::SynthQuant;
 
 /// A directory holding one tiny synthetic model, `<model>.gguf`.
 pub(crate) fn model_dir(model: &str, seed: u64) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let spec = SynthSpec {
-        shape: SynthShape::Tiny,
-        quant: SynthQuant::F32,
-        seed,
-    };
-    write_synthetic(&dir.path().join(format!("{model}.gguf")), &spec).expect("synthetic model");
-    dir
+    troupe_testkit::models::dir_with(model, SynthQuant::F32, seed)
 }
 
 /// A reply that runs `tool`.
