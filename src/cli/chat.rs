@@ -16,7 +16,7 @@ use clap::Args;
 use tokio::sync::{broadcast, Notify};
 use troupe::agents::runtime::TroupeEvent;
 use troupe::config::Config;
-use troupe::store::{TaskEvent, TaskState};
+use troupe::store::{TaskEvent, TaskId, TaskState};
 use troupe::supervision::BootOptions;
 use troupe::Troupe;
 
@@ -44,8 +44,8 @@ pub(super) struct ChatArgs {
 /// Tasks whose end the UX has announced, shared with the printer.
 #[derive(Default)]
 struct Ends {
-    finished: Mutex<HashSet<String>>,
-    announced: Mutex<HashSet<String>>,
+    finished: Mutex<HashSet<TaskId>>,
+    announced: Mutex<HashSet<TaskId>>,
     changed: Notify,
 }
 
@@ -79,7 +79,7 @@ pub(super) async fn run(args: ChatArgs, mut config: Config) -> anyhow::Result<()
 /// it started.
 async fn converse(troupe: &Troupe, ends: &Ends, interactive: bool) -> anyhow::Result<()> {
     let mut lines = live::stdin_lines();
-    let mut started: Vec<String> = Vec::new();
+    let mut started: Vec<TaskId> = Vec::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -125,7 +125,7 @@ async fn converse(troupe: &Troupe, ends: &Ends, interactive: bool) -> anyhow::Re
     }
 }
 
-async fn wait_for_ends(troupe: &Troupe, ends: &Ends, started: &[String]) -> anyhow::Result<()> {
+async fn wait_for_ends(troupe: &Troupe, ends: &Ends, started: &[TaskId]) -> anyhow::Result<()> {
     for id in started {
         let task = troupe.wait(id).await?;
         // The UX announces the end just after the journal has it; print it
@@ -159,7 +159,7 @@ async fn wait_for_ends(troupe: &Troupe, ends: &Ends, started: &[String]) -> anyh
     Ok(())
 }
 
-async fn say_unfinished(troupe: &Troupe, started: &[String]) {
+async fn say_unfinished(troupe: &Troupe, started: &[TaskId]) {
     for id in started {
         if let Ok(Some(view)) = troupe.task(id).await {
             if !view.task.state.is_finished() {
@@ -206,7 +206,7 @@ fn note_end(ends: &Ends, text: &str) {
     let finished = ends.finished.lock().is_ok_and(|f| f.contains(id));
     if finished {
         if let Ok(mut a) = ends.announced.lock() {
-            a.insert(id.to_string());
+            a.insert(id.into());
         }
         ends.changed.notify_waiters();
     }

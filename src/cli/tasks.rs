@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use troupe::config::Config;
-use troupe::store::{Store, SubtaskRecord, SubtaskState, TaskRecord, DATABASE_FILE};
+use troupe::store::{Store, SubtaskRecord, SubtaskState, TaskId, TaskRecord, DATABASE_FILE};
 use troupe::supervision::BootOptions;
 use troupe::tools::Workspace;
 use troupe::{TaskView, Troupe};
@@ -85,7 +85,7 @@ fn open(dir: &Path) -> anyhow::Result<Option<Store>> {
 }
 
 /// The one task whose id is `prefix` or starts with it.
-fn resolve(tasks: &[TaskRecord], prefix: &str, dir: &Path) -> anyhow::Result<String> {
+fn resolve(tasks: &[TaskRecord], prefix: &str, dir: &Path) -> anyhow::Result<TaskId> {
     if let Some(task) = tasks.iter().find(|t| t.id == prefix) {
         return Ok(task.id.clone());
     }
@@ -95,7 +95,7 @@ fn resolve(tasks: &[TaskRecord], prefix: &str, dir: &Path) -> anyhow::Result<Str
         .filter(|id| !prefix.is_empty() && id.starts_with(prefix))
         .collect();
     match matches.as_slice() {
-        [one] => Ok((*one).to_string()),
+        [one] => Ok((*one).into()),
         [] => bail!("there is no task `{prefix}` in {}", dir.display()),
         many => bail!(
             "`{prefix}` matches {} tasks ({}); give more of the id",
@@ -296,7 +296,7 @@ async fn prepare_resume(
     troupe: &Troupe,
     prefix: &str,
     dir: &Path,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<TaskId>> {
     let id = resolve(&troupe.tasks().await?, prefix, dir)?;
     let task = troupe
         .task(&id)
@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn prefixes_resolve_to_one_task() {
         let task = |id: &str| TaskRecord {
-            id: id.to_string(),
+            id: id.into(),
             request: "x".to_string(),
             model: None,
             priority: 0,

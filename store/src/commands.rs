@@ -169,7 +169,7 @@ fn append(
     let mut table = txn.open_table(JOURNAL).map_err(db("open journal-0"))?;
     let seq = next_seq(&table, task_id)?;
     let entry = JournalEntry {
-        task_id: task_id.to_owned(),
+        task_id: task_id.into(),
         seq,
         time_ms: now_ms(),
         event: event.clone(),

@@ -9,7 +9,168 @@ pub use troupe_config::TaskKind;
 
 /// A task's id: `t-` and 12 lowercase hex digits. Also the name of the
 /// task's workspace directory.
-pub type TaskId = String;
+pub type TaskId = Id<TaskTag>;
+
+/// A subtask's id within its task: `s1`, `s2`, ... as the plan names them.
+pub type SubtaskId = Id<SubtaskTag>;
+
+/// Marks an [`Id`] as a task's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskTag {}
+
+/// Marks an [`Id`] as a subtask's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SubtaskTag {}
+
+/// An id of one kind of thing ([`TaskId`], [`SubtaskId`]): text on the
+/// wire and in the store, but a task's id is not a subtask's, nor any
+/// other string. It reads as a `&str` wherever one is wanted.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Id<T> {
+    text: String,
+    #[serde(skip)]
+    kind: std::marker::PhantomData<T>,
+}
+
+impl<T> Id<T> {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<T> Clone for Id<T> {
+    fn clone(&self) -> Self {
+        Id::from(self.text.clone())
+    }
+}
+
+impl<T> Default for Id<T> {
+    fn default() -> Self {
+        Id::from(String::new())
+    }
+}
+
+impl<T> std::fmt::Debug for Id<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl<T> std::fmt::Display for Id<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<T> std::ops::Deref for Id<T> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<T> AsRef<str> for Id<T> {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<T> AsRef<std::path::Path> for Id<T> {
+    fn as_ref(&self) -> &std::path::Path {
+        self.text.as_ref()
+    }
+}
+
+impl<T> std::borrow::Borrow<str> for Id<T> {
+    fn borrow(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<T> From<String> for Id<T> {
+    fn from(text: String) -> Self {
+        Id {
+            text,
+            kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> From<&str> for Id<T> {
+    fn from(text: &str) -> Self {
+        Id::from(text.to_owned())
+    }
+}
+
+impl<T> From<Id<T>> for String {
+    fn from(id: Id<T>) -> String {
+        id.text
+    }
+}
+
+impl<T> PartialEq for Id<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl<T> Eq for Id<T> {}
+
+impl<T> PartialOrd for Id<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Id<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl<T> std::hash::Hash for Id<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl<T> PartialEq<str> for Id<T> {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl<T> PartialEq<&str> for Id<T> {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl<T> PartialEq<String> for Id<T> {
+    fn eq(&self, other: &String) -> bool {
+        &self.text == other
+    }
+}
+
+impl<T> PartialEq<Id<T>> for str {
+    fn eq(&self, other: &Id<T>) -> bool {
+        self == other.text
+    }
+}
+
+impl<T> PartialEq<Id<T>> for &str {
+    fn eq(&self, other: &Id<T>) -> bool {
+        *self == other.text
+    }
+}
+
+impl<T> PartialEq<Id<T>> for String {
+    fn eq(&self, other: &Id<T>) -> bool {
+        *self == other.text
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

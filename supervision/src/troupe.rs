@@ -213,7 +213,7 @@ impl Troupe {
                 .store
                 .task(id)
                 .await?
-                .ok_or_else(|| AgentError::UnknownTask(id.to_string()))?;
+                .ok_or_else(|| AgentError::UnknownTask(id.into()))?;
             if task.state.is_finished() || task.state == troupe_store::TaskState::Paused {
                 return Ok(task);
             }

@@ -482,14 +482,14 @@ async fn the_ux_tells_chat_from_work_from_commands_and_reports_the_end() {
         .unwrap();
     assert_eq!(work.intent, Intent::Work);
     let id = work.task_id.clone().unwrap();
-    assert!(work.text.contains(&id));
+    assert!(work.text.contains(id.as_str()));
     let status = troupe.chat("c1", "status").await.unwrap();
     assert_eq!(status.intent, Intent::Command);
-    assert!(status.text.contains(&id), "{}", status.text);
+    assert!(status.text.contains(id.as_str()), "{}", status.text);
     // The UX reports the task's end in the conversation on its own.
     let end = loop {
         match events.recv().await.unwrap() {
-            TroupeEvent::Ux { text, .. } if text.contains(&id) && text.contains("succeeded") => {
+            TroupeEvent::Ux { text, .. } if text.contains(id.as_str()) && text.contains("succeeded") => {
                 break text
             }
             _ => {}

@@ -83,7 +83,7 @@ async fn run(troupe: &Troupe, job: &str) -> String {
     let id = troupe.submit(TaskSpec::new(job)).await.unwrap();
     let task = troupe.wait(&id).await.unwrap();
     assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
-    id
+    id.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

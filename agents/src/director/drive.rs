@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use troupe_config::AgentsConfig;
 use troupe_inference::backend::GenerateRequest;
 use troupe_store::{
-    now_ms, OutcomeRecord, SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState,
+    now_ms, OutcomeRecord, SubtaskRecord, SubtaskState, TaskEvent, TaskId, TaskRecord, TaskState,
 };
 use troupe_tools::Workspace;
 
@@ -76,7 +76,7 @@ struct Budgets {
 /// Runs `task_id` until it finishes or is paused.
 pub(crate) async fn run_task(
     env: Arc<RunEnv>,
-    task_id: String,
+    task_id: TaskId,
     control: ControlWatch,
 ) -> Result<RunEnd, AgentError> {
     let store = env.journal.store().clone();

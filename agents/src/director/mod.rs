@@ -207,7 +207,7 @@ async fn recover(me: &ActorRef<DirectorMsg>, state: &mut DirectorState) -> Resul
 }
 
 fn new_task_id() -> TaskId {
-    format!("t-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+    format!("t-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff).into()
 }
 
 async fn submit(
@@ -285,9 +285,9 @@ async fn steer(
     let mut task = store
         .task(id)
         .await?
-        .ok_or_else(|| AgentError::UnknownTask(id.to_string()))?;
+        .ok_or_else(|| AgentError::UnknownTask(id.into()))?;
     let invalid = |action| AgentError::InvalidState {
-        id: id.to_string(),
+        id: id.into(),
         state: task.state.to_string(),
         action,
     };
@@ -402,7 +402,7 @@ impl DirectorHandle {
     /// [`AgentError::UnknownTask`], [`AgentError::InvalidState`] for a
     /// finished task, store errors, [`AgentError::Stopped`].
     pub async fn control(&self, id: &str, control: Control) -> Result<TaskState, AgentError> {
-        let id = id.to_string();
+        let id = TaskId::from(id);
         call(&self.actor.get(), |reply| {
             DirectorMsg::Control(id, control, reply)
         })

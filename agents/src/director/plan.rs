@@ -206,7 +206,7 @@ fn check_acyclic(subtasks: &[PlannedSubtask]) -> Result<(), String> {
 pub fn records(task_id: &str, plan: &[PlannedSubtask]) -> Vec<SubtaskRecord> {
     plan.iter()
         .map(|p| SubtaskRecord {
-            task_id: task_id.to_string(),
+            task_id: task_id.into(),
             id: p.id.clone(),
             description: p.description.clone(),
             kind: p.kind,

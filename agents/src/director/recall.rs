@@ -59,7 +59,7 @@ pub(crate) async fn remember_task(
         return;
     }
     let finished = FinishedTask {
-        task_id: task.id.clone(),
+        task_id: task.id.to_string(),
         request: task.request.clone(),
         plan: plan_text(subtasks),
         outcome: summary.to_string(),

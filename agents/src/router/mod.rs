@@ -32,7 +32,7 @@ use troupe_inference::backend::{
     BoxFuture, GenerateError, GenerateRequest, GenerationResult, GenerationStream,
 };
 use troupe_inference::remote::{CircuitBreaker, RemoteProvider};
-use troupe_store::{now_ms, ProviderCall, Store};
+use troupe_store::{now_ms, ProviderCall, Store, TaskId};
 
 use troupe_host::{HostError, ModelHostHandle};
 
@@ -509,7 +509,7 @@ impl Router {
             provider: provider.to_owned(),
             model: model.to_owned(),
             role: call.route,
-            task_id: call.task_id.map(str::to_owned),
+            task_id: call.task_id.map(TaskId::from),
             ok: outcome.is_ok(),
             prompt_tokens: u64::from(usage.prompt_tokens),
             completion_tokens: u64::from(usage.completion_tokens),

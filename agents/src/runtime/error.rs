@@ -1,6 +1,6 @@
 //! The errors of the agent runtime.
 
-use troupe_store::StoreError;
+use troupe_store::{StoreError, TaskId};
 use troupe_tools::WorkspaceError;
 
 use troupe_host::HostError;
@@ -29,12 +29,12 @@ pub enum AgentError {
     },
     /// No task has that id.
     #[error("there is no task `{0}`")]
-    UnknownTask(String),
+    UnknownTask(TaskId),
     /// The task is not in a state that allows it.
     #[error("task {id} is {state}; cannot {action} it")]
     InvalidState {
         /// The task.
-        id: String,
+        id: TaskId,
         /// Its state.
         state: String,
         /// What was asked.

@@ -122,7 +122,7 @@ pub(super) async fn resolve_task(journal: &TaskJournal, id: &str) -> Result<Task
         .filter(|t| t.starts_with(id))
         .collect();
     match matches.as_slice() {
-        [one] => Ok((*one).to_string()),
+        [one] => Ok((*one).into()),
         [] => Err(format!("there is no task `{id}`")),
         _ => Err(format!(
             "`{id}` matches {} tasks; give more of the id",

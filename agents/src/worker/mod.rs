@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use troupe_config::SpecialistConfig;
-use troupe_store::SubtaskRecord;
+use troupe_store::{SubtaskRecord, TaskId};
 use troupe_tools::ToolRegistry;
 
 use crate::router::Router;
@@ -51,7 +51,7 @@ pub type FaultHook = Arc<dyn Fn(&StepPoint) + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPoint {
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The subtask.
     pub subtask: String,
     /// The attempt, from 1.
@@ -97,7 +97,7 @@ impl std::fmt::Debug for WorkerEnv {
 #[derive(Debug, Clone)]
 pub struct SubtaskJob {
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The task as the person wrote it.
     pub request: String,
     /// The subtask: id, description, kind, complexity, acceptance.

@@ -143,10 +143,10 @@ fn job(control: &TaskControl) -> SubtaskJob {
 
 fn job_of(task: &str, control: &TaskControl) -> SubtaskJob {
     SubtaskJob {
-        task_id: task.to_string(),
+        task_id: task.into(),
         request: "Write a hello script and run it.".to_string(),
         subtask: SubtaskRecord {
-            task_id: task.to_string(),
+            task_id: task.into(),
             id: "s1".to_string(),
             description: "Write src/hello.py and run it.".to_string(),
             kind: TaskKind::General,

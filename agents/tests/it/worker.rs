@@ -164,10 +164,10 @@ impl Rig {
 
     fn job(&self, control: &TaskControl) -> SubtaskJob {
         SubtaskJob {
-            task_id: TASK.to_string(),
+            task_id: TASK.into(),
             request: "Write a Fibonacci function in Python, with tests.".to_string(),
             subtask: SubtaskRecord {
-                task_id: TASK.to_string(),
+                task_id: TASK.into(),
                 id: "s1".to_string(),
                 description: "Write fib.py with fib(n) and unit tests for it.".to_string(),
                 kind: self.kind,

@@ -198,7 +198,7 @@ async fn show(
     let troupe = running(&state)?.get().await?;
     match troupe.task(&id).await? {
         Some(view) => Ok(Json(view).into_response()),
-        None => Err(AgentError::UnknownTask(id).into()),
+        None => Err(AgentError::UnknownTask(id.into()).into()),
     }
 }
 
@@ -228,7 +228,7 @@ async fn control(
         .task(id)
         .await
         .map_err(AgentError::from)?
-        .ok_or_else(|| AgentError::UnknownTask(id.to_string()))?;
+        .ok_or_else(|| AgentError::UnknownTask(id.into()))?;
     Ok(Json(json!({ "id": task.id, "state": task.state })))
 }
 

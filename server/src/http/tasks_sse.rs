@@ -57,7 +57,7 @@ pub(super) async fn events(
         (troupe.subscribe(), troupe.store().clone())
     };
     if store.task(&id).await.map_err(AgentError::from)?.is_none() {
-        return Err(AgentError::UnknownTask(id).into());
+        return Err(AgentError::UnknownTask(id.into()).into());
     }
     let (tx, rx) = mpsc::channel(QUEUE);
     let follower = Follower {

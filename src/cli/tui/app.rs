@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use troupe::agents::runtime::{PendingApproval, TroupeEvent};
 use troupe::host::HostStatus;
 use troupe::store::{
-    JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskKind, TaskRecord, TaskState,
+    JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskId, TaskKind, TaskRecord, TaskState,
     TokenTally,
 };
 use troupe::tools::ApprovalRequest;
@@ -269,8 +269,8 @@ pub(super) struct App {
     /// The pane that takes keys.
     pub focus: Focus,
     /// Tasks this view started, to name the unfinished ones at the end.
-    pub started: Vec<String>,
-    selected_task: Option<String>,
+    pub started: Vec<TaskId>,
+    selected_task: Option<TaskId>,
     selected_approval: Option<String>,
     /// The event lines of the log (one text per event, as everywhere).
     event_text: EventText,
@@ -403,7 +403,7 @@ impl App {
         if let TaskEvent::Submitted { request } = &entry.event {
             self.task_entry(id, request);
             // A new task is what the person most likely wants to act on.
-            self.selected_task = Some(id.to_string());
+            self.selected_task = Some(id.into());
         }
         if let Some(task) = self.task_mut(id) {
             follow(task, &entry.event);
@@ -470,7 +470,7 @@ impl App {
         match key {
             Key::Up | Key::Down => {
                 let at = step(selected, self.tasks.len(), key == Key::Up);
-                self.selected_task = at.map(|i| self.tasks[i].id.clone());
+                self.selected_task = at.map(|i| self.tasks[i].id.as_str().into());
                 None
             }
             Key::Char(c) => {

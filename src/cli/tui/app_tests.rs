@@ -8,7 +8,7 @@ const ID: &str = "t-000000000001";
 
 fn entry(seq: u64, event: TaskEvent) -> TroupeEvent {
     TroupeEvent::Journal(JournalEntry {
-        task_id: ID.to_string(),
+        task_id: ID.into(),
         seq,
         time_ms: 1_000 * seq,
         event,
@@ -51,7 +51,7 @@ fn app_with_task() -> App {
 
 fn approval(id: &str) -> TroupeEvent {
     TroupeEvent::ApprovalPending {
-        task_id: ID.to_string(),
+        task_id: ID.into(),
         request: ApprovalRequest {
             id: id.to_string(),
             tool: "shell".to_string(),
@@ -109,7 +109,7 @@ fn journal_events_build_the_task_tree_and_its_states() {
     );
     app.apply(
         &TroupeEvent::Progress {
-            task_id: ID.to_string(),
+            task_id: ID.into(),
             subtask: Some("s1".to_string()),
             text: "generating".to_string(),
             tokens: 40,

@@ -79,7 +79,7 @@ pub(super) async fn run(troupe: Troupe, conversation: &str, log_file: &Path) -> 
     // The screen is the shell's again here.
     jobs.shutdown().await;
     for task in &app.tasks {
-        if app.started.contains(&task.id) && !task.state.is_finished() {
+        if app.started.iter().any(|id| *id == task.id) && !task.state.is_finished() {
             println!(
                 "task {} is unfinished; `troupe tasks resume {}` continues it",
                 task.id, task.id

@@ -107,7 +107,7 @@ async fn tasks_round_trip_and_upsert() {
         .await
         .unwrap()
         .into_iter()
-        .map(|t| t.id)
+        .map(|t| t.id.into())
         .collect();
     assert_eq!(order, ["t-1", "t-0", "t-2"], "oldest first, then by id");
 }
@@ -137,7 +137,7 @@ async fn unfinished_tasks_leave_out_finished_ones() {
         .await
         .unwrap()
         .into_iter()
-        .map(|t| (t.id, t.state))
+        .map(|t| (t.id.into(), t.state))
         .collect();
     assert_eq!(
         unfinished,

@@ -33,7 +33,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use troupe_inference::backend::BoxFuture;
-use troupe_store::{SubtaskRecord, TaskEvent, TaskKind};
+use troupe_store::{SubtaskRecord, TaskEvent, TaskId, TaskKind};
 use troupe_tools::{ApprovalRequest, FileChange};
 
 use crate::runtime::{Control, Decision};
@@ -53,7 +53,7 @@ pub struct RemoteJob {
     /// The specialist that takes it.
     pub kind: TaskKind,
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The task as the person wrote it.
     pub request: String,
     /// The subtask.

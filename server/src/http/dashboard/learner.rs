@@ -33,7 +33,7 @@ const CHOICE_TASKS: usize = 50;
 /// One model choice and its reason.
 #[derive(Debug, Clone, Serialize)]
 struct Choice {
-    task_id: String,
+    task_id: troupe_store::TaskId,
     /// `None` for the plan.
     subtask: Option<String>,
     time_ms: u64,
