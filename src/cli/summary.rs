@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use troupe_store::TaskEvent;
+use troupe_store::{SubtaskId, TaskEvent};
 
 use super::live::short;
 
@@ -17,7 +17,7 @@ const TEXT: usize = 100;
 /// `step_started` so that later events of the step can name it.
 #[derive(Debug, Default)]
 pub(super) struct EventText {
-    tools: HashMap<(String, u32, u32), String>,
+    tools: HashMap<(SubtaskId, u32, u32), String>,
 }
 
 impl EventText {
@@ -194,7 +194,7 @@ impl EventText {
 
     fn tool(&self, subtask: &str, attempt: u32, step: u32) -> &str {
         self.tools
-            .get(&(subtask.to_string(), attempt, step))
+            .get(&(subtask.into(), attempt, step))
             .map_or("the tool", String::as_str)
     }
 }

@@ -295,7 +295,7 @@ pub struct SubtaskRecord {
     pub task_id: TaskId,
     /// Its id within the task (`s1`, `s2`, ...; a re-plan continues the
     /// numbering so ids are never reused).
-    pub id: String,
+    pub id: SubtaskId,
     /// What to do.
     pub description: String,
     /// Which specialist takes it.
@@ -303,7 +303,7 @@ pub struct SubtaskRecord {
     /// 1 (trivial) to 10 (hardest).
     pub complexity: u8,
     /// Ids of subtasks that must succeed first.
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<SubtaskId>,
     /// How to tell it is done.
     pub acceptance: String,
     /// Where it is.
@@ -333,7 +333,7 @@ pub struct SubtaskRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedSubtask {
     /// Its id within the task.
-    pub id: String,
+    pub id: SubtaskId,
     /// What to do.
     pub description: String,
     /// Which specialist takes it.
@@ -341,7 +341,7 @@ pub struct PlannedSubtask {
     /// 1 to 10.
     pub complexity: u8,
     /// Ids of subtasks that must succeed first.
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<SubtaskId>,
     /// How to tell it is done.
     pub acceptance: String,
     /// The only tools its worker is offered; empty: every tool. The
@@ -373,7 +373,7 @@ pub enum TaskEvent {
     /// A worker took a subtask.
     SubtaskStarted {
         /// The subtask.
-        subtask: String,
+        subtask: SubtaskId,
         /// Its attempt number, from 1.
         attempt: u32,
         /// The model it runs with.
@@ -384,7 +384,7 @@ pub enum TaskEvent {
     /// A worker decided on an action and is about to run it.
     StepStarted {
         /// The subtask.
-        subtask: String,
+        subtask: SubtaskId,
         /// Its attempt.
         attempt: u32,
         /// The step number within the attempt, from 1.
@@ -401,7 +401,7 @@ pub enum TaskEvent {
     /// The tool ran; this is what the model will see.
     StepObserved {
         /// The subtask.
-        subtask: String,
+        subtask: SubtaskId,
         /// Its attempt.
         attempt: u32,
         /// The step.
@@ -416,7 +416,7 @@ pub enum TaskEvent {
     /// The step's effects are a checkpoint in the workspace.
     StepCommitted {
         /// The subtask.
-        subtask: String,
+        subtask: SubtaskId,
         /// Its attempt.
         attempt: u32,
         /// The step.
@@ -427,7 +427,7 @@ pub enum TaskEvent {
     /// A tool call waits for the person.
     ApprovalRequested {
         /// The subtask.
-        subtask: String,
+        subtask: SubtaskId,
         /// The approval request's id.
         request_id: String,
         /// The tool.
@@ -449,7 +449,7 @@ pub enum TaskEvent {
     /// A subtask ended.
     SubtaskFinished {
         /// The subtask.
-        subtask: String,
+        subtask: SubtaskId,
         /// Its attempt.
         attempt: u32,
         /// Whether it succeeded.
@@ -466,7 +466,7 @@ pub enum TaskEvent {
     FailedOver {
         /// The subtask, or none for the Director's plan and answer.
         #[serde(default)]
-        subtask: Option<String>,
+        subtask: Option<SubtaskId>,
         /// The links that failed, in order, with why.
         failed: Vec<(String, String)>,
         /// The provider that answered (`cluster:<node>` or a provider name).
@@ -479,7 +479,7 @@ pub enum TaskEvent {
     /// into this journal and its files into this workspace as it goes.
     Delegated {
         /// The subtask.
-        subtask: String,
+        subtask: SubtaskId,
         /// The attempt, from 1.
         attempt: u32,
         /// The node running it.
@@ -551,7 +551,7 @@ impl TaskEvent {
 /// counts with this, so they agree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenTally {
-    running: std::collections::HashMap<(String, u32), u64>,
+    running: std::collections::HashMap<(SubtaskId, u32), u64>,
     settled: u64,
 }
 
@@ -671,7 +671,7 @@ pub struct OutcomeRecord {
     pub task_id: Option<TaskId>,
     /// The subtask, if any.
     #[serde(default)]
-    pub subtask: Option<String>,
+    pub subtask: Option<SubtaskId>,
     /// What the call was for.
     pub role: CallRole,
     /// The model.
@@ -749,7 +749,7 @@ pub struct CheckpointRecord {
     /// The task.
     pub task_id: TaskId,
     /// The subtask.
-    pub subtask: String,
+    pub subtask: SubtaskId,
     /// The step label (`s1 attempt 1 step 3`).
     pub step: String,
     /// The commit id.

@@ -251,7 +251,7 @@ async fn a_worker_that_panics_mid_subtask_is_replaced_and_the_task_finishes() {
     let mut committed: HashMap<(String, u32), usize> = HashMap::new();
     for e in &events {
         if let TaskEvent::StepCommitted { subtask, step, .. } = e {
-            *committed.entry((subtask.clone(), *step)).or_default() += 1;
+            *committed.entry((subtask.to_string(), *step)).or_default() += 1;
         }
     }
     assert!(committed.values().all(|n| *n == 1), "{committed:?}");
@@ -305,7 +305,7 @@ async fn pause_holds_across_a_restart_and_resume_finishes_without_redoing_steps(
     let mut started: HashMap<(String, u32), usize> = HashMap::new();
     for e in events_of(&view) {
         if let TaskEvent::StepCommitted { subtask, step, .. } = e {
-            *started.entry((subtask.clone(), *step)).or_default() += 1;
+            *started.entry((subtask.to_string(), *step)).or_default() += 1;
         }
     }
     assert!(started.values().all(|n| *n == 1), "{started:?}");
@@ -355,7 +355,7 @@ async fn a_failed_subtask_is_retried_with_a_stronger_model() {
                 attempt,
                 model,
                 reason,
-            } => Some((subtask.clone(), *attempt, model.clone(), reason.clone())),
+            } => Some((subtask.to_string(), *attempt, model.clone(), reason.clone())),
             _ => None,
         })
         .collect();
@@ -489,7 +489,9 @@ async fn the_ux_tells_chat_from_work_from_commands_and_reports_the_end() {
     // The UX reports the task's end in the conversation on its own.
     let end = loop {
         match events.recv().await.unwrap() {
-            TroupeEvent::Ux { text, .. } if text.contains(id.as_str()) && text.contains("succeeded") => {
+            TroupeEvent::Ux { text, .. }
+                if text.contains(id.as_str()) && text.contains("succeeded") =>
+            {
                 break text
             }
             _ => {}

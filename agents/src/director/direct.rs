@@ -131,7 +131,7 @@ pub(crate) fn triage(
         _ => return None,
     };
     Some(PlannedSubtask {
-        id: format!("s{first_free}"),
+        id: format!("s{first_free}").into(),
         description: request.to_string(),
         kind,
         complexity: 1,

@@ -17,7 +17,8 @@ use tokio::sync::Semaphore;
 use troupe_config::AgentsConfig;
 use troupe_inference::backend::GenerateRequest;
 use troupe_store::{
-    now_ms, OutcomeRecord, SubtaskRecord, SubtaskState, TaskEvent, TaskId, TaskRecord, TaskState,
+    now_ms, OutcomeRecord, SubtaskId, SubtaskRecord, SubtaskState, TaskEvent, TaskId, TaskRecord,
+    TaskState,
 };
 use troupe_tools::Workspace;
 
@@ -68,9 +69,9 @@ struct Run {
 #[derive(Default)]
 struct Budgets {
     /// Subtask → the budget of its current attempt.
-    given: HashMap<String, u64>,
+    given: HashMap<SubtaskId, u64>,
     /// Subtask → the model whose learned budget ran out in its last attempt.
-    ran_out: HashMap<String, String>,
+    ran_out: HashMap<SubtaskId, String>,
 }
 
 /// Runs `task_id` until it finishes or is paused.
@@ -111,7 +112,7 @@ impl Run {
             self.set_state(TaskState::Running, TaskEvent::Resumed)
                 .await?;
         }
-        let mut lost: HashMap<String, u32> = HashMap::new();
+        let mut lost: HashMap<SubtaskId, u32> = HashMap::new();
         loop {
             if let Some(end) = self.check_control().await? {
                 return Ok(end);
@@ -159,7 +160,7 @@ impl Run {
     async fn run_ready(
         &mut self,
         subtasks: &[SubtaskRecord],
-        lost: &mut HashMap<String, u32>,
+        lost: &mut HashMap<SubtaskId, u32>,
     ) -> Result<(), AgentError> {
         let succeeded: HashMap<&str, &SubtaskRecord> = subtasks
             .iter()
@@ -321,7 +322,7 @@ impl Run {
         mut sub: SubtaskRecord,
         outcome: Result<SubtaskOutcome, crate::worker::WorkerLost>,
         took: std::time::Duration,
-        lost: &mut HashMap<String, u32>,
+        lost: &mut HashMap<SubtaskId, u32>,
     ) -> Result<(), AgentError> {
         let store = self.env.journal.store().clone();
         let mut hit = false;

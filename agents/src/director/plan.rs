@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use troupe_config::{SpecialistConfig, TaskKind};
 use troupe_inference::chat::ChatMessage;
-use troupe_store::{PlannedSubtask, SubtaskRecord, SubtaskState};
+use troupe_store::{PlannedSubtask, SubtaskId, SubtaskRecord, SubtaskState};
 
 /// Most subtasks one plan may have.
 pub const MAX_SUBTASKS: usize = 12;
@@ -161,11 +161,11 @@ pub fn parse_plan(
     Ok(subtasks
         .iter()
         .map(|s| PlannedSubtask {
-            id: renamed[s.id.as_str()].clone(),
+            id: renamed[s.id.as_str()].as_str().into(),
             depends_on: s
                 .depends_on
                 .iter()
-                .map(|d| renamed[d.as_str()].clone())
+                .map(|d| renamed[d.as_str()].as_str().into())
                 .collect(),
             tools: Vec::new(),
             ..s.clone()
@@ -174,7 +174,7 @@ pub fn parse_plan(
 }
 
 fn check_acyclic(subtasks: &[PlannedSubtask]) -> Result<(), String> {
-    let deps: HashMap<&str, &[String]> = subtasks
+    let deps: HashMap<&str, &[SubtaskId]> = subtasks
         .iter()
         .map(|s| (s.id.as_str(), s.depends_on.as_slice()))
         .collect();

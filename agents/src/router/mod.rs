@@ -107,7 +107,7 @@ impl Completion {
     /// The journal entry of a request that failed over.
     pub fn failover_event(&self, subtask: Option<&str>) -> troupe_store::TaskEvent {
         troupe_store::TaskEvent::FailedOver {
-            subtask: subtask.map(str::to_owned),
+            subtask: subtask.map(troupe_store::SubtaskId::from),
             failed: self.failovers.clone(),
             served_by: self.provider.clone(),
             model: self.model.clone(),

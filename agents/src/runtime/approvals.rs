@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
-use troupe_store::{Approver, TaskId};
+use troupe_store::{Approver, SubtaskId, TaskId};
 use troupe_tools::ApprovalRequest;
 
 /// The person's answer.
@@ -30,7 +30,7 @@ pub struct PendingApproval {
     /// The task.
     pub task_id: TaskId,
     /// The subtask.
-    pub subtask: String,
+    pub subtask: SubtaskId,
     /// The call.
     pub request: ApprovalRequest,
 }

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 use tokio::sync::broadcast;
-use troupe_store::{JournalEntry, TaskId};
+use troupe_store::{JournalEntry, SubtaskId, TaskId};
 use troupe_tools::ApprovalRequest;
 
 /// Events buffered per subscriber before the slowest one starts missing some.
@@ -24,7 +24,7 @@ pub enum TroupeEvent {
         /// The task.
         task_id: TaskId,
         /// The subtask, if any.
-        subtask: Option<String>,
+        subtask: Option<SubtaskId>,
         /// What is going on.
         text: String,
         /// Tokens the task has used so far.

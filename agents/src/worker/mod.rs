@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use troupe_config::SpecialistConfig;
-use troupe_store::{SubtaskRecord, TaskId};
+use troupe_store::{SubtaskId, SubtaskRecord, TaskId};
 use troupe_tools::ToolRegistry;
 
 use crate::router::Router;
@@ -53,7 +53,7 @@ pub struct StepPoint {
     /// The task.
     pub task_id: TaskId,
     /// The subtask.
-    pub subtask: String,
+    pub subtask: SubtaskId,
     /// The attempt, from 1.
     pub attempt: u32,
     /// The step about to be taken, from 1.

@@ -147,7 +147,7 @@ fn job_of(task: &str, control: &TaskControl) -> SubtaskJob {
         request: "Write a hello script and run it.".to_string(),
         subtask: SubtaskRecord {
             task_id: task.into(),
-            id: "s1".to_string(),
+            id: "s1".into(),
             description: "Write src/hello.py and run it.".to_string(),
             kind: TaskKind::General,
             complexity: 2,

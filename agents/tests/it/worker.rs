@@ -168,7 +168,7 @@ impl Rig {
             request: "Write a Fibonacci function in Python, with tests.".to_string(),
             subtask: SubtaskRecord {
                 task_id: TASK.into(),
-                id: "s1".to_string(),
+                id: "s1".into(),
                 description: "Write fib.py with fib(n) and unit tests for it.".to_string(),
                 kind: self.kind,
                 complexity: 3,

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use troupe::store::{JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TokenTally};
+use troupe::store::{JournalEntry, SubtaskId, SubtaskRecord, SubtaskState, TaskEvent, TokenTally};
 
 use super::short;
 use crate::cli::summary::EventText;
@@ -29,7 +29,7 @@ pub(super) struct Screen {
 struct Bars {
     multi: MultiProgress,
     header: ProgressBar,
-    subtasks: BTreeMap<String, ProgressBar>,
+    subtasks: BTreeMap<SubtaskId, ProgressBar>,
 }
 
 impl Screen {
@@ -277,7 +277,7 @@ impl Bars {
         let stale = self.subtasks.get(subtask).is_none_or(|b| b.is_finished());
         if stale {
             let bar = self.multi.add(spinner());
-            self.subtasks.insert(subtask.to_string(), bar);
+            self.subtasks.insert(subtask.into(), bar);
         }
         &self.subtasks[subtask]
     }

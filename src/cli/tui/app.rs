@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use troupe::agents::runtime::{PendingApproval, TroupeEvent};
 use troupe::host::HostStatus;
 use troupe::store::{
-    JournalEntry, SubtaskRecord, SubtaskState, TaskEvent, TaskId, TaskKind, TaskRecord, TaskState,
-    TokenTally,
+    JournalEntry, SubtaskId, SubtaskRecord, SubtaskState, TaskEvent, TaskId, TaskKind, TaskRecord,
+    TaskState, TokenTally,
 };
 use troupe::tools::ApprovalRequest;
 
@@ -121,7 +121,7 @@ pub(super) struct ChatLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct SubtaskNode {
     /// `s1`, `s2`, ...
-    pub id: String,
+    pub id: SubtaskId,
     /// Which specialist takes it.
     pub kind: TaskKind,
     /// What to do.

@@ -20,7 +20,7 @@ fn planned(ids: &[&str]) -> TaskEvent {
         subtasks: ids
             .iter()
             .map(|id| PlannedSubtask {
-                id: id.to_string(),
+                id: (*id).into(),
                 description: format!("do {id}"),
                 kind: TaskKind::Code,
                 complexity: 2,
@@ -65,7 +65,7 @@ fn states(app: &App) -> Vec<(String, SubtaskState)> {
     app.tasks[0]
         .subtasks
         .iter()
-        .map(|s| (s.id.clone(), s.state))
+        .map(|s| (s.id.to_string(), s.state))
         .collect()
 }
 
@@ -80,7 +80,7 @@ fn journal_events_build_the_task_tree_and_its_states() {
         &entry(
             2,
             TaskEvent::SubtaskStarted {
-                subtask: "s1".to_string(),
+                subtask: "s1".into(),
                 attempt: 1,
                 model: "small".to_string(),
                 reason: String::new(),
@@ -92,7 +92,7 @@ fn journal_events_build_the_task_tree_and_its_states() {
         &entry(
             3,
             TaskEvent::StepStarted {
-                subtask: "s1".to_string(),
+                subtask: "s1".into(),
                 attempt: 1,
                 step: 1,
                 thought: String::new(),
@@ -110,7 +110,7 @@ fn journal_events_build_the_task_tree_and_its_states() {
     app.apply(
         &TroupeEvent::Progress {
             task_id: ID.into(),
-            subtask: Some("s1".to_string()),
+            subtask: Some("s1".into()),
             text: "generating".to_string(),
             tokens: 40,
         },
@@ -125,7 +125,7 @@ fn journal_events_build_the_task_tree_and_its_states() {
         &entry(
             4,
             TaskEvent::SubtaskFinished {
-                subtask: "s1".to_string(),
+                subtask: "s1".into(),
                 attempt: 1,
                 success: true,
                 summary: "ok".to_string(),

@@ -35,7 +35,7 @@ const CHOICE_TASKS: usize = 50;
 struct Choice {
     task_id: troupe_store::TaskId,
     /// `None` for the plan.
-    subtask: Option<String>,
+    subtask: Option<troupe_store::SubtaskId>,
     time_ms: u64,
     model: String,
     reason: String,
