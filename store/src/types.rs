@@ -615,7 +615,9 @@ pub struct JournalEntry {
 
 /// What a model call was for: the Learner's contexts, and the role of an
 /// [`OutcomeRecord`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CallRole {
     /// Planning a task.
@@ -644,6 +646,91 @@ impl CallRole {
 impl std::fmt::Display for CallRole {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What the Learner learns per: a subtask's kind, or, for a call that
+/// has none, what the call was for (a plan, a UX reply, a final answer).
+/// Written as one word (`code`, `plan`, ...) in records and tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Context {
+    /// A subtask of this kind.
+    Task(TaskKind),
+    /// A call outside any subtask.
+    Call(CallRole),
+}
+
+impl Context {
+    /// The word used in records, rules and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Context::Task(kind) => kind.as_str(),
+            Context::Call(role) => role.as_str(),
+        }
+    }
+
+    /// Every word a context can be written as.
+    pub const WORDS: [&'static str; 7] = [
+        "general", "code", "research", "plan", "subtask", "ux", "answer",
+    ];
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::Task(TaskKind::General)
+    }
+}
+
+impl From<TaskKind> for Context {
+    fn from(kind: TaskKind) -> Self {
+        Context::Task(kind)
+    }
+}
+
+impl From<CallRole> for Context {
+    fn from(role: CallRole) -> Self {
+        Context::Call(role)
+    }
+}
+
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Context {
+    type Err = String;
+
+    fn from_str(word: &str) -> Result<Self, String> {
+        Ok(match word {
+            "general" => Context::Task(TaskKind::General),
+            "code" => Context::Task(TaskKind::Code),
+            "research" => Context::Task(TaskKind::Research),
+            "plan" => Context::Call(CallRole::Plan),
+            "subtask" => Context::Call(CallRole::Subtask),
+            "ux" => Context::Call(CallRole::Ux),
+            "answer" => Context::Call(CallRole::Answer),
+            other => {
+                return Err(format!(
+                    "unknown context `{other}`; expected one of {}",
+                    Context::WORDS.join(", ")
+                ))
+            }
+        })
+    }
+}
+
+impl Serialize for Context {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = String::deserialize(deserializer)?;
+        word.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -676,9 +763,8 @@ pub struct OutcomeRecord {
     pub role: CallRole,
     /// The model.
     pub model: String,
-    /// Task kind (`general`, `code`, `research`, or the role for calls
-    /// without one).
-    pub kind: String,
+    /// The subtask's kind, or what the call was for when it has none.
+    pub kind: Context,
     /// 1 to 10 (0 when it has none).
     pub complexity: u8,
     /// Prompt tokens.

@@ -272,7 +272,7 @@ impl Run {
             .learner
             .recommend(RecommendRequest {
                 role: Role::Subtask,
-                kind: sub.kind.to_string(),
+                kind: sub.kind.into(),
                 complexity: sub.complexity,
                 task_model: self
                     .task
@@ -386,7 +386,7 @@ impl Run {
             subtask: Some(sub.id.clone()),
             role: Role::Subtask,
             model,
-            kind: sub.kind.to_string(),
+            kind: sub.kind.into(),
             complexity: sub.complexity,
             prompt_tokens: tokens,
             completion_tokens: 0,

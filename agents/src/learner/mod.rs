@@ -24,7 +24,7 @@ pub mod stats;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use troupe_config::{AgentsConfig, LearnerConfig, TaskKind};
-use troupe_store::{now_ms, LoadRecord, OutcomeRecord, Store};
+use troupe_store::{now_ms, Context, LoadRecord, OutcomeRecord, Store};
 
 use crate::runtime::AgentError;
 use troupe_host::{format_bytes, HostEvent, HostStatus, ModelHostHandle};
@@ -41,8 +41,8 @@ pub use troupe_store::CallRole as Role;
 pub struct RecommendRequest {
     /// What for.
     pub role: Role,
-    /// The task kind (`general`, `code`, `research`; the role's word otherwise).
-    pub kind: String,
+    /// The subtask's kind, or what the call is for when it has none.
+    pub kind: Context,
     /// 1 to 10 (0 when there is none).
     pub complexity: u8,
     /// A model the person asked for.
@@ -61,10 +61,10 @@ pub struct RecommendRequest {
 
 impl RecommendRequest {
     /// A request for `role` and `kind` with nothing else set.
-    pub fn new(role: Role, kind: &str, complexity: u8) -> RecommendRequest {
+    pub fn new(role: Role, kind: impl Into<Context>, complexity: u8) -> RecommendRequest {
         RecommendRequest {
             role,
-            kind: kind.to_string(),
+            kind: kind.into(),
             complexity,
             task_model: None,
             role_model: None,
@@ -314,7 +314,11 @@ pub fn recommend(
         ));
     }
     for (i, rule) in agents.rules.iter().enumerate() {
-        if rule.matches(req.kind.parse().ok(), req.complexity, free) {
+        let kind = match req.kind {
+            Context::Task(kind) => Some(kind),
+            Context::Call(_) => None,
+        };
+        if rule.matches(kind, req.complexity, free) {
             return Ok(pick(
                 &rule.model,
                 format!(

@@ -28,7 +28,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use troupe_config::{AgentsConfig, LearnerConfig, TaskKind};
-use troupe_store::{LoadRecord, OutcomeRecord};
+use troupe_store::{Context, LoadRecord, OutcomeRecord};
 
 use super::budget::{self, BudgetParams, TokenBudget};
 use super::stats::{Band, Stats, StatsRow};
@@ -166,7 +166,7 @@ impl LearnerState {
 
     /// The token budget of a call of `kind` with `model` whose request is
     /// `request_tokens` long, at most `max`.
-    pub fn budget(&self, kind: &str, model: &str, request_tokens: u64, max: u64) -> TokenBudget {
+    pub fn budget(&self, kind: Context, model: &str, request_tokens: u64, max: u64) -> TokenBudget {
         let params = BudgetParams {
             quantile: self.config.quantile,
             margin: self.config.margin,
@@ -205,9 +205,9 @@ impl LearnerState {
         let candidates = self.candidates(req, &base.model, host);
         let band = Band::of(req.complexity);
         let (pick, why) = self.choose(req, &candidates, &base.model);
-        let (s, f) = self.stats.counts(&[req.kind.as_str()], Some(band), &pick);
+        let (s, f) = self.stats.counts(&[req.kind], Some(band), &pick);
         let context = match band {
-            Band::None => req.kind.clone(),
+            Band::None => req.kind.to_string(),
             b => format!("{}, complexity {}", req.kind, b.range()),
         };
         let reason = match why {
@@ -237,11 +237,11 @@ impl LearnerState {
             if !learned {
                 return req.max_tokens;
             }
-            let b = self.budget(&req.kind, model, req.request_tokens, req.max_tokens);
+            let b = self.budget(req.kind, model, req.request_tokens, req.max_tokens);
             if b.learned {
                 let used = self
                     .stats
-                    .samples(&req.kind, model)
+                    .samples(req.kind, model)
                     .iter()
                     .map(|s| s.used as f64)
                     .collect();
@@ -295,12 +295,14 @@ impl LearnerState {
     }
 
     /// Posterior (α, β) of `model`'s success in the context.
-    fn posterior(&self, kind: &str, band: Band, model: &str, base: &str) -> (f64, f64) {
+    fn posterior(&self, kind: Context, band: Band, model: &str, base: &str) -> (f64, f64) {
         let (s, f) = self.stats.counts(&[kind], Some(band), model);
         let (ks, kf) = self.stats.counts(&[kind], None, model);
         let (mut ps, mut pf) = (ks - s, kf - f);
-        if ps + pf == 0 && kind.parse::<TaskKind>().is_ok() {
-            let (ts, tf) = self.stats.counts(&TaskKind::names(), None, model);
+        if ps + pf == 0 && matches!(kind, Context::Task(_)) {
+            let (ts, tf) = self
+                .stats
+                .counts(&TaskKind::ALL.map(Context::Task), None, model);
             (ps, pf) = (ts - ks, tf - kf);
         }
         let (mut a, mut b) = (1.0, 1.0);
@@ -329,7 +331,7 @@ impl LearnerState {
         let band = Band::of(req.complexity);
         let costs: Vec<Option<f64>> = candidates
             .iter()
-            .map(|m| self.stats.mean_cost(&req.kind, band, m))
+            .map(|m| self.stats.mean_cost(req.kind, band, m))
             .collect();
         let cmax = costs.iter().flatten().fold(0.0f64, |a, &c| a.max(c));
         let lambda = self.config.cost_penalty;
@@ -343,7 +345,7 @@ impl LearnerState {
             } else {
                 0.0
             };
-            let (a, b) = self.posterior(&req.kind, band, m, base);
+            let (a, b) = self.posterior(req.kind, band, m, base);
             let mean = a / (a + b) - lambda * cost;
             let draw = sample_beta(&mut self.rng, a, b) - lambda * cost;
             if mean > best_mean {

@@ -16,7 +16,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use troupe_config::{AgentsConfig, Config, LearnerConfig, RemotePrice};
+use troupe_config::{AgentsConfig, Config, LearnerConfig, RemotePrice, TaskKind};
 use troupe_store::{LoadRecord, OutcomeRecord};
 
 use super::{HostView, LearnerState, RecommendRequest, Role};
@@ -41,8 +41,8 @@ pub struct SimModel {
 /// A kind of task of the simulation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimTaskKind {
-    /// `general`, `code` or `research`.
-    pub kind: String,
+    /// Its kind.
+    pub kind: TaskKind,
     /// 1 to 10.
     pub complexity: u8,
     /// Its share of the tasks (relative).
@@ -91,8 +91,8 @@ impl Workload {
             price_per_token: price,
             load_ms,
         };
-        let kind = |kind: &str, complexity, weight, success: [f64; 4], tokens| SimTaskKind {
-            kind: kind.to_string(),
+        let kind = |kind: TaskKind, complexity, weight, success: [f64; 4], tokens| SimTaskKind {
+            kind,
             complexity,
             weight,
             success: success.to_vec(),
@@ -107,13 +107,25 @@ impl Workload {
             ],
             token_factor: vec![1.3, 1.15, 1.0, 0.9],
             kinds: vec![
-                kind("general", 2, 0.25, [0.90, 0.96, 0.97, 0.98], 500.0),
-                kind("general", 5, 0.15, [0.65, 0.90, 0.95, 0.97], 900.0),
-                kind("code", 2, 0.12, [0.75, 0.93, 0.96, 0.97], 800.0),
-                kind("code", 5, 0.15, [0.35, 0.72, 0.92, 0.95], 1500.0),
-                kind("code", 8, 0.10, [0.05, 0.30, 0.78, 0.93], 2600.0),
-                kind("research", 5, 0.13, [0.50, 0.85, 0.93, 0.96], 1300.0),
-                kind("research", 8, 0.10, [0.15, 0.50, 0.82, 0.94], 2200.0),
+                kind(TaskKind::General, 2, 0.25, [0.90, 0.96, 0.97, 0.98], 500.0),
+                kind(TaskKind::General, 5, 0.15, [0.65, 0.90, 0.95, 0.97], 900.0),
+                kind(TaskKind::Code, 2, 0.12, [0.75, 0.93, 0.96, 0.97], 800.0),
+                kind(TaskKind::Code, 5, 0.15, [0.35, 0.72, 0.92, 0.95], 1500.0),
+                kind(TaskKind::Code, 8, 0.10, [0.05, 0.30, 0.78, 0.93], 2600.0),
+                kind(
+                    TaskKind::Research,
+                    5,
+                    0.13,
+                    [0.50, 0.85, 0.93, 0.96],
+                    1300.0,
+                ),
+                kind(
+                    TaskKind::Research,
+                    8,
+                    0.10,
+                    [0.15, 0.50, 0.82, 0.94],
+                    2200.0,
+                ),
             ],
             configured: "small".to_string(),
             fixed_max: 8192,
@@ -363,7 +375,7 @@ pub fn simulate(
         let fixed = w.fixed_max as f64;
 
         // The Learner, as the Director uses it.
-        let mut req = RecommendRequest::new(Role::Subtask, &kind.kind, kind.complexity);
+        let mut req = RecommendRequest::new(Role::Subtask, kind.kind, kind.complexity);
         req.max_tokens = w.fixed_max;
         req.request_tokens = request.round() as u64;
         let first = match learner.recommend(&req, &host) {
@@ -481,7 +493,7 @@ fn record(
     let mut outcome = OutcomeRecord {
         role: Role::Subtask,
         model: model.to_string(),
-        kind: kind.kind.clone(),
+        kind: kind.kind.into(),
         complexity: kind.complexity,
         prompt_tokens: a.used.round() as u64,
         latency_ms: (a.used / w.models[m].tokens_per_s * 1000.0).round() as u64,

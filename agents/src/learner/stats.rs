@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
-use troupe_store::{CallRole, LoadRecord, OutcomeRecord};
+use troupe_store::{CallRole, Context, LoadRecord, OutcomeRecord};
 
 /// Successful runs kept per kind × model for token budgets: enough for a
 /// stable high quantile, few enough that old behaviour ages out.
@@ -51,8 +51,8 @@ impl Band {
 /// One context and model: what a row of `troupe learner stats` is about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ArmKey {
-    /// Task kind (`general`, `code`, `research`, or `plan`, `answer`, `ux`).
-    pub kind: String,
+    /// The subtask's kind, or the call's role.
+    pub kind: Context,
     /// Complexity band.
     pub band: Band,
     /// The model.
@@ -124,7 +124,7 @@ pub struct Stats {
     /// Per model.
     pub loads: BTreeMap<String, LoadStats>,
     /// Successful runs per (kind, model), newest last.
-    pub samples: BTreeMap<(String, String), VecDeque<TokenSample>>,
+    pub samples: BTreeMap<(Context, String), VecDeque<TokenSample>>,
     /// Call outcomes seen (loads not counted).
     pub seen: u64,
 }
@@ -156,7 +156,7 @@ impl Stats {
     pub fn add(&mut self, o: &OutcomeRecord) {
         self.seen += 1;
         let key = ArmKey {
-            kind: o.kind.clone(),
+            kind: o.kind,
             band: Band::of(o.complexity),
             model: o.model.clone(),
             thinking: o.thinking,
@@ -170,7 +170,7 @@ impl Stats {
             a.successes += 1;
             let s = self
                 .samples
-                .entry((o.kind.clone(), o.model.clone()))
+                .entry((o.kind, o.model.clone()))
                 .or_default();
             s.push_back(TokenSample {
                 used: budget_tokens(o),
@@ -188,17 +188,17 @@ impl Stats {
 
     /// Successes and failures of `model` over `kinds` (every thinking
     /// mode); `band` `None` means every band.
-    pub fn counts(&self, kinds: &[&str], band: Option<Band>, model: &str) -> (u64, u64) {
+    pub fn counts(&self, kinds: &[Context], band: Option<Band>, model: &str) -> (u64, u64) {
         self.arms
             .iter()
-            .filter(|(k, _)| k.model == model && kinds.contains(&k.kind.as_str()))
+            .filter(|(k, _)| k.model == model && kinds.contains(&k.kind))
             .filter(|(k, _)| band.is_none_or(|b| k.band == b))
             .fold((0, 0), |(s, f), (_, a)| (s + a.successes, f + a.failures))
     }
 
     /// Mean cost of a call of `model` in the context, else in `kind`, else
     /// in any call of it.
-    pub fn mean_cost(&self, kind: &str, band: Band, model: &str) -> Option<f64> {
+    pub fn mean_cost(&self, kind: Context, band: Band, model: &str) -> Option<f64> {
         let mean = |filter: &dyn Fn(&ArmKey) -> bool| {
             let (c, n) = self
                 .arms
@@ -213,9 +213,9 @@ impl Stats {
     }
 
     /// The successful runs of `kind` with `model`.
-    pub fn samples(&self, kind: &str, model: &str) -> Vec<TokenSample> {
+    pub fn samples(&self, kind: Context, model: &str) -> Vec<TokenSample> {
         self.samples
-            .get(&(kind.to_string(), model.to_string()))
+            .get(&(kind, model.to_string()))
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     }
@@ -229,8 +229,8 @@ impl Stats {
 /// One row of `troupe learner stats`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatsRow {
-    /// Task kind.
-    pub kind: String,
+    /// The subtask's kind, or the call's role.
+    pub kind: Context,
     /// Complexity band (`1–3`, ...; `-` for calls without one).
     pub complexity: String,
     /// The model.
@@ -277,12 +277,12 @@ impl Stats {
             .iter()
             .map(|(k, a)| {
                 let used: Vec<f64> = self
-                    .samples(&k.kind, &k.model)
+                    .samples(k.kind, &k.model)
                     .iter()
                     .map(|s| s.used as f64)
                     .collect();
                 StatsRow {
-                    kind: k.kind.clone(),
+                    kind: k.kind,
                     complexity: k.band.range().to_string(),
                     model: k.model.clone(),
                     thinking: k.thinking,

@@ -61,7 +61,7 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
         .recommend(RecommendRequest {
             role_model: Some(configured.to_string()),
             request_tokens: estimate_tokens(text),
-            ..RecommendRequest::new(Role::Ux, "ux", 0)
+            ..RecommendRequest::new(Role::Ux, Role::Ux, 0)
         })
         .await
         .map(|r| r.model)
@@ -118,7 +118,7 @@ pub(super) async fn chat(r: &Replier, conversation: &str, text: &str, chat_only:
         subtask: None,
         role: Role::Ux,
         model: model.to_string(),
-        kind: "ux".to_string(),
+        kind: Role::Ux.into(),
         complexity: 0,
         prompt_tokens: u64::from(usage.prompt_tokens),
         completion_tokens: u64::from(usage.completion_tokens),

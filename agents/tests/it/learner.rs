@@ -8,7 +8,7 @@
 use troupe_agents::learner::sim::{simulate, Workload};
 use troupe_agents::learner::{HostView, LearnerState, RecommendRequest, Role};
 use troupe_config::{AgentsConfig, LearnerConfig};
-use troupe_store::{LoadRecord, OutcomeRecord};
+use troupe_store::{Context, LoadRecord, OutcomeRecord};
 
 const GIB: u64 = 1 << 30;
 
@@ -43,13 +43,13 @@ fn host() -> HostView {
 }
 
 fn subtask(kind: &str, complexity: u8) -> RecommendRequest {
-    RecommendRequest::new(Role::Subtask, kind, complexity)
+    RecommendRequest::new(Role::Subtask, kind.parse::<Context>().unwrap(), complexity)
 }
 
 fn outcome(kind: &str, complexity: u8, model: &str, success: bool, tokens: u64) -> OutcomeRecord {
     OutcomeRecord {
         role: Role::Subtask,
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         complexity,
         model: model.into(),
         success,
@@ -122,7 +122,7 @@ fn a_model_that_keeps_failing_is_replaced_and_the_reason_says_why() {
     );
     // Calls of another family (planning) keep the configured model.
     let plan = l
-        .recommend(&RecommendRequest::new(Role::Plan, "plan", 0), &host())
+        .recommend(&RecommendRequest::new(Role::Plan, Role::Plan, 0), &host())
         .unwrap();
     assert_eq!(
         (plan.model.as_str(), plan.reason.as_str()),

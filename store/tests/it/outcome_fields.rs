@@ -1,7 +1,7 @@
 //! Outcome records written before the Learner's fields existed still read,
 //! and the new fields survive a round trip through the store.
 
-use troupe_store::{CallRole, LoadRecord, OutcomeRecord, Store};
+use troupe_store::{CallRole, LoadRecord, OutcomeRecord, Store, TaskKind};
 
 #[test]
 fn an_outcome_written_before_the_learner_fields_reads_with_defaults() {
@@ -23,7 +23,7 @@ async fn the_learner_fields_survive_a_reopen() {
     let outcome = OutcomeRecord {
         role: CallRole::Subtask,
         model: "medium".into(),
-        kind: "code".into(),
+        kind: TaskKind::Code.into(),
         complexity: 6,
         prompt_tokens: 900,
         success: false,
@@ -96,4 +96,15 @@ fn an_unknown_role_is_an_error_not_a_load() {
     let row = r#"{"role":"loader","model":"small","kind":"x","complexity":0,
         "prompt_tokens":0,"completion_tokens":0,"latency_ms":1,"success":true,"time_ms":7}"#;
     assert!(serde_json::from_str::<OutcomeRecord>(row).is_err());
+}
+
+#[test]
+fn a_context_reads_and_writes_as_one_word_and_an_unknown_one_is_named() {
+    use troupe_store::Context;
+    for word in Context::WORDS {
+        let context: Context = word.parse().unwrap();
+        assert_eq!(serde_json::to_value(context).unwrap(), word);
+    }
+    let error = "load".parse::<Context>().unwrap_err();
+    assert!(error.contains("`load`") && error.contains("general"), "{error}");
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use troupe_store::{
     CallRole, CheckpointRecord, OutcomeRecord, PlannedSubtask, Speaker, Store, StoreError,
-    SubtaskRecord, SubtaskState, TaskEvent, TaskRecord, TaskState,
+    SubtaskRecord, SubtaskState, TaskEvent, TaskKind, TaskRecord, TaskState,
 };
 
 fn task(id: &str, created_ms: u64, state: TaskState) -> TaskRecord {
@@ -50,7 +50,7 @@ fn outcome(model: &str, success: bool) -> OutcomeRecord {
         subtask: Some("s1".into()),
         role: CallRole::Subtask,
         model: model.into(),
-        kind: "code".into(),
+        kind: TaskKind::Code.into(),
         complexity: 5,
         prompt_tokens: 100,
         completion_tokens: 20,

@@ -45,7 +45,7 @@ impl Run {
                 role_model: self.env.agents.director_model.clone(),
                 max_tokens: u64::from(self.env.agents.director_max_tokens),
                 request_tokens: estimate_tokens(&self.task.request),
-                ..RecommendRequest::new(Role::Plan, "plan", 0)
+                ..RecommendRequest::new(Role::Plan, Role::Plan, 0)
             })
             .await?;
         let first_free = plan::next_free_id(existing);
@@ -93,7 +93,7 @@ impl Run {
                 subtask: None,
                 role: Role::Plan,
                 model: rec.model.clone(),
-                kind: "plan".to_string(),
+                kind: Role::Plan.into(),
                 complexity: 0,
                 prompt_tokens: u64::from(usage.prompt_tokens),
                 completion_tokens: u64::from(usage.completion_tokens),
@@ -223,7 +223,7 @@ impl Run {
                 role_model: self.env.agents.director_model.clone(),
                 // No learned budget: an answer cut short has no retry.
                 request_tokens: estimate_tokens(&self.task.request),
-                ..RecommendRequest::new(Role::Answer, "answer", 0)
+                ..RecommendRequest::new(Role::Answer, Role::Answer, 0)
             })
             .await?;
         let started = Instant::now();
@@ -269,7 +269,7 @@ impl Run {
             subtask: None,
             role: Role::Answer,
             model: rec.model,
-            kind: "answer".to_string(),
+            kind: Role::Answer.into(),
             complexity: 0,
             prompt_tokens: u64::from(usage.prompt_tokens),
             completion_tokens: u64::from(usage.completion_tokens),

@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn rows_carry_their_success_rate() {
         let row = StatsRow {
-            kind: "code".into(),
+            kind: troupe_store::TaskKind::Code.into(),
             complexity: "4–6".into(),
             model: "b".into(),
             thinking: None,
