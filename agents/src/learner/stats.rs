@@ -168,10 +168,7 @@ impl Stats {
         a.cost += o.cost;
         if o.success {
             a.successes += 1;
-            let s = self
-                .samples
-                .entry((o.kind, o.model.clone()))
-                .or_default();
+            let s = self.samples.entry((o.kind, o.model.clone())).or_default();
             s.push_back(TokenSample {
                 used: budget_tokens(o),
                 request: o.request_tokens,

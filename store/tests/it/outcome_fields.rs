@@ -106,5 +106,8 @@ fn a_context_reads_and_writes_as_one_word_and_an_unknown_one_is_named() {
         assert_eq!(serde_json::to_value(context).unwrap(), word);
     }
     let error = "load".parse::<Context>().unwrap_err();
-    assert!(error.contains("`load`") && error.contains("general"), "{error}");
+    assert!(
+        error.contains("`load`") && error.contains("general"),
+        "{error}"
+    );
 }
