@@ -8,6 +8,9 @@ bash scripts/install-deps.sh
 # The real OpenAI client that tests/it/serve.rs drives `troupe serve` with.
 python3 -c "import openai" 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check openai==3.52.0
+# The official Ollama client that tests/it/ollama_api.rs drives it with.
+python3 -c "import ollama" 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check ollama==0.6.3
 # all-MiniLM-L6-v2 as a Hugging Face cache entry, for the sentence embedder's
 # tests (inference/tests/it/sentence_embedder.rs, tests/it/embeddings_sentence.rs).
 MINILM_TEST_HF_CACHE="$(bash scripts/fetch-minilm.sh)"

@@ -17,6 +17,7 @@ mod failover;
 mod learner_cli;
 mod mcp_server;
 mod memory_agents;
+mod ollama_api;
 mod remote_troupe;
 mod serve;
 mod tasks_api;

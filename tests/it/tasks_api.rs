@@ -158,7 +158,7 @@ async fn bad_requests_get_error_objects() {
         .await;
     assert_eq!(status, 404, "{body}");
     assert_error(&body, "approval_not_found");
-    let (status, body) = server.post("/api/chat", &json!({ "text": "" })).await;
+    let (status, body) = server.post("/api/agent/chat", &json!({ "text": "" })).await;
     assert_eq!(status, 400, "{body}");
 
     let (status, list) = server.get("/api/tasks").await;
@@ -272,7 +272,7 @@ async fn chat_answers_and_can_start_work() {
     let server = start("allow").await;
     let (status, reply) = server
         .post(
-            "/api/chat",
+            "/api/agent/chat",
             &json!({ "conversation": "c1", "text": "hello there" }),
         )
         .await;
@@ -283,7 +283,9 @@ async fn chat_answers_and_can_start_work() {
     );
     assert_eq!(reply["intent"], "chat", "{reply}");
 
-    let (status, reply) = server.post("/api/chat", &json!({ "text": JOB })).await;
+    let (status, reply) = server
+        .post("/api/agent/chat", &json!({ "text": JOB }))
+        .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["intent"], "work", "{reply}");
     let id = reply["task_id"]

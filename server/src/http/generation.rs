@@ -41,11 +41,29 @@ pub(super) struct Running {
 pub(super) async fn start(
     state: &AppState,
     model: &str,
-    mut request: GenerateRequest,
+    request: GenerateRequest,
     max_tokens: Option<u32>,
 ) -> Result<Running, ApiError> {
+    start_keeping(state, model, request, max_tokens, None).await
+}
+
+/// [`start`], with the model kept loaded for `keep_alive` after the
+/// request (`None`: the host's default).
+///
+/// # Errors
+/// As [`start`].
+pub(super) async fn start_keeping(
+    state: &AppState,
+    model: &str,
+    mut request: GenerateRequest,
+    max_tokens: Option<u32>,
+    keep_alive: Option<std::time::Duration>,
+) -> Result<Running, ApiError> {
     request.max_tokens = max_tokens.unwrap_or(u32::MAX);
-    let first = state.host.generate(model, request.clone(), None).await;
+    let first = state
+        .host
+        .generate(model, request.clone(), keep_alive)
+        .await;
     let stream = match (first, max_tokens) {
         // The engine has told how much room the prompt leaves; take all of it.
         (
@@ -57,7 +75,7 @@ pub(super) async fn start(
             None,
         ) => {
             request.max_tokens = context.saturating_sub(prompt_tokens);
-            state.host.generate(model, request, None).await?
+            state.host.generate(model, request, keep_alive).await?
         }
         (result, _) => result?,
     };

@@ -9,7 +9,8 @@
 //!   a JSON Schema constraint.
 //! - `completions`: `POST /v1/completions`; `embeddings`: `POST /v1/embeddings`.
 //! - `generation`: one request on the host, whole or as server-sent events.
-//! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`.
+//! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`;
+//!   `ollama_gen`: Ollama's `POST /api/chat` and `POST /api/generate`.
 //! - `metrics`: `GET /metrics` and the counters behind it.
 //! - `tasks`: the agent API and [`RunningTroupe`]; `tasks_sse`: one task's
 //!   journal as server-sent events.
@@ -20,8 +21,8 @@
 //! Routes: `GET /health` (never needs the key), `GET /metrics`,
 //! `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
 //! `POST /v1/completions`, `POST /v1/embeddings`, `GET /api/tags`,
-//! `GET /api/ps`; with a troupe also `/api/tasks...`, `/api/agents`,
-//! `/api/chat` and `/api/approvals...` (listed in `tasks`). Every route but
+//! `GET /api/ps`, `POST /api/chat`, `POST /api/generate`; with a troupe also `/api/tasks...`, `/api/agents`,
+//! `/api/agent/chat` and `/api/approvals...` (listed in `tasks`). Every route but
 //! `/health` sits behind the same key and body limit.
 
 mod auth;
@@ -37,6 +38,7 @@ mod mcp;
 mod metrics;
 mod models;
 mod ollama;
+mod ollama_gen;
 mod openai;
 mod session;
 mod tasks;
@@ -135,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/api/tags", get(ollama::tags))
+        .route("/api/chat", post(ollama_gen::chat))
+        .route("/api/generate", post(ollama_gen::generate))
         .route("/api/ps", get(ollama::ps))
         .merge(dashboard::routes(&state));
     let routes = if agents {

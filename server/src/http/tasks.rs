@@ -10,7 +10,7 @@
 //! - `POST /api/tasks/{id}/cancel`, `/pause`, `/resume` → `{"id", "state"}`;
 //!   409 for a finished task
 //! - `GET /api/agents` → the supervisor's children and the ModelHost's status
-//! - `POST /api/chat` `{"conversation"?, "text"}` → the UX's reply
+//! - `POST /api/agent/chat` `{"conversation"?, "text"}` → the UX's reply
 //! - `GET /api/approvals` → tool calls waiting for a person
 //! - `POST /api/approvals/{id}` `{"approved", "reason"?}` → the decided call
 
@@ -32,7 +32,7 @@ use super::error::ApiError;
 use super::{tasks_sse, AppState, JsonBody};
 use troupe_supervision::{TaskSpec, Troupe};
 
-/// The conversation `POST /api/chat` speaks in when the body names none.
+/// The conversation `POST /api/agent/chat` speaks in when the body names none.
 pub const DEFAULT_CONVERSATION: &str = "default";
 
 /// The troupe behind the agent API, shared by the routes and by whoever
@@ -110,7 +110,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/tasks/{id}/pause", post(pause))
         .route("/api/tasks/{id}/resume", post(resume))
         .route("/api/agents", get(agents))
-        .route("/api/chat", post(chat))
+        .route("/api/agent/chat", post(chat))
         .route("/api/approvals", get(approvals))
         .route("/api/approvals/{id}", post(decide))
 }

@@ -37,7 +37,7 @@
     reports.push({ time: Date.now(), role: 'user pending', text });
     render();
     try {
-      const reply = await api('/api/chat', { method: 'POST', body: { conversation, text } });
+      const reply = await api('/api/agent/chat', { method: 'POST', body: { conversation, text } });
       const pending = reports.findIndex((r) => r.role === 'user pending');
       if (pending >= 0) reports.splice(pending, 1);
       await load();

@@ -1,0 +1,544 @@
+//! Ollama's generation routes, as Ollama documents them
+//! (`docs/api.md` of ollama/ollama): `POST /api/chat` and
+//! `POST /api/generate`, streamed as NDJSON (one JSON object per line,
+//! `application/x-ndjson`) unless `"stream": false`, with `options`
+//! mapped onto sampling, `format` onto a JSON Schema grammar and
+//! `keep_alive` onto the ModelHost's. Errors are Ollama's shape,
+//! `{"error": "..."}`, with the status the OpenAI routes give.
+//!
+//! The final object's counters and durations are measured: `load_duration`
+//! is the time this request waited for its model to load (0 when it was
+//! loaded), `prompt_eval_*` and `eval_*` come from the engine thread's
+//! timings, `total_duration` is the request's own wall time.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use troupe_inference::backend::{
+    Constraint, FinishReason, GenerateError, GenerateRequest, GenerationEvent, GenerationResult,
+    Prompt,
+};
+use troupe_inference::chat::{ChatMessage, Role};
+
+use super::error::ApiError;
+use super::generation::{self, Running};
+use super::openai::SamplingFields;
+use super::{AppState, JsonBody};
+
+/// An [`ApiError`] written as Ollama writes errors.
+pub(super) struct OllamaError(ApiError);
+
+impl From<ApiError> for OllamaError {
+    fn from(error: ApiError) -> Self {
+        OllamaError(error)
+    }
+}
+
+impl From<troupe_host::HostError> for OllamaError {
+    fn from(error: troupe_host::HostError) -> Self {
+        OllamaError(ApiError::from(error))
+    }
+}
+
+impl IntoResponse for OllamaError {
+    fn into_response(self) -> Response {
+        if self.0.status.is_server_error() {
+            tracing::warn!(status = self.0.status.as_u16(), message = %self.0.message, "request failed");
+        }
+        (self.0.status, Json(json!({ "error": self.0.message }))).into_response()
+    }
+}
+
+/// `options` of a request: the ones troupe maps; others are ignored, as
+/// Ollama ignores options a runner does not take.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Options {
+    num_predict: Option<i64>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<i32>,
+    min_p: Option<f32>,
+    seed: Option<i64>,
+    stop: Option<Vec<String>>,
+    repeat_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+}
+
+/// `keep_alive`: seconds (negative: forever) or a Go duration (`5m`,
+/// `1h30m`, `-1`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KeepAliveIn {
+    Seconds(f64),
+    Text(String),
+}
+
+/// One message of `/api/chat`.
+#[derive(Debug, Deserialize)]
+struct MessageIn {
+    role: String,
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    images: Option<Vec<Value>>,
+}
+
+/// `POST /api/chat`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ChatBody {
+    model: Option<String>,
+    #[serde(default)]
+    messages: Vec<MessageIn>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    format: Option<Value>,
+    #[serde(default)]
+    options: Options,
+    stream: Option<bool>,
+    keep_alive: Option<KeepAliveIn>,
+}
+
+/// `POST /api/generate`.
+#[derive(Debug, Deserialize)]
+pub(super) struct GenerateBody {
+    model: Option<String>,
+    #[serde(default)]
+    prompt: String,
+    system: Option<String>,
+    #[serde(default)]
+    raw: bool,
+    #[serde(default)]
+    images: Option<Vec<Value>>,
+    format: Option<Value>,
+    #[serde(default)]
+    options: Options,
+    stream: Option<bool>,
+    keep_alive: Option<KeepAliveIn>,
+}
+
+/// `POST /api/chat`.
+pub(super) async fn chat(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<ChatBody>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let model = required_model(body.model)?;
+    let keep_alive = keep_alive(body.keep_alive)?;
+    if body.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::unsupported(
+            "tools",
+            "tools on /api/chat (use /v1/chat/completions)",
+        )
+        .into());
+    }
+    let mut messages = Vec::with_capacity(body.messages.len());
+    for (i, m) in body.messages.into_iter().enumerate() {
+        if m.images.as_ref().is_some_and(|i| !i.is_empty()) {
+            return Err(no_images());
+        }
+        let role = match m.role.as_str() {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => return Err(ApiError::invalid(
+                Some("messages"),
+                format!(
+                    "messages[{i}] has role {other:?}; expected system, user, assistant or tool"
+                ),
+            )
+            .into()),
+        };
+        messages.push(ChatMessage::new(role, m.content));
+    }
+    if messages.is_empty() {
+        // Ollama loads the model and answers at once for an empty chat.
+        let load_ns = preload(&state, &model, keep_alive).await?;
+        return Ok(Json(json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "message": { "role": "assistant", "content": "" },
+            "done_reason": "load",
+            "done": true,
+            "load_duration": load_ns,
+            "total_duration": nanos(started.elapsed()),
+        }))
+        .into_response());
+    }
+    let request = request(Prompt::Chat(messages), &body.options, body.format)?;
+    let job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
+    Ok(job.respond(body.stream.unwrap_or(true), Shape::Chat).await)
+}
+
+/// `POST /api/generate`.
+pub(super) async fn generate(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<GenerateBody>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let model = required_model(body.model)?;
+    let keep_alive = keep_alive(body.keep_alive)?;
+    if body.images.as_ref().is_some_and(|i| !i.is_empty()) {
+        return Err(no_images());
+    }
+    if body.prompt.is_empty() {
+        // An empty prompt loads the model (or, with keep_alive 0, unloads it).
+        if keep_alive == Some(Duration::ZERO) {
+            state.host.unload(&model).await?;
+            return Ok(Json(json!({
+                "model": model,
+                "created_at": now_rfc3339(),
+                "response": "",
+                "done_reason": "unload",
+                "done": true,
+            }))
+            .into_response());
+        }
+        let load_ns = preload(&state, &model, keep_alive).await?;
+        return Ok(Json(json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "response": "",
+            "done_reason": "load",
+            "done": true,
+            "load_duration": load_ns,
+            "total_duration": nanos(started.elapsed()),
+        }))
+        .into_response());
+    }
+    let prompt = if body.raw {
+        Prompt::Text(body.prompt)
+    } else {
+        let mut messages = Vec::new();
+        if let Some(system) = body.system {
+            messages.push(ChatMessage::new(Role::System, system));
+        }
+        messages.push(ChatMessage::new(Role::User, body.prompt));
+        Prompt::Chat(messages)
+    };
+    let request = request(prompt, &body.options, body.format)?;
+    let job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
+    Ok(job
+        .respond(body.stream.unwrap_or(true), Shape::Generate)
+        .await)
+}
+
+fn required_model(model: Option<String>) -> Result<String, OllamaError> {
+    match model {
+        Some(model) if !model.is_empty() => Ok(model),
+        _ => Err(ApiError::invalid(Some("model"), "model is required").into()),
+    }
+}
+
+fn no_images() -> OllamaError {
+    ApiError::unsupported("images", "images (troupe serves no vision models yet)").into()
+}
+
+/// `keep_alive` as the host takes it: `None` the default, `Duration::MAX`
+/// forever.
+fn keep_alive(value: Option<KeepAliveIn>) -> Result<Option<Duration>, OllamaError> {
+    let bad = |text: &str| {
+        OllamaError(ApiError::invalid(
+            Some("keep_alive"),
+            format!(
+                "keep_alive {text:?} is neither a number of seconds nor a duration such as \"5m\""
+            ),
+        ))
+    };
+    let seconds = match value {
+        None => return Ok(None),
+        Some(KeepAliveIn::Seconds(s)) => s,
+        Some(KeepAliveIn::Text(text)) => match text.trim().parse::<f64>() {
+            Ok(s) => s,
+            Err(_) => go_duration(text.trim()).ok_or_else(|| bad(&text))?,
+        },
+    };
+    if seconds < 0.0 {
+        return Ok(Some(Duration::MAX));
+    }
+    Duration::try_from_secs_f64(seconds)
+        .map(Some)
+        .map_err(|_| bad(&seconds.to_string()))
+}
+
+/// Seconds of a Go duration (`1h30m`, `5m`, `10s`, `250ms`, `-1m`).
+fn go_duration(text: &str) -> Option<f64> {
+    let (sign, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1.0, rest),
+        None => (1.0, text),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(sign * total)
+}
+
+/// The engine's request from a prompt, `options` and `format`.
+fn request(
+    prompt: Prompt,
+    options: &Options,
+    format: Option<Value>,
+) -> Result<GenerateRequest, OllamaError> {
+    let mut request = GenerateRequest::new(prompt);
+    request.sampling = generation::sampling(&SamplingFields {
+        temperature: options.temperature,
+        top_p: options.top_p,
+        top_k: options.top_k,
+        min_p: options.min_p,
+        repeat_penalty: options.repeat_penalty,
+        frequency_penalty: options.frequency_penalty,
+        presence_penalty: options.presence_penalty,
+        seed: options.seed,
+    })?;
+    request.stop = options.stop.clone().unwrap_or_default();
+    request.constraint = match format {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) if s == "json" => Some(Constraint::Json),
+        Some(schema @ Value::Object(_)) => Some(Constraint::JsonSchema(schema)),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                Some("format"),
+                format!("format must be \"json\" or a JSON Schema object, not {other}"),
+            )
+            .into())
+        }
+    };
+    Ok(request)
+}
+
+/// Loads `model` if it is not loaded; the nanoseconds that took.
+async fn preload(
+    state: &AppState,
+    model: &str,
+    keep_alive: Option<Duration>,
+) -> Result<u64, OllamaError> {
+    let loaded = state.host.status().await?;
+    if loaded.models.iter().any(|m| m.name == model) {
+        return Ok(0);
+    }
+    let start = Instant::now();
+    state.host.load(model, keep_alive).await?;
+    Ok(nanos(start.elapsed()))
+}
+
+/// Which route's objects a job writes.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Chat,
+    Generate,
+}
+
+/// A started generation and what its final object reports.
+struct Job {
+    running: Running,
+    model: String,
+    started: Instant,
+    load_ns: u64,
+}
+
+impl Job {
+    async fn start(
+        state: &AppState,
+        model: String,
+        request: GenerateRequest,
+        options: &Options,
+        keep_alive: Option<Duration>,
+        started: Instant,
+    ) -> Result<Job, OllamaError> {
+        let load_ns = preload(state, &model, keep_alive).await?;
+        // Ollama's num_predict: -1 (and absent) is "until the context is
+        // full", -2 "fill the context"; both are the engine's default here.
+        let max_tokens = match options.num_predict {
+            Some(n) if n > 0 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+            Some(0) => {
+                return Err(ApiError::invalid(
+                    Some("options.num_predict"),
+                    "num_predict 0 asks for nothing; give a positive count or -1",
+                )
+                .into())
+            }
+            _ => None,
+        };
+        let running =
+            generation::start_keeping(state, &model, request, max_tokens, keep_alive).await?;
+        Ok(Job {
+            running,
+            model,
+            started,
+            load_ns,
+        })
+    }
+
+    async fn respond(self, stream: bool, shape: Shape) -> Response {
+        if stream {
+            return self.ndjson(shape);
+        }
+        let Job {
+            running,
+            model,
+            started,
+            load_ns,
+        } = self;
+        match running.finish().await {
+            Ok(result) => {
+                let mut body = piece(shape, &model, &result.text);
+                finish_fields(&mut body, &result, started, load_ns);
+                Json(body).into_response()
+            }
+            Err(error) => OllamaError(error).into_response(),
+        }
+    }
+
+    /// One object per line: a piece of text per token, then the final one.
+    fn ndjson(self, shape: Shape) -> Response {
+        let Job {
+            running,
+            model,
+            started,
+            load_ns,
+        } = self;
+        let lines = stream::unfold(Some(running), move |running| {
+            let model = model.clone();
+            async move {
+                let mut running = running?;
+                let line = match running.stream.next().await {
+                    Some(GenerationEvent::Token(text)) => {
+                        return Some((vec![piece(shape, &model, &text)], Some(running)))
+                    }
+                    Some(GenerationEvent::Done(result)) => {
+                        running.guard.finish(&result);
+                        let mut last = piece(shape, &model, "");
+                        finish_fields(&mut last, &result, started, load_ns);
+                        last
+                    }
+                    Some(GenerationEvent::Error(error)) => {
+                        running.guard.failed();
+                        json!({ "error": ApiError::from(error).message })
+                    }
+                    None => {
+                        running.guard.failed();
+                        json!({ "error": ApiError::from(GenerateError::EngineStopped).message })
+                    }
+                };
+                Some((vec![line], None))
+            }
+        })
+        .flat_map(stream::iter)
+        .map(|object| Ok::<_, Infallible>(format!("{object}\n")));
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .body(Body::from_stream(lines))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    }
+}
+
+/// An object carrying `text` as the route writes it, `done: false`.
+fn piece(shape: Shape, model: &str, text: &str) -> Value {
+    match shape {
+        Shape::Chat => json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "message": { "role": "assistant", "content": text },
+            "done": false,
+        }),
+        Shape::Generate => json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "response": text,
+            "done": false,
+        }),
+    }
+}
+
+/// Turns `object` into the final one: `done`, why, and what was measured.
+fn finish_fields(object: &mut Value, result: &GenerationResult, started: Instant, load_ns: u64) {
+    let done_reason = match result.finish {
+        FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::StopString | FinishReason::Cancelled => "stop",
+    };
+    let ms = |ms: f64| (ms.max(0.0) * 1e6) as u64;
+    if let Some(map) = object.as_object_mut() {
+        map.insert("done".into(), json!(true));
+        map.insert("done_reason".into(), json!(done_reason));
+        map.insert("total_duration".into(), json!(nanos(started.elapsed())));
+        map.insert("load_duration".into(), json!(load_ns));
+        map.insert(
+            "prompt_eval_count".into(),
+            json!(result.usage.prompt_tokens),
+        );
+        map.insert(
+            "prompt_eval_duration".into(),
+            json!(ms(result.timings.prompt_ms)),
+        );
+        map.insert("eval_count".into(), json!(result.usage.completion_tokens));
+        map.insert(
+            "eval_duration".into(),
+            json!(ms(result.timings.generation_ms)),
+        );
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Now as RFC 3339 UTC with nanoseconds, as Ollama writes `created_at`.
+fn now_rfc3339() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = super::ollama::rfc3339(now.as_secs());
+    format!("{}.{:09}Z", secs.trim_end_matches('Z'), now.subsec_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_reads_numbers_and_go_durations() {
+        let ka = |v: Value| keep_alive(serde_json::from_value(v).ok()).ok().flatten();
+        assert_eq!(ka(json!(0)), Some(Duration::ZERO));
+        assert_eq!(ka(json!(30)), Some(Duration::from_secs(30)));
+        assert_eq!(ka(json!("5m")), Some(Duration::from_secs(300)));
+        assert_eq!(ka(json!("1h30m")), Some(Duration::from_secs(5400)));
+        assert_eq!(ka(json!("0")), Some(Duration::ZERO));
+        assert_eq!(ka(json!(-1)), Some(Duration::MAX));
+        assert_eq!(ka(json!("-1m")), Some(Duration::MAX));
+        assert!(keep_alive(Some(KeepAliveIn::Text("soon".into()))).is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! Ollama's API on `troupe serve` (issue 17), checked by the official
+//! `ollama` Python client (`tests/ollama_client.py`) against the real
+//! binary serving the real SmolLM2-135M-Instruct: list, chat and generate
+//! whole and streamed, `format`, `ps`, `keep_alive`, and the errors an
+//! unknown model and images get.
+
+use std::path::Path;
+
+use crate::serve_support::{troupe, Node};
+use crate::support::server::real_model;
+
+const API_KEY: &str = "ollama-key-2c91";
+const MODEL: &str = "smollm2";
+
+#[tokio::test]
+async fn the_ollama_python_client_works_against_troupe_serve() {
+    let has_client = std::process::Command::new("python3")
+        .args(["-c", "import ollama"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_client,
+        "the `ollama` Python package is missing: python3 -m pip install ollama \
+         (scripts/test.sh installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(
+        real_model("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        models.join(format!("{MODEL}.gguf")),
+    )
+    .unwrap();
+    let config = dir.path().join("troupe.toml");
+    std::fs::write(&config, config_text(dir.path())).unwrap();
+    let mut cmd = troupe(&config);
+    cmd.args(["serve", "--addr", "127.0.0.1:0"]);
+    let mut node = Node::spawn(cmd);
+    let line = node.wait_for(&["troupe serve: http://"]);
+    let (_, rest) = line.split_once("troupe serve: ").unwrap();
+    let host = rest.split_whitespace().next().unwrap().to_string();
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ollama_client.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("TROUPE_HOST", &host)
+        .env("TROUPE_API_KEY", API_KEY)
+        .env("TROUPE_MODEL", MODEL)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        node.seen.join("\n")
+    );
+    eprintln!("{stdout}");
+}
+
+fn config_text(dir: &Path) -> String {
+    format!(
+        "data_dir = {data:?}\n\n[models]\ndirs = [{models:?}]\nhf_cache = {hf:?}\nollama = {ollama:?}\n\n\
+         [inference]\nthreads = 2\ncontext_length = 1024\nparallel_slots = 2\n\n\
+         [serve]\nmemory_budget = \"2GiB\"\napi_key = \"{API_KEY}\"\n\n[agents]\nmodel = \"{MODEL}\"\n",
+        data = dir.join("data").display().to_string(),
+        models = dir.join("models").display().to_string(),
+        hf = dir.join("hf").display().to_string(),
+        ollama = dir.join("ollama").display().to_string(),
+    )
+}

@@ -1,0 +1,100 @@
+"""Drives a running `troupe serve` with the official `ollama` Python client.
+
+Run by tests/it/serve.rs (scripts/test.sh installs the client:
+`python3 -m pip install ollama`). Reads TROUPE_HOST (http://127.0.0.1:PORT),
+TROUPE_API_KEY and TROUPE_MODEL (a real chat model); exits non-zero with a
+message on the first check that fails.
+"""
+
+import json
+import os
+import sys
+
+import ollama
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAILED: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main():
+    model = os.environ["TROUPE_MODEL"]
+    client = ollama.Client(
+        host=os.environ["TROUPE_HOST"],
+        headers={"Authorization": f"Bearer {os.environ['TROUPE_API_KEY']}"},
+        timeout=120,
+    )
+    greedy = {"num_predict": 12, "temperature": 0, "seed": 3}
+    messages = [{"role": "user", "content": "Name three colours."}]
+
+    names = [m.model for m in client.list().models]
+    check(model in names, f"{model} not in /api/tags: {names}")
+
+    whole = client.chat(model=model, messages=messages, options=greedy, stream=False)
+    check(whole.done is True, f"done {whole.done}")
+    check(whole.message.role == "assistant", f"role {whole.message.role}")
+    check(whole.message.content, "an empty answer")
+    check(0 < whole.eval_count <= 12, f"eval_count {whole.eval_count}")
+    check(whole.prompt_eval_count > 5, f"prompt_eval_count {whole.prompt_eval_count}")
+    check(whole.total_duration > 0 and whole.eval_duration > 0, "durations missing")
+    check(whole.total_duration >= whole.eval_duration, "total shorter than eval")
+    check(whole.done_reason in ("stop", "length"), f"done_reason {whole.done_reason}")
+
+    pieces = list(client.chat(model=model, messages=messages, options=greedy, stream=True))
+    check(len(pieces) >= 2, f"{len(pieces)} streamed objects")
+    check(all(not p.done for p in pieces[:-1]), "done before the end")
+    check(pieces[-1].done is True, "the last object is not done")
+    streamed = "".join(p.message.content or "" for p in pieces)
+    check(streamed == whole.message.content,
+          f"stream {streamed!r} differs from whole {whole.message.content!r}")
+    check(pieces[-1].eval_count == whole.eval_count, "eval_count differs")
+
+    gen = client.generate(model=model, prompt="The sky is", options=greedy, stream=False)
+    check(gen.done is True and gen.response, f"generate: {gen}")
+    gen_pieces = list(client.generate(model=model, prompt="The sky is", options=greedy,
+                                      stream=True))
+    check("".join(p.response for p in gen_pieces) == gen.response, "generate stream differs")
+
+    as_json = client.chat(model=model, messages=[{"role": "user", "content": "Give me a JSON object."}],
+                          format="json", options={"num_predict": 40, "temperature": 0})
+    try:
+        json.loads(as_json.message.content)
+    except ValueError:
+        # num_predict can cut an object short; a cut-off one still opens with {.
+        check(as_json.done_reason == "length" and as_json.message.content.lstrip().startswith("{"),
+              f"format json gave {as_json.message.content!r}")
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    as_schema = client.chat(model=model, messages=[{"role": "user", "content": "A number?"}],
+                            format=schema, options={"num_predict": 30, "temperature": 0})
+    value = json.loads(as_schema.message.content)
+    check(isinstance(value.get("n"), int), f"format schema gave {value!r}")
+
+    loaded = [m.model for m in client.ps().models]
+    check(model in loaded, f"{model} not in /api/ps: {loaded}")
+    client.generate(model=model, prompt="", keep_alive=0)
+    loaded = [m.model for m in client.ps().models]
+    check(model not in loaded, f"keep_alive 0 left {model} loaded: {loaded}")
+    client.generate(model=model, prompt="", keep_alive="10m")
+    loaded = [m.model for m in client.ps().models]
+    check(model in loaded, f"an empty generate did not load {model}: {loaded}")
+
+    try:
+        client.chat(model="no-such-model", messages=messages)
+        check(False, "an unknown model was accepted")
+    except ollama.ResponseError as error:
+        check(error.status_code == 404, f"unknown model: {error.status_code} {error.error}")
+    try:
+        client.chat(model=model, messages=[{"role": "user", "content": "hi", "images": [b"\x89PNG"]}])
+        check(False, "images were accepted")
+    except ollama.ResponseError as error:
+        check(error.status_code == 400 and "images" in error.error,
+              f"images: {error.status_code} {error.error}")
+
+    print(f"ok: {whole.message.content!r}; {len(pieces)} streamed objects")
+
+
+if __name__ == "__main__":
+    main()
