@@ -9,6 +9,7 @@ message on the first check that fails.
 import json
 import os
 import sys
+import urllib.request
 
 import ollama
 
@@ -71,6 +72,22 @@ def main():
                             format=schema, options={"num_predict": 30, "temperature": 0})
     value = json.loads(as_schema.message.content)
     check(isinstance(value.get("n"), int), f"format schema gave {value!r}")
+
+    vectors = client.embed(model=model, input=["red", "a red colour"]).embeddings
+    check(len(vectors) == 2, f"{len(vectors)} embeddings for 2 inputs")
+    norm = sum(x * x for x in vectors[0]) ** 0.5
+    check(abs(norm - 1.0) < 1e-3, f"an embedding of norm {norm}")
+    single = client.embeddings(model=model, prompt="red").embedding
+    check(len(single) == len(vectors[0]), "/api/embeddings and /api/embed differ in size")
+    check(max(abs(a - b) for a, b in zip(single, vectors[0])) < 1e-4,
+          "/api/embeddings and /api/embed disagree on the same text")
+
+    request = urllib.request.Request(
+        os.environ["TROUPE_HOST"] + "/api/version",
+        headers={"Authorization": f"Bearer {os.environ['TROUPE_API_KEY']}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        version = json.load(response)["version"]
+    check(version.count(".") == 2, f"/api/version {version!r}")
 
     loaded = [m.model for m in client.ps().models]
     check(model in loaded, f"{model} not in /api/ps: {loaded}")

@@ -10,7 +10,8 @@
 //! - `completions`: `POST /v1/completions`; `embeddings`: `POST /v1/embeddings`.
 //! - `generation`: one request on the host, whole or as server-sent events.
 //! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`;
-//!   `ollama_gen`: Ollama's `POST /api/chat` and `POST /api/generate`.
+//!   `ollama_gen`: Ollama's `POST /api/chat`, `/api/generate`, `/api/embed`,
+//!   `/api/embeddings` and `GET /api/version`.
 //! - `metrics`: `GET /metrics` and the counters behind it.
 //! - `tasks`: the agent API and [`RunningTroupe`]; `tasks_sse`: one task's
 //!   journal as server-sent events.
@@ -21,7 +22,8 @@
 //! Routes: `GET /health` (never needs the key), `GET /metrics`,
 //! `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
 //! `POST /v1/completions`, `POST /v1/embeddings`, `GET /api/tags`,
-//! `GET /api/ps`, `POST /api/chat`, `POST /api/generate`; with a troupe also `/api/tasks...`, `/api/agents`,
+//! `GET /api/ps`, `POST /api/chat`, `POST /api/generate`, `POST /api/embed`,
+//! `POST /api/embeddings`, `GET /api/version`; with a troupe also `/api/tasks...`, `/api/agents`,
 //! `/api/agent/chat` and `/api/approvals...` (listed in `tasks`). Every route but
 //! `/health` sits behind the same key and body limit.
 
@@ -139,6 +141,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tags", get(ollama::tags))
         .route("/api/chat", post(ollama_gen::chat))
         .route("/api/generate", post(ollama_gen::generate))
+        .route("/api/embed", post(ollama_gen::embed))
+        .route("/api/embeddings", post(ollama_gen::embeddings))
+        .route("/api/version", get(ollama_gen::version))
         .route("/api/ps", get(ollama::ps))
         .merge(dashboard::routes(&state));
     let routes = if agents {

@@ -151,13 +151,15 @@ pub(super) async fn chat(
             "user" => Role::User,
             "assistant" => Role::Assistant,
             "tool" => Role::Tool,
-            other => return Err(ApiError::invalid(
-                Some("messages"),
-                format!(
+            other => {
+                return Err(ApiError::invalid(
+                    Some("messages"),
+                    format!(
                     "messages[{i}] has role {other:?}; expected system, user, assistant or tool"
                 ),
-            )
-            .into()),
+                )
+                .into())
+            }
         };
         messages.push(ChatMessage::new(role, m.content));
     }
@@ -232,6 +234,79 @@ pub(super) async fn generate(
         .respond(body.stream.unwrap_or(true), Shape::Generate)
         .await)
 }
+
+/// `input` of `/api/embed`: one text or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EmbedInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `POST /api/embed`.
+#[derive(Debug, Deserialize)]
+pub(super) struct EmbedBody {
+    model: Option<String>,
+    input: EmbedInput,
+    keep_alive: Option<KeepAliveIn>,
+}
+
+/// `POST /api/embeddings` (Ollama's older route): one prompt.
+#[derive(Debug, Deserialize)]
+pub(super) struct LegacyEmbedBody {
+    model: Option<String>,
+    prompt: String,
+    keep_alive: Option<KeepAliveIn>,
+}
+
+/// `POST /api/embed`: unit-length vectors, one per input, in order.
+pub(super) async fn embed(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<EmbedBody>,
+) -> Result<Response, OllamaError> {
+    let started = Instant::now();
+    let model = required_model(body.model)?;
+    let keep_alive = keep_alive(body.keep_alive)?;
+    let inputs = match body.input {
+        EmbedInput::One(text) => vec![text],
+        EmbedInput::Many(texts) => texts,
+    };
+    if inputs.is_empty() {
+        return Err(ApiError::invalid(Some("input"), "input is empty").into());
+    }
+    let load_ns = preload(&state, &model, keep_alive).await?;
+    let embeddings = state.host.embed(&model, inputs).await?;
+    Ok(Json(json!({
+        "model": model,
+        "embeddings": embeddings.vectors,
+        "total_duration": nanos(started.elapsed()),
+        "load_duration": load_ns,
+        "prompt_eval_count": embeddings.prompt_tokens,
+    }))
+    .into_response())
+}
+
+/// `POST /api/embeddings`: `{"embedding": [...]}` for one prompt.
+pub(super) async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<LegacyEmbedBody>,
+) -> Result<Response, OllamaError> {
+    let model = required_model(body.model)?;
+    let keep_alive = keep_alive(body.keep_alive)?;
+    preload(&state, &model, keep_alive).await?;
+    let mut embeddings = state.host.embed(&model, vec![body.prompt]).await?;
+    let vector = embeddings.vectors.pop().unwrap_or_default();
+    Ok(Json(json!({ "embedding": vector })).into_response())
+}
+
+/// `GET /api/version`: the version of Ollama's API these routes follow.
+pub(super) async fn version() -> Json<Value> {
+    Json(json!({ "version": OLLAMA_API_VERSION }))
+}
+
+/// The Ollama release whose documented API the `/api/*` routes follow
+/// (clients such as Open WebUI check it before they talk to a server).
+pub(super) const OLLAMA_API_VERSION: &str = "0.12.0";
 
 fn required_model(model: Option<String>) -> Result<String, OllamaError> {
     match model {
