@@ -160,6 +160,46 @@ fn the_typescript_sdk_drives_troupe_mcp_serve_over_stdio() {
     assert!(!report["ask"]["text"].as_str().unwrap().trim().is_empty());
 }
 
+/// An MCP client that passes on every log message it is sent, as JSON.
+#[derive(Clone)]
+struct LogRecorder(tokio::sync::mpsc::UnboundedSender<Value>);
+
+// MCP logging is deprecated in rmcp by SEP-2577 but still in the spec
+// troupe serves (and the conformance suite checks).
+#[allow(deprecated)]
+impl rmcp::ClientHandler for LogRecorder {
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let _ = self
+            .0
+            .send(serde_json::to_value(params).unwrap_or_default());
+    }
+}
+
+/// `logging/setLevel` to `level` (`"debug"`, `"warning"`, ...).
+#[allow(deprecated)]
+async fn set_level(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, LogRecorder>,
+    level: &str,
+) {
+    let level: rmcp::model::LoggingLevel = serde_json::from_value(json!(level)).unwrap();
+    client
+        .set_level(rmcp::model::SetLevelRequestParams::new(level))
+        .await
+        .expect("logging/setLevel answered");
+}
+
+/// The next log message, waited for at most a minute.
+async fn next_log(logged: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Value {
+    tokio::time::timeout(std::time::Duration::from_secs(60), logged.recv())
+        .await
+        .expect("a log message came")
+        .expect("the client is running")
+}
+
 fn text(result: &CallToolResult) -> String {
     result
         .content
@@ -228,7 +268,11 @@ async fn http_mcp_needs_the_bearer_key_and_serves_the_agents() {
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header(API_KEY),
     );
-    let client = ().serve(transport).await.expect("the MCP handshake with the key");
+    let (log, mut logged) = tokio::sync::mpsc::unbounded_channel();
+    let client = LogRecorder(log)
+        .serve(transport)
+        .await
+        .expect("the MCP handshake with the key");
     let tools = client.list_all_tools().await.unwrap();
     let listed: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for name in [
@@ -277,6 +321,43 @@ async fn http_mcp_needs_the_bearer_key_and_serves_the_agents() {
         .unwrap();
     assert_ne!(reply.is_error, Some(true), "{}", text(&reply));
     assert!(!text(&reply).trim().is_empty());
+
+    // logging/setLevel: before it, no log messages; after it, those at the
+    // level or worse, the change itself first.
+    assert!(logged.try_recv().is_err(), "log messages before setLevel");
+    set_level(&client, "warning").await;
+    let first = next_log(&mut logged).await;
+    assert_eq!(
+        (first["level"].as_str(), first["data"]["message"].as_str()),
+        (Some("warning"), Some("log level set")),
+        "{first}"
+    );
+    let echoed = client
+        .call_tool(params("everything__echo", json!({"message": "quiet"})))
+        .await
+        .unwrap();
+    assert_ne!(echoed.is_error, Some(true));
+    let missing = client
+        .call_tool(params("task_status", json!({"id": "no-such-task"})))
+        .await
+        .unwrap();
+    assert_eq!(missing.is_error, Some(true));
+    // The echo (info) was below the level; the failed call (warning) is next.
+    let warned = next_log(&mut logged).await;
+    assert_eq!(warned["level"], "warning", "{warned}");
+    assert_eq!(warned["data"]["tool"], "task_status", "{warned}");
+    set_level(&client, "debug").await;
+    assert_eq!(next_log(&mut logged).await["level"], "debug");
+    client
+        .call_tool(params("everything__echo", json!({"message": "loud"})))
+        .await
+        .unwrap();
+    let info = next_log(&mut logged).await;
+    assert_eq!(
+        (info["level"].as_str(), info["data"]["tool"].as_str()),
+        (Some("info"), Some("everything__echo")),
+        "{info}"
+    );
 
     let _ = client.cancel().await;
     // Stopping the server ends the MCP sessions' streams too, so the

@@ -13,8 +13,10 @@
 //!   [`TroupeAccess`], how it reaches a troupe (owned by `troupe mcp serve`,
 //!   or shared with the HTTP routes).
 //! - [`agent_tools`]: the three troupe tools: schemas and calls.
+//! - `logging`: `logging/setLevel` and the log messages a client asked for.
 
 pub mod agent_tools;
+mod logging;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -60,6 +62,8 @@ impl TroupeAccess for Arc<Troupe> {
 pub struct TroupeMcp<A: TroupeAccess> {
     access: A,
     workspace: Arc<OnceCell<Arc<Workspace>>>,
+    /// What this client asked to hear (`logging/setLevel`).
+    log: logging::ClientLog,
 }
 
 impl<A: TroupeAccess> std::fmt::Debug for TroupeMcp<A> {
@@ -75,6 +79,7 @@ impl<A: TroupeAccess> TroupeMcp<A> {
         TroupeMcp {
             access,
             workspace: Arc::new(OnceCell::new()),
+            log: logging::ClientLog::default(),
         }
     }
 
@@ -162,7 +167,7 @@ impl<A: TroupeAccess> TroupeMcp<A> {
 
 impl<A: TroupeAccess> ServerHandler for TroupeMcp<A> {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(logging::capabilities())
             .with_server_info(Implementation::new("troupe", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "troupe is a local agent system. `submit_task` starts a job the agents plan and \
@@ -182,10 +187,47 @@ impl<A: TroupeAccess> ServerHandler for TroupeMcp<A> {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.call(request).await.map(CallToolResponse::from)
+        let name = request.name.to_string();
+        let result = self.call(request).await;
+        let (severity, data) = match &result {
+            Ok(r) if r.is_error == Some(true) => (
+                logging::Severity::Warning,
+                json!({ "tool": name, "outcome": "error", "text": text_of(r) }),
+            ),
+            Ok(_) => (
+                logging::Severity::Info,
+                json!({ "tool": name, "outcome": "ok" }),
+            ),
+            Err(e) => (
+                logging::Severity::Error,
+                json!({ "tool": name, "outcome": "failed", "error": e.message }),
+            ),
+        };
+        self.log.send(&context, severity, data).await;
+        result.map(CallToolResponse::from)
     }
+
+    #[allow(deprecated)] // See `logging`.
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log.set(&context, request.level).await;
+        Ok(())
+    }
+}
+
+/// The text content of a tool result.
+fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A tool's observation as an MCP result: the text as content, the data as
