@@ -160,6 +160,48 @@ fn the_typescript_sdk_drives_troupe_mcp_serve_over_stdio() {
     assert!(!report["ask"]["text"].as_str().unwrap().trim().is_empty());
 }
 
+/// logging/setLevel: before it, no log messages; after it, those at the
+/// level or worse, the change itself first.
+async fn check_logging(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, LogRecorder>,
+    logged: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+) {
+    assert!(logged.try_recv().is_err(), "log messages before setLevel");
+    set_level(client, "warning").await;
+    let first = next_log(logged).await;
+    assert_eq!(
+        (first["level"].as_str(), first["data"]["message"].as_str()),
+        (Some("warning"), Some("log level set")),
+        "{first}"
+    );
+    let echoed = client
+        .call_tool(params("everything__echo", json!({"message": "quiet"})))
+        .await
+        .unwrap();
+    assert_ne!(echoed.is_error, Some(true));
+    let missing = client
+        .call_tool(params("task_status", json!({"id": "no-such-task"})))
+        .await
+        .unwrap();
+    assert_eq!(missing.is_error, Some(true));
+    // The echo (info) was below the level; the failed call (warning) is next.
+    let warned = next_log(logged).await;
+    assert_eq!(warned["level"], "warning", "{warned}");
+    assert_eq!(warned["data"]["tool"], "task_status", "{warned}");
+    set_level(client, "debug").await;
+    assert_eq!(next_log(logged).await["level"], "debug");
+    client
+        .call_tool(params("everything__echo", json!({"message": "loud"})))
+        .await
+        .unwrap();
+    let info = next_log(logged).await;
+    assert_eq!(
+        (info["level"].as_str(), info["data"]["tool"].as_str()),
+        (Some("info"), Some("everything__echo")),
+        "{info}"
+    );
+}
+
 /// An MCP client that passes on every log message it is sent, as JSON.
 #[derive(Clone)]
 struct LogRecorder(tokio::sync::mpsc::UnboundedSender<Value>);
@@ -322,42 +364,7 @@ async fn http_mcp_needs_the_bearer_key_and_serves_the_agents() {
     assert_ne!(reply.is_error, Some(true), "{}", text(&reply));
     assert!(!text(&reply).trim().is_empty());
 
-    // logging/setLevel: before it, no log messages; after it, those at the
-    // level or worse, the change itself first.
-    assert!(logged.try_recv().is_err(), "log messages before setLevel");
-    set_level(&client, "warning").await;
-    let first = next_log(&mut logged).await;
-    assert_eq!(
-        (first["level"].as_str(), first["data"]["message"].as_str()),
-        (Some("warning"), Some("log level set")),
-        "{first}"
-    );
-    let echoed = client
-        .call_tool(params("everything__echo", json!({"message": "quiet"})))
-        .await
-        .unwrap();
-    assert_ne!(echoed.is_error, Some(true));
-    let missing = client
-        .call_tool(params("task_status", json!({"id": "no-such-task"})))
-        .await
-        .unwrap();
-    assert_eq!(missing.is_error, Some(true));
-    // The echo (info) was below the level; the failed call (warning) is next.
-    let warned = next_log(&mut logged).await;
-    assert_eq!(warned["level"], "warning", "{warned}");
-    assert_eq!(warned["data"]["tool"], "task_status", "{warned}");
-    set_level(&client, "debug").await;
-    assert_eq!(next_log(&mut logged).await["level"], "debug");
-    client
-        .call_tool(params("everything__echo", json!({"message": "loud"})))
-        .await
-        .unwrap();
-    let info = next_log(&mut logged).await;
-    assert_eq!(
-        (info["level"].as_str(), info["data"]["tool"].as_str()),
-        (Some("info"), Some("everything__echo")),
-        "{info}"
-    );
+    check_logging(&client, &mut logged).await;
 
     let _ = client.cancel().await;
     // Stopping the server ends the MCP sessions' streams too, so the
