@@ -33,6 +33,22 @@ def main():
     names = [m.model for m in client.list().models]
     check(model in names, f"{model} not in /api/tags: {names}")
 
+    shown = client.show(model)
+    arch = shown.modelinfo["general.architecture"]
+    check(arch == "llama", f"architecture {arch}")
+    check(shown.modelinfo[f"{arch}.context_length"] >= 2048,
+          f"context length {shown.modelinfo.get(arch + '.context_length')}")
+    check(shown.modelinfo["tokenizer.ggml.tokens"] is None, "the vocabulary was not left out")
+    check("<|im_start|>" in shown.template, f"template {shown.template[:80]!r}")
+    check("completion" in shown.capabilities, f"capabilities {shown.capabilities}")
+    check(shown.details.format == "gguf" and shown.details.quantization_level,
+          f"details {shown.details}")
+    try:
+        client.show("no-such-model")
+        check(False, "show of an unknown model succeeded")
+    except ollama.ResponseError as error:
+        check(error.status_code == 404, f"show unknown: {error.status_code}")
+
     whole = client.chat(model=model, messages=messages, options=greedy, stream=False)
     check(whole.done is True, f"done {whole.done}")
     check(whole.message.role == "assistant", f"role {whole.message.role}")

@@ -9,7 +9,8 @@
 //!   a JSON Schema constraint.
 //! - `completions`: `POST /v1/completions`; `embeddings`: `POST /v1/embeddings`.
 //! - `generation`: one request on the host, whole or as server-sent events.
-//! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`;
+//! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`,
+//!   `POST /api/show`;
 //!   `ollama_gen`: Ollama's `POST /api/chat`, `/api/generate`, `/api/embed`,
 //!   `/api/embeddings` and `GET /api/version`.
 //! - `metrics`: `GET /metrics` and the counters behind it.
@@ -23,7 +24,7 @@
 //! `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
 //! `POST /v1/completions`, `POST /v1/embeddings`, `GET /api/tags`,
 //! `GET /api/ps`, `POST /api/chat`, `POST /api/generate`, `POST /api/embed`,
-//! `POST /api/embeddings`, `GET /api/version`; with a troupe also `/api/tasks...`, `/api/agents`,
+//! `POST /api/embeddings`, `GET /api/version`, `POST /api/show`; with a troupe also `/api/tasks...`, `/api/agents`,
 //! `/api/agent/chat` and `/api/approvals...` (listed in `tasks`). Every route but
 //! `/health` sits behind the same key and body limit.
 
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/embed", post(ollama_gen::embed))
         .route("/api/embeddings", post(ollama_gen::embeddings))
         .route("/api/version", get(ollama_gen::version))
+        .route("/api/show", post(ollama::show))
         .route("/api/ps", get(ollama::ps))
         .merge(dashboard::routes(&state));
     let routes = if agents {

@@ -60,6 +60,83 @@ pub(super) async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>
     })))
 }
 
+/// `POST /api/show`.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct ShowBody {
+    /// The model (`name` in older clients).
+    #[serde(alias = "name")]
+    model: String,
+    /// Large arrays (the vocabulary) too.
+    #[serde(default)]
+    verbose: bool,
+}
+
+/// `POST /api/show`: the model's GGUF metadata as `model_info` (large
+/// arrays left out unless `verbose`, as Ollama does), its chat template
+/// (Jinja, as the file holds it: troupe renders it with minijinja, not
+/// Go templates), what it can do, and its details.
+pub(super) async fn show(
+    State(state): State<Arc<AppState>>,
+    super::JsonBody(body): super::JsonBody<ShowBody>,
+) -> Result<Json<Value>, super::ollama_gen::OllamaError> {
+    let catalog = state.host.catalog().await?;
+    let Some(entry) = catalog.into_iter().find(|e| e.name == body.model) else {
+        return Err(
+            ApiError::from(troupe_host::HostError::ModelNotFound { name: body.model }).into(),
+        );
+    };
+    let path = entry.path.clone();
+    let file = tokio::task::spawn_blocking(move || troupe_models::gguf::GgufFile::open(&path))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the model failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", entry.name)))?;
+    let mut info = serde_json::Map::new();
+    for (key, value) in &file.metadata {
+        if key == "tokenizer.chat_template" {
+            continue;
+        }
+        info.insert(key.clone(), gguf_json(value, body.verbose));
+    }
+    info.insert("general.parameter_count".into(), json!(entry.parameters));
+    let template = file.chat_template().unwrap_or_default().to_string();
+    let mut capabilities = vec!["completion"];
+    if template.contains("tools") {
+        capabilities.push("tools");
+    }
+    Ok(Json(json!({
+        "license": file.get("general.license").and_then(|v| v.as_str()).unwrap_or_default(),
+        "modelfile": format!("FROM {}\n", entry.path.display()),
+        "parameters": "",
+        "template": template,
+        "details": details(&entry),
+        "model_info": info,
+        "capabilities": capabilities,
+        "modified_at": rfc3339(modified_unix(&entry.path)),
+    })))
+}
+
+/// A GGUF value as JSON; arrays longer than 64 elements are `null` unless
+/// `verbose`.
+fn gguf_json(value: &troupe_models::gguf::GgufValue, verbose: bool) -> Value {
+    use troupe_models::gguf::GgufValue as V;
+    match value {
+        V::U8(v) => json!(v),
+        V::I8(v) => json!(v),
+        V::U16(v) => json!(v),
+        V::I16(v) => json!(v),
+        V::U32(v) => json!(v),
+        V::I32(v) => json!(v),
+        V::U64(v) => json!(v),
+        V::I64(v) => json!(v),
+        V::F32(v) => json!(v),
+        V::F64(v) => json!(v),
+        V::Bool(v) => json!(v),
+        V::String(v) => json!(v),
+        V::Array(items) if items.len() > 64 && !verbose => Value::Null,
+        V::Array(items) => Value::Array(items.iter().map(|v| gguf_json(v, verbose)).collect()),
+    }
+}
+
 fn details(entry: &ModelEntry) -> Value {
     json!({
         "format": "gguf",
