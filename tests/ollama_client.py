@@ -20,6 +20,18 @@ def check(condition, message):
         sys.exit(1)
 
 
+def call(method, path, body=None):
+    """One JSON request to the server with the key; its JSON answer."""
+    request = urllib.request.Request(
+        os.environ["TROUPE_HOST"] + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {os.environ['TROUPE_API_KEY']}",
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
 def main():
     model = os.environ["TROUPE_MODEL"]
     client = ollama.Client(
@@ -98,15 +110,22 @@ def main():
     check(max(abs(a - b) for a, b in zip(single, vectors[0])) < 1e-4,
           "/api/embeddings and /api/embed disagree on the same text")
 
-    request = urllib.request.Request(
-        os.environ["TROUPE_HOST"] + "/api/version",
-        headers={"Authorization": f"Bearer {os.environ['TROUPE_API_KEY']}"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        version = json.load(response)["version"]
+    version = call("GET", "/api/version")["version"]
     check(version.count(".") == 2, f"/api/version {version!r}")
 
     loaded = [m.model for m in client.ps().models]
     check(model in loaded, f"{model} not in /api/ps: {loaded}")
+
+    # The OpenAI routes as llama-server has them: without /v1, and with no
+    # model named while exactly one is loaded.
+    listed = call("GET", "/models")
+    check(model in [m["id"] for m in listed["data"]], f"/models: {listed}")
+    answered = call("POST", "/chat/completions",
+                    {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    check(answered["model"] == model, f"/chat/completions without a model: {answered}")
+    completed = call("POST", "/completions", {"prompt": "The sky", "max_tokens": 4})
+    check(completed["model"] == model, f"/completions without a model: {completed}")
+
     client.generate(model=model, prompt="", keep_alive=0)
     loaded = [m.model for m in client.ps().models]
     check(model not in loaded, f"keep_alive 0 left {model} loaded: {loaded}")

@@ -38,7 +38,8 @@ pub(super) async fn chat_completions(
     request.constraint = constraint;
     request.ignore_eos = body.ignore_eos;
     let max_tokens = body.max_completion_tokens.or(body.max_tokens);
-    let running = generation::start(&state, &body.model, request, max_tokens).await?;
+    let model = generation::model_or_the_loaded_one(&state, body.model).await?;
+    let running = generation::start(&state, &model, request, max_tokens).await?;
     let model = running.stream.model().to_string();
     let id = response_id("chatcmpl-");
     let created = unix_now();

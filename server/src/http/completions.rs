@@ -39,7 +39,8 @@ pub(super) async fn completions(
     request.stop = body.stop.map(|s| s.into_vec()).unwrap_or_default();
     request.ignore_eos = body.ignore_eos;
     let max_tokens = body.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    let running = generation::start(&state, &body.model, request, Some(max_tokens)).await?;
+    let model = generation::model_or_the_loaded_one(&state, body.model).await?;
+    let running = generation::start(&state, &model, request, Some(max_tokens)).await?;
     let model = running.stream.model().to_string();
     let id = response_id("cmpl-");
     let created = unix_now();

@@ -217,6 +217,40 @@ pub(super) fn sampling(fields: &SamplingFields) -> Result<SamplingOptions, ApiEr
     Ok(s)
 }
 
+/// `model`, or when it is empty the one model loaded now (as llama-server
+/// serves its one model whatever the request names).
+///
+/// # Errors
+/// A 400 naming `model` when it is empty and not exactly one model is
+/// loaded.
+pub(super) async fn model_or_the_loaded_one(
+    state: &AppState,
+    model: String,
+) -> Result<String, ApiError> {
+    if !model.is_empty() {
+        return Ok(model);
+    }
+    let status = state.host.status().await?;
+    match status.models.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => Err(ApiError::invalid(
+            Some("model"),
+            "model is required: no model is loaded to default to",
+        )),
+        many => Err(ApiError::invalid(
+            Some("model"),
+            format!(
+                "model is required: {} models are loaded ({})",
+                many.len(),
+                many.iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
 /// Refuses `n` other than 1.
 ///
 /// # Errors

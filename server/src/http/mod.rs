@@ -139,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
+        // llama-server answers these without the /v1 prefix too (`/models`
+        // is the dashboard's, which answers API clients with the list).
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/completions", post(completions::completions))
         .route("/api/tags", get(ollama::tags))
         .route("/api/chat", post(ollama_gen::chat))
         .route("/api/generate", post(ollama_gen::generate))

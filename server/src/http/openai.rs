@@ -11,7 +11,9 @@ use serde_json::Value;
 /// `POST /v1/chat/completions` body.
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct ChatCompletionRequest {
-    /// The catalog name of the model.
+    /// The catalog name of the model; absent or empty: the one loaded
+    /// model, when exactly one is.
+    #[serde(default)]
     pub model: String,
     /// The conversation.
     pub messages: Vec<ChatMessageIn>,
@@ -288,7 +290,9 @@ pub(super) struct ChatCompletion {
 /// `POST /v1/completions` body.
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct CompletionRequest {
-    /// The catalog name of the model.
+    /// The catalog name of the model; absent or empty: the one loaded
+    /// model, when exactly one is.
+    #[serde(default)]
     pub model: String,
     /// The prompt: text, a one-element list of text, or token ids.
     pub prompt: CompletionPrompt,

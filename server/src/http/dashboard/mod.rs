@@ -33,7 +33,7 @@ mod workspace;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -76,15 +76,7 @@ pub(super) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
                 "approvals.js",
             )),
         )
-        .route(
-            "/models",
-            get(fixed_page(
-                "Models",
-                "models",
-                include_str!("assets/models.html"),
-                "models.js",
-            )),
-        )
+        .route("/models", get(models_page_or_list))
         .route(
             "/learner",
             get(fixed_page(
@@ -209,6 +201,26 @@ fn fixed_page(
             .render(&state),
         )
     }
+}
+
+/// `GET /models`: the models page for a browser (it asks for HTML), the
+/// OpenAI model list for an API client (llama-server answers `/models`
+/// without the `/v1` prefix).
+async fn models_page_or_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if !wants_html {
+        return super::models::list(State(state)).await.into_response();
+    }
+    Page {
+        title: "Models",
+        name: "models",
+        body: include_str!("assets/models.html").to_string(),
+        script: "models.js",
+    }
+    .render(&state)
 }
 
 async fn task_page(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
