@@ -166,16 +166,7 @@ pub(super) async fn chat(
     if messages.is_empty() {
         // Ollama loads the model and answers at once for an empty chat.
         let load_ns = preload(&state, &model, keep_alive).await?;
-        return Ok(Json(json!({
-            "model": model,
-            "created_at": now_rfc3339(),
-            "message": { "role": "assistant", "content": "" },
-            "done_reason": "load",
-            "done": true,
-            "load_duration": load_ns,
-            "total_duration": nanos(started.elapsed()),
-        }))
-        .into_response());
+        return Ok(loaded(Shape::Chat, &model, load_ns, started));
     }
     let request = request(Prompt::Chat(messages), &body.options, body.format)?;
     let job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
@@ -207,16 +198,7 @@ pub(super) async fn generate(
             .into_response());
         }
         let load_ns = preload(&state, &model, keep_alive).await?;
-        return Ok(Json(json!({
-            "model": model,
-            "created_at": now_rfc3339(),
-            "response": "",
-            "done_reason": "load",
-            "done": true,
-            "load_duration": load_ns,
-            "total_duration": nanos(started.elapsed()),
-        }))
-        .into_response());
+        return Ok(loaded(Shape::Generate, &model, load_ns, started));
     }
     let prompt = if body.raw {
         Prompt::Text(body.prompt)
@@ -557,6 +539,18 @@ fn piece(shape: Shape, model: &str, text: &str) -> Value {
             "done": false,
         }),
     }
+}
+
+/// The answer to a request that only loads its model.
+fn loaded(shape: Shape, model: &str, load_ns: u64, started: Instant) -> Response {
+    let mut object = piece(shape, model, "");
+    if let Some(map) = object.as_object_mut() {
+        map.insert("done".into(), json!(true));
+        map.insert("done_reason".into(), json!("load"));
+        map.insert("load_duration".into(), json!(load_ns));
+        map.insert("total_duration".into(), json!(nanos(started.elapsed())));
+    }
+    Json(object).into_response()
 }
 
 /// Turns `object` into the final one: `done`, why, and what was measured.
