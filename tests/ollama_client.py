@@ -9,6 +9,7 @@ message on the first check that fails.
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 
 import ollama
@@ -129,6 +130,10 @@ def main():
     client.generate(model=model, prompt="", keep_alive=0)
     loaded = [m.model for m in client.ps().models]
     check(model not in loaded, f"keep_alive 0 left {model} loaded: {loaded}")
+    client.chat(model=model, messages=[], keep_alive="5m")
+    check(model in [m.model for m in client.ps().models], "an empty chat did not load the model")
+    client.chat(model=model, messages=[], keep_alive=0)
+    check(model not in [m.model for m in client.ps().models], "an empty chat with keep_alive 0 did not unload")
     client.generate(model=model, prompt="", keep_alive="10m")
     loaded = [m.model for m in client.ps().models]
     check(model in loaded, f"an empty generate did not load {model}: {loaded}")
@@ -144,6 +149,14 @@ def main():
     except ollama.ResponseError as error:
         check(error.status_code == 400 and "images" in error.error,
               f"images: {error.status_code} {error.error}")
+
+    try:
+        call("POST", "/api/chat", {"model": model, "messages": "not a list"})
+        check(False, "a malformed body was accepted")
+    except urllib.error.HTTPError as error:
+        body = json.load(error)
+        check(error.code == 400 and isinstance(body.get("error"), str),
+              f"a malformed body: {error.code} {body}")
 
     print(f"ok: {whole.message.content!r}; {len(pieces)} streamed objects")
 

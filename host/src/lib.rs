@@ -293,7 +293,21 @@ impl ModelHostHandle {
     /// As [`ModelHostHandle::generate`]; [`HostError::Generate`] for an
     /// empty list, an empty input or one longer than the embedding context.
     pub async fn embed(&self, model: &str, inputs: Vec<String>) -> Result<Embeddings, HostError> {
-        self.request(model, KeepAlive::Default, |reply| Waiter::Embed {
+        self.embed_keeping(model, inputs, None).await
+    }
+
+    /// [`ModelHostHandle::embed`], keeping the model loaded for
+    /// `keep_alive` after it (`None`: the default).
+    ///
+    /// # Errors
+    /// As [`ModelHostHandle::embed`].
+    pub async fn embed_keeping(
+        &self,
+        model: &str,
+        inputs: Vec<String>,
+        keep_alive: Option<Duration>,
+    ) -> Result<Embeddings, HostError> {
+        self.request(model, KeepAlive::from(keep_alive), |reply| Waiter::Embed {
             inputs,
             reply,
         })

@@ -295,32 +295,15 @@ fn journal(
     decode_rows(JOURNAL.name(), rows)
 }
 
-/// A row of `outcomes-0`: a call's outcome, or a model load written
-/// there before `loads-0` existed.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum OutcomeRow {
-    Call(OutcomeRecord),
-    Load(LegacyLoad),
-}
-
-/// A model load as `outcomes-0` held it: role `load`, the load time in
-/// `latency_ms`.
+/// A model load as `outcomes-0` held it before `loads-0` existed: role
+/// `load`, the load time in `latency_ms`.
 #[derive(serde::Deserialize)]
 struct LegacyLoad {
-    #[allow(dead_code)]
-    role: LegacyLoadRole,
     model: String,
     latency_ms: u64,
     #[serde(default)]
     memory_bytes: u64,
     time_ms: u64,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum LegacyLoadRole {
-    Load,
 }
 
 /// The rows of `outcomes-0`, calls and legacy loads apart.
@@ -330,15 +313,23 @@ fn outcome_rows(
     let table = txn.open_table(OUTCOMES).map_err(db("open outcomes-0"))?;
     let rows = table.iter().map_err(db("list outcomes"))?;
     let (mut calls, mut loads) = (Vec::new(), Vec::new());
-    for row in decode_rows::<_, OutcomeRow>(OUTCOMES.name(), rows)? {
-        match row {
-            OutcomeRow::Call(call) => calls.push(call),
-            OutcomeRow::Load(l) => loads.push(LoadRecord {
+    for row in rows {
+        let (key, value) = row.map_err(db("read a row"))?;
+        let (key, bytes) = (key.value(), value.value());
+        // The role says which record a row is, so a bad row's error names
+        // its real fault (an unknown kind, say), not "no variant matched".
+        let is_load = serde_json::from_slice::<serde_json::Value>(bytes)
+            .is_ok_and(|row| row["role"] == "load");
+        if is_load {
+            let l: LegacyLoad = decode(OUTCOMES.name(), &key, bytes)?;
+            loads.push(LoadRecord {
                 model: l.model,
                 load_ms: l.latency_ms,
                 memory_bytes: l.memory_bytes,
                 time_ms: l.time_ms,
-            }),
+            });
+        } else {
+            calls.push(decode(OUTCOMES.name(), &key, bytes)?);
         }
     }
     Ok((calls, loads))

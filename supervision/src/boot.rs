@@ -414,6 +414,7 @@ where
     let restart = Arc::new(restart);
     ChildSpec {
         name,
+        outlives: true,
         start: Arc::new(move |supervisor| {
             let adopted = running
                 .lock()
@@ -452,6 +453,7 @@ where
     let slot = Arc::clone(slot);
     ChildSpec {
         name: name.into(),
+        outlives: false,
         start: Arc::new(move |supervisor| {
             let (slot, actor, args) = (Arc::clone(&slot), actor(), args());
             Box::pin(async move {

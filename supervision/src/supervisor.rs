@@ -24,6 +24,10 @@ pub struct ChildSpec {
     pub name: Cow<'static, str>,
     /// How to start it.
     pub start: StartFn,
+    /// It outlives the supervisor: when the supervisor stops (escalating,
+    /// or told to), it is unlinked rather than killed with it, and its
+    /// owner stops it in its own way (the ModelHost unloads its models).
+    pub outlives: bool,
 }
 
 /// A child as the supervisor sees it.
@@ -134,6 +138,21 @@ impl Actor for RootSupervisor {
                     })
                     .collect();
                 let _ = reply.send(status);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        me: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Before ractor kills the linked children: those that outlive the
+        // supervisor leave it first.
+        for child in state.children.iter().filter(|c| c.spec.outlives) {
+            if let Some(cell) = &child.cell {
+                cell.unlink(me.get_cell());
             }
         }
         Ok(())

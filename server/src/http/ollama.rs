@@ -12,10 +12,11 @@ use troupe_models::catalog::ModelEntry;
 
 use super::error::ApiError;
 use super::models::modified_unix;
+use super::ollama_gen::{OllamaBody, OllamaError};
 use super::AppState;
 
 /// `GET /api/tags`.
-pub(super) async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Value>, OllamaError> {
     let catalog = state.host.catalog().await?;
     let models: Vec<Value> = catalog
         .iter()
@@ -33,7 +34,7 @@ pub(super) async fn tags(State(state): State<Arc<AppState>>) -> Result<Json<Valu
 }
 
 /// `GET /api/ps`.
-pub(super) async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn ps(State(state): State<Arc<AppState>>) -> Result<Json<Value>, OllamaError> {
     let status = state.host.status().await?;
     let catalog = state.host.catalog().await?;
     let models: Vec<Value> = status
@@ -77,8 +78,8 @@ pub(super) struct ShowBody {
 /// Go templates), what it can do, and its details.
 pub(super) async fn show(
     State(state): State<Arc<AppState>>,
-    super::JsonBody(body): super::JsonBody<ShowBody>,
-) -> Result<Json<Value>, super::ollama_gen::OllamaError> {
+    OllamaBody(body): OllamaBody<ShowBody>,
+) -> Result<Json<Value>, OllamaError> {
     let catalog = state.host.catalog().await?;
     let Some(entry) = catalog.into_iter().find(|e| e.name == body.model) else {
         return Err(

@@ -58,6 +58,25 @@ impl IntoResponse for OllamaError {
     }
 }
 
+/// A JSON body whose refusal is written as Ollama writes errors.
+pub(super) struct OllamaBody<T>(pub(super) T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<Arc<AppState>>
+    for OllamaBody<T>
+{
+    type Rejection = OllamaError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &Arc<AppState>,
+    ) -> Result<Self, OllamaError> {
+        JsonBody::from_request(request, state)
+            .await
+            .map(|JsonBody(body)| OllamaBody(body))
+            .map_err(OllamaError)
+    }
+}
+
 /// `options` of a request: the ones troupe maps; others are ignored, as
 /// Ollama ignores options a runner does not take.
 #[derive(Debug, Default, Deserialize)]
@@ -129,7 +148,7 @@ pub(super) struct GenerateBody {
 /// `POST /api/chat`.
 pub(super) async fn chat(
     State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<ChatBody>,
+    OllamaBody(body): OllamaBody<ChatBody>,
 ) -> Result<Response, OllamaError> {
     let started = Instant::now();
     let model = required_model(body.model)?;
@@ -164,7 +183,11 @@ pub(super) async fn chat(
         messages.push(ChatMessage::new(role, m.content));
     }
     if messages.is_empty() {
-        // Ollama loads the model and answers at once for an empty chat.
+        // Ollama loads the model and answers at once for an empty chat
+        // (with keep_alive 0, it unloads it).
+        if keep_alive == Some(Duration::ZERO) {
+            return unloaded(&state, Shape::Chat, &model).await;
+        }
         let load_ns = preload(&state, &model, keep_alive).await?;
         return Ok(loaded(Shape::Chat, &model, load_ns, started));
     }
@@ -176,7 +199,7 @@ pub(super) async fn chat(
 /// `POST /api/generate`.
 pub(super) async fn generate(
     State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<GenerateBody>,
+    OllamaBody(body): OllamaBody<GenerateBody>,
 ) -> Result<Response, OllamaError> {
     let started = Instant::now();
     let model = required_model(body.model)?;
@@ -187,15 +210,7 @@ pub(super) async fn generate(
     if body.prompt.is_empty() {
         // An empty prompt loads the model (or, with keep_alive 0, unloads it).
         if keep_alive == Some(Duration::ZERO) {
-            state.host.unload(&model).await?;
-            return Ok(Json(json!({
-                "model": model,
-                "created_at": now_rfc3339(),
-                "response": "",
-                "done_reason": "unload",
-                "done": true,
-            }))
-            .into_response());
+            return unloaded(&state, Shape::Generate, &model).await;
         }
         let load_ns = preload(&state, &model, keep_alive).await?;
         return Ok(loaded(Shape::Generate, &model, load_ns, started));
@@ -244,7 +259,7 @@ pub(super) struct LegacyEmbedBody {
 /// `POST /api/embed`: unit-length vectors, one per input, in order.
 pub(super) async fn embed(
     State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<EmbedBody>,
+    OllamaBody(body): OllamaBody<EmbedBody>,
 ) -> Result<Response, OllamaError> {
     let started = Instant::now();
     let model = required_model(body.model)?;
@@ -257,7 +272,7 @@ pub(super) async fn embed(
         return Err(ApiError::invalid(Some("input"), "input is empty").into());
     }
     let load_ns = preload(&state, &model, keep_alive).await?;
-    let embeddings = state.host.embed(&model, inputs).await?;
+    let embeddings = state.host.embed_keeping(&model, inputs, keep_alive).await?;
     Ok(Json(json!({
         "model": model,
         "embeddings": embeddings.vectors,
@@ -271,12 +286,14 @@ pub(super) async fn embed(
 /// `POST /api/embeddings`: `{"embedding": [...]}` for one prompt.
 pub(super) async fn embeddings(
     State(state): State<Arc<AppState>>,
-    JsonBody(body): JsonBody<LegacyEmbedBody>,
+    OllamaBody(body): OllamaBody<LegacyEmbedBody>,
 ) -> Result<Response, OllamaError> {
     let model = required_model(body.model)?;
     let keep_alive = keep_alive(body.keep_alive)?;
-    preload(&state, &model, keep_alive).await?;
-    let mut embeddings = state.host.embed(&model, vec![body.prompt]).await?;
+    let mut embeddings = state
+        .host
+        .embed_keeping(&model, vec![body.prompt], keep_alive)
+        .await?;
     let vector = embeddings.vectors.pop().unwrap_or_default();
     Ok(Json(json!({ "embedding": vector })).into_response())
 }
@@ -396,19 +413,33 @@ fn request(
     Ok(request)
 }
 
-/// Loads `model` if it is not loaded; the nanoseconds that took.
+/// Loads `model` if it is not loaded, and gives it `keep_alive` either
+/// way; the nanoseconds the load took (0 when it was loaded).
 async fn preload(
     state: &AppState,
     model: &str,
     keep_alive: Option<Duration>,
 ) -> Result<u64, OllamaError> {
-    let loaded = state.host.status().await?;
-    if loaded.models.iter().any(|m| m.name == model) {
-        return Ok(0);
-    }
+    let status = state.host.status().await?;
+    let was_loaded = status.models.iter().any(|m| m.name == model);
     let start = Instant::now();
     state.host.load(model, keep_alive).await?;
-    Ok(nanos(start.elapsed()))
+    Ok(if was_loaded {
+        0
+    } else {
+        nanos(start.elapsed())
+    })
+}
+
+/// Unloads `model` (a request with keep_alive 0 and nothing to do).
+async fn unloaded(state: &AppState, shape: Shape, model: &str) -> Result<Response, OllamaError> {
+    state.host.unload(model).await?;
+    let mut object = piece(shape, model, "");
+    if let Some(map) = object.as_object_mut() {
+        map.insert("done".into(), json!(true));
+        map.insert("done_reason".into(), json!("unload"));
+    }
+    Ok(Json(object).into_response())
 }
 
 /// Which route's objects a job writes.

@@ -68,12 +68,12 @@ pub(super) struct ClientLog {
 
 impl ClientLog {
     /// `logging/setLevel`: from now on, messages at `level` or worse; the
-    /// change itself is the first of them.
+    /// change itself is told at info (so only to a client that hears info).
     pub(super) async fn set(&self, context: &RequestContext<RoleServer>, level: LoggingLevel) {
         let severity = Severity::of(level);
         *self.wanted.lock().unwrap_or_else(PoisonError::into_inner) = Some(severity);
         let data = json!({ "message": "log level set", "level": level });
-        self.send(context, severity, data).await;
+        self.send(context, Severity::Info, data).await;
     }
 
     /// Sends `data` as a `notifications/message` when the client asked for

@@ -111,3 +111,26 @@ fn a_context_reads_and_writes_as_one_word_and_an_unknown_one_is_named() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn an_outcome_row_of_an_unknown_kind_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(dir.path().join(troupe_store::DATABASE_FILE)).unwrap();
+        let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("outcomes-0");
+        let txn = db.begin_write().unwrap();
+        {
+            let mut rows = txn.open_table(table).unwrap();
+            let row = r#"{"role":"subtask","model":"small","kind":"poetry","complexity":0,
+                "prompt_tokens":0,"completion_tokens":0,"latency_ms":1,"success":true,"time_ms":7}"#;
+            rows.insert(0, row.as_bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let error = store.outcomes().await.unwrap_err().to_string();
+    assert!(
+        error.contains("outcomes-0") && error.contains("unknown context `poetry`"),
+        "{error}"
+    );
+}

@@ -69,6 +69,7 @@ async fn start(
     let child_slot = Arc::clone(&slot);
     let spec = ChildSpec {
         name: "fragile".into(),
+        outlives: false,
         start: Arc::new(move |sup| {
             let slot = Arc::clone(&child_slot);
             let generation = starts.fetch_add(1, Ordering::SeqCst);
@@ -162,4 +163,59 @@ async fn too_many_failures_escalate_by_stopping_the_supervisor() {
         .await
         .expect("the supervisor stops after the third failure")
         .unwrap();
+}
+
+/// Where a child started by the test is found.
+type Started = Arc<std::sync::OnceLock<ActorRef<Poke>>>;
+
+/// A child that outlives the supervisor (the ModelHost, the worker pools)
+/// is unlinked when it stops, not killed with it; the others die with it.
+#[tokio::test]
+async fn a_child_that_outlives_the_supervisor_survives_its_stop() {
+    let spec = |name: &'static str, outlives: bool, cell: Started| ChildSpec {
+        name: name.into(),
+        outlives,
+        start: Arc::new(move |sup| {
+            let cell = Arc::clone(&cell);
+            Box::pin(async move {
+                let (actor, _) = Actor::spawn_linked(None, Fragile, 0, sup)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = cell.set(actor.clone());
+                Ok(actor.get_cell())
+            })
+        }),
+    };
+    let (kept, lost): (Started, Started) = (Arc::default(), Arc::default());
+    let (sup, done) = Actor::spawn(
+        None,
+        RootSupervisor,
+        SupervisorArgs {
+            children: vec![
+                spec("kept", true, Arc::clone(&kept)),
+                spec("lost", false, Arc::clone(&lost)),
+            ],
+            policy: policy(3),
+        },
+    )
+    .await
+    .unwrap();
+    SupervisorHandle::new(sup).stop();
+    done.await.unwrap();
+    let lost = lost.get().unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), lost.get_cell().wait(None)).await;
+    assert_eq!(
+        lost.get_status(),
+        ractor::ActorStatus::Stopped,
+        "the linked child died with it"
+    );
+    let kept = kept.get().unwrap();
+    let answer = kept
+        .call(|r| Poke(false, Some(r)), Some(Duration::from_secs(5)))
+        .await;
+    assert!(
+        matches!(answer, Ok(ractor::rpc::CallResult::Success(0))),
+        "{answer:?}"
+    );
+    kept.stop(None);
 }
