@@ -54,6 +54,9 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5 * 60);
 /// Events buffered per subscriber before the slowest one starts missing some.
 const EVENT_CAPACITY: usize = 4096;
 
+/// Longest wait of a request for a dead host's restart.
+const RESTART_WAIT: Duration = Duration::from_secs(30);
+
 /// Longest wait for the host to answer a question that needs no model.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -142,6 +145,8 @@ pub async fn spawn(
         actor: Arc::new(std::sync::RwLock::new(actor)),
         events,
         start,
+        restarts: Arc::new(tokio::sync::watch::channel(0).0),
+        shut_down: Arc::default(),
     };
     handle.load_pinned().await?;
     Ok((handle, join))
@@ -195,6 +200,12 @@ pub struct ModelHostHandle {
     /// Outlives restarts, so subscribers keep their stream.
     events: broadcast::Sender<HostEvent>,
     start: Arc<StartWith>,
+    /// Counts restarts, so a request that finds the actor dead can wait
+    /// for the next one.
+    restarts: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set by [`ModelHostHandle::shutdown`]: a dead actor is then no
+    /// restart to wait for.
+    shut_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for ModelHostHandle {
@@ -212,6 +223,20 @@ impl ModelHostHandle {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The actor to send a request to: the one running now, or, when it
+    /// has died and a supervisor restarts it, the next one (waited for at
+    /// most [`RESTART_WAIT`]), so requests in that window are not lost.
+    async fn live_actor(&self) -> ActorRef<HostMsg> {
+        let actor = self.actor();
+        let dead = actor.get_status() >= ractor::ActorStatus::Stopping;
+        if !dead || self.shut_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return actor;
+        }
+        let mut restarts = self.restarts.subscribe();
+        let _ = tokio::time::timeout(RESTART_WAIT, restarts.changed()).await;
+        self.actor()
     }
 
     /// The actor running now, for linking it under a supervisor.
@@ -238,12 +263,13 @@ impl ModelHostHandle {
             .actor
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = actor.clone();
+        self.restarts.send_modify(|n| *n += 1);
         for name in &self.start.config.pinned {
             if let Err(error) = self.load(name, None).await {
                 // Stopped by its failed start, not failed: not the
                 // supervisor's to restart again.
                 actor.get_cell().unlink(supervisor);
-                self.shutdown().await;
+                self.stop_actor().await;
                 return Err(error);
             }
         }
@@ -254,7 +280,7 @@ impl ModelHostHandle {
     async fn load_pinned(&self) -> Result<(), HostError> {
         for name in &self.start.config.pinned {
             if let Err(error) = self.load(name, None).await {
-                self.shutdown().await;
+                self.stop_actor().await;
                 return Err(error);
             }
         }
@@ -392,6 +418,14 @@ impl ModelHostHandle {
 
     /// Unloads every model and stops the host; returns once memory is free.
     pub async fn shutdown(&self) {
+        self.shut_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stop_actor().await;
+    }
+
+    /// Unloads every model and stops the actor running now (a start that
+    /// failed; the handle may see a restart after it).
+    async fn stop_actor(&self) {
         let _ = self
             .actor()
             .call(|reply| HostMsg::Shutdown { reply }, None)
@@ -416,7 +450,7 @@ impl ModelHostHandle {
                 rescanned: false,
             }))
         };
-        flatten(self.actor().call(build, None).await)?
+        flatten(self.live_actor().await.call(build, None).await)?
     }
 }
 

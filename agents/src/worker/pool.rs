@@ -82,6 +82,9 @@ type PoolFactory = Factory<
     DefaultQueue<Key, WorkerMsg>,
 >;
 
+/// Longest wait of a job for a dead factory's restart.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One specialist's workers. Cheap to clone.
 #[derive(Clone)]
 pub struct WorkerPool {
@@ -89,6 +92,12 @@ pub struct WorkerPool {
     factory: Arc<std::sync::RwLock<FactoryRef<Key, WorkerMsg>>>,
     /// The name the factory is registered under.
     name: Option<String>,
+    /// Counts restarts, so a job that finds the factory dead can wait for
+    /// the next one.
+    restarts: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set by [`WorkerPool::stop`]: a dead factory is then no restart to
+    /// wait for.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     kind: Arc<str>,
     env: Arc<WorkerEnv>,
     /// Jobs handed to the factory and not yet answered.
@@ -143,6 +152,8 @@ impl WorkerPool {
         Ok(WorkerPool {
             factory: Arc::new(std::sync::RwLock::new(factory)),
             name,
+            restarts: Arc::new(tokio::sync::watch::channel(0).0),
+            stopped: Arc::default(),
             kind: Arc::from(env.specialist.kind.as_str()),
             env,
             busy: Arc::default(),
@@ -165,7 +176,22 @@ impl WorkerPool {
             .factory
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = factory;
+        self.restarts.send_modify(|n| *n += 1);
         Ok(cell)
+    }
+
+    /// The factory to hand a job to: the one running now, or, when it has
+    /// died and a supervisor restarts it, the next one (waited for at most
+    /// [`RESTART_WAIT`]), so jobs in that window are not lost.
+    async fn live_factory(&self) -> FactoryRef<Key, WorkerMsg> {
+        let factory = self.factory();
+        let dead = factory.get_status() >= ractor::ActorStatus::Stopping;
+        if !dead || self.stopped.load(Ordering::SeqCst) {
+            return factory;
+        }
+        let mut restarts = self.restarts.subscribe();
+        let _ = tokio::time::timeout(RESTART_WAIT, restarts.changed()).await;
+        self.factory()
     }
 
     /// The factory running now.
@@ -226,7 +252,8 @@ impl WorkerPool {
         let key = format!("{}/{}/{}", job.task_id, job.subtask.id, job.attempt);
         let job = Box::new(job);
         let answer = self
-            .factory()
+            .live_factory()
+            .await
             .call_job(key, |reply| WorkerMsg::Run(job, reply), None)
             .await;
         match answer {
@@ -260,6 +287,7 @@ impl WorkerPool {
     /// Stops the factory and its workers; jobs still queued get
     /// [`WorkerLost::Stopped`].
     pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
         self.factory().stop(None);
     }
 
