@@ -46,6 +46,29 @@ def main():
     names = [m.model for m in client.list().models]
     check(model in names, f"{model} not in /api/tags: {names}")
 
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city now",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}
+    asked = [{"role": "user", "content": "What is the weather in Paris? Call get_weather."}]
+    called = client.chat(model=model, messages=asked, tools=[weather],
+                         options={"temperature": 0, "num_predict": 60})
+    calls = called.message.tool_calls or []
+    check(len(calls) == 1 and calls[0].function.name == "get_weather",
+          f"no get_weather call: {called.message}")
+    check(isinstance(calls[0].function.arguments.get("city"), str),
+          f"arguments {calls[0].function.arguments}")
+    streamed_call = [p for p in client.chat(model=model, messages=asked, tools=[weather], stream=True,
+                                            options={"temperature": 0, "num_predict": 60})
+                     if p.message.tool_calls]
+    check(len(streamed_call) == 1 and streamed_call[0].message.tool_calls[0].function.name
+          == "get_weather", f"streamed call: {streamed_call}")
+    followed = client.chat(model=model, tools=[weather], options={"temperature": 0, "num_predict": 40},
+                           messages=asked + [called.message,
+                                             {"role": "tool", "content": "Sunny, 21 C",
+                                              "tool_name": "get_weather"}])
+    check(followed.done, f"after the tool's answer: {followed}")
+
     shown = client.show(model)
     arch = shown.modelinfo["general.architecture"]
     check(arch == "llama", f"architecture {arch}")

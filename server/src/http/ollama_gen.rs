@@ -31,7 +31,8 @@ use troupe_inference::chat::{ChatMessage, Role};
 
 use super::error::ApiError;
 use super::generation::{self, Running};
-use super::openai::SamplingFields;
+use super::openai::{SamplingFields, ToolDefinition};
+use super::tools::ToolMode;
 use super::{AppState, JsonBody};
 
 /// An [`ApiError`] written as Ollama writes errors.
@@ -110,6 +111,22 @@ struct MessageIn {
     content: String,
     #[serde(default)]
     images: Option<Vec<Value>>,
+    /// An assistant turn's calls: `{"function": {"name", "arguments": {}}}`.
+    #[serde(default)]
+    tool_calls: Option<Vec<CallIn>>,
+}
+
+/// A call of an earlier assistant turn, as Ollama writes it.
+#[derive(Debug, Deserialize)]
+struct CallIn {
+    function: CallFunctionIn,
+}
+
+#[derive(Debug, Deserialize)]
+struct CallFunctionIn {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
 }
 
 /// `POST /api/chat`.
@@ -118,8 +135,9 @@ pub(super) struct ChatBody {
     model: Option<String>,
     #[serde(default)]
     messages: Vec<MessageIn>,
+    /// Functions the model may call, as OpenAI's `tools` are written.
     #[serde(default)]
-    tools: Option<Vec<Value>>,
+    tools: Option<Vec<ToolDefinition>>,
     format: Option<Value>,
     #[serde(default)]
     options: Options,
@@ -153,12 +171,9 @@ pub(super) async fn chat(
     let started = Instant::now();
     let model = required_model(body.model)?;
     let keep_alive = keep_alive(body.keep_alive)?;
-    if body.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::unsupported(
-            "tools",
-            "tools on /api/chat (use /v1/chat/completions)",
-        )
-        .into());
+    let tools = ToolMode::from_request(body.tools, None)?;
+    if tools.is_on() && body.format.is_some() {
+        return Err(ApiError::unsupported("format", "format together with tools").into());
     }
     let mut messages = Vec::with_capacity(body.messages.len());
     for (i, m) in body.messages.into_iter().enumerate() {
@@ -180,7 +195,27 @@ pub(super) async fn chat(
                 .into())
             }
         };
-        messages.push(ChatMessage::new(role, m.content));
+        let mut content = m.content;
+        if let Some(calls) = m.tool_calls.filter(|c| !c.is_empty()) {
+            // Shown to the model as the JSON it is asked to write.
+            for call in calls {
+                if !content.is_empty() {
+                    content.push('\n');
+                }
+                let json =
+                    json!({"name": call.function.name, "arguments": call.function.arguments});
+                content.push_str(&json.to_string());
+            }
+        }
+        messages.push(ChatMessage::new(role, content));
+    }
+    if let Some(instructions) = tools.instructions() {
+        match messages.first_mut() {
+            Some(first) if first.role == Role::System => {
+                first.content = format!("{}\n\n{instructions}", first.content);
+            }
+            _ => messages.insert(0, ChatMessage::new(Role::System, instructions)),
+        }
     }
     if messages.is_empty() {
         // Ollama loads the model and answers at once for an empty chat
@@ -191,8 +226,12 @@ pub(super) async fn chat(
         let load_ns = preload(&state, &model, keep_alive).await?;
         return Ok(loaded(Shape::Chat, &model, load_ns, started));
     }
-    let request = request(Prompt::Chat(messages), &body.options, body.format)?;
-    let job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
+    let mut request = request(Prompt::Chat(messages), &body.options, body.format)?;
+    if let Some(schema) = tools.schema() {
+        request.constraint = Some(Constraint::JsonSchema(schema));
+    }
+    let mut job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
+    job.tools = tools;
     Ok(job.respond(body.stream.unwrap_or(true), Shape::Chat).await)
 }
 
@@ -455,6 +494,9 @@ struct Job {
     model: String,
     started: Instant,
     load_ns: u64,
+    /// With tools on, the answer is one JSON object (a call or text), read
+    /// when it is complete.
+    tools: ToolMode,
 }
 
 impl Job {
@@ -487,6 +529,7 @@ impl Job {
             model,
             started,
             load_ns,
+            tools: ToolMode::Off,
         })
     }
 
@@ -499,10 +542,11 @@ impl Job {
             model,
             started,
             load_ns,
+            tools,
         } = self;
         match running.finish().await {
             Ok(result) => {
-                let mut body = piece(shape, &model, &result.text);
+                let mut body = answer_piece(shape, &model, &tools, &result);
                 finish_fields(&mut body, &result, started, load_ns);
                 Json(body).into_response()
             }
@@ -517,12 +561,17 @@ impl Job {
             model,
             started,
             load_ns,
+            tools,
         } = self;
         let lines = stream::unfold(Some(running), move |running| {
-            let model = model.clone();
+            let (model, tools) = (model.clone(), tools.clone());
             async move {
                 let mut running = running?;
-                let line = match running.stream.next().await {
+                let lines = match running.stream.next().await {
+                    // With tools, nothing is sent until the object is whole.
+                    Some(GenerationEvent::Token(_)) if tools.is_on() => {
+                        return Some((Vec::new(), Some(running)))
+                    }
                     Some(GenerationEvent::Token(text)) => {
                         return Some((vec![piece(shape, &model, &text)], Some(running)))
                     }
@@ -530,18 +579,22 @@ impl Job {
                         running.guard.finish(&result);
                         let mut last = piece(shape, &model, "");
                         finish_fields(&mut last, &result, started, load_ns);
-                        last
+                        if tools.is_on() {
+                            vec![answer_piece(shape, &model, &tools, &result), last]
+                        } else {
+                            vec![last]
+                        }
                     }
                     Some(GenerationEvent::Error(error)) => {
                         running.guard.failed();
-                        json!({ "error": ApiError::from(error).message })
+                        vec![json!({ "error": ApiError::from(error).message })]
                     }
                     None => {
                         running.guard.failed();
-                        json!({ "error": ApiError::from(GenerateError::EngineStopped).message })
+                        vec![json!({ "error": ApiError::from(GenerateError::EngineStopped).message })]
                     }
                 };
-                Some((vec![line], None))
+                Some((lines, None))
             }
         })
         .flat_map(stream::iter)
@@ -552,6 +605,26 @@ impl Job {
             .body(Body::from_stream(lines))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
+}
+
+/// The whole answer as one object, `done: false`: with tools, the model's
+/// JSON read as a call (`tool_calls`, arguments as an object, as Ollama
+/// writes them) or as text.
+fn answer_piece(shape: Shape, model: &str, tools: &ToolMode, result: &GenerationResult) -> Value {
+    let answer = tools.interpret(result.text.clone(), "stop");
+    let mut object = piece(shape, model, answer.content.as_deref().unwrap_or(""));
+    if let (Some(calls), Some(message)) = (answer.tool_calls, object.get_mut("message")) {
+        let calls: Vec<Value> = calls
+            .iter()
+            .map(|call| {
+                let arguments = serde_json::from_str::<Value>(&call.function.arguments)
+                    .unwrap_or_else(|_| Value::String(call.function.arguments.clone()));
+                json!({ "function": { "name": call.function.name, "arguments": arguments } })
+            })
+            .collect();
+        message["tool_calls"] = Value::Array(calls);
+    }
+    object
 }
 
 /// An object carrying `text` as the route writes it, `done: false`.
