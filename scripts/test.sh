@@ -22,6 +22,9 @@ REAL_MODELS_DIR="$(bash scripts/fetch-models.sh)"
 export REAL_MODELS_DIR
 # Real MCP servers and the official MCP client (npm) for the MCP tests.
 bash scripts/fetch-mcp-servers.sh
+# The checkers others wrote (llm-comply, compatcanary, the MCP conformance
+# suite with Node 22) that tests/it/checkers.rs points at `troupe serve`.
+bash scripts/fetch-checkers.sh >/dev/null
 # One build from a clean clone: incremental state would only take disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked "$@"

@@ -9,6 +9,7 @@ mod tasks_support;
 
 mod agent_cli;
 mod agents;
+mod checkers;
 mod cli;
 mod cluster;
 mod dashboard;

@@ -68,6 +68,8 @@ pub(super) async fn chat_completions(
                 role: "assistant",
                 content: answer.content,
                 tool_calls: answer.tool_calls,
+                refusal: None,
+                annotations: [],
             },
             finish_reason: answer.finish_reason,
             logprobs: None,

@@ -255,6 +255,11 @@ pub(super) struct ChatMessageOut {
     /// The tool calls, when the model made any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// Always `null`: troupe has no refusal channel (OpenAI's schema
+    /// requires the field).
+    pub refusal: Option<String>,
+    /// Always empty: no web-search citations.
+    pub annotations: [(); 0],
 }
 
 /// One choice of a chat answer.
