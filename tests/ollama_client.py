@@ -181,7 +181,55 @@ def main():
         check(error.code == 400 and isinstance(body.get("error"), str),
               f"a malformed body: {error.code} {body}")
 
+    store(client, model)
     print(f"ok: {whole.message.content!r}; {len(pieces)} streamed objects")
+
+
+def store(client, model):
+    """pull (from the test's stand-in hub, TROUPE_PULL names a repository
+    there holding a Q8_0 and an F32 file), copy and delete."""
+    pulled = os.environ["TROUPE_PULL"]
+    progress = list(client.pull(f"hf.co/{pulled}:q8_0", stream=True))
+    statuses = [p.status for p in progress]
+    check(statuses[0] == "pulling manifest" and statuses[-1] == "success",
+          f"pull statuses {statuses}")
+    files = [p for p in progress if p.digest]
+    check(files and files[-1].completed == files[-1].total > 0,
+          f"pull progress {[(p.digest, p.completed, p.total) for p in files]}")
+    check(all("Q8_0" in p.digest for p in files), f"the quant tag chose {files[-1].digest}")
+    names = [m.model for m in client.list().models]
+    check(pulled in names, f"{pulled} not listed after the pull: {names}")
+    shown = client.show(pulled)
+    check(shown.details.quantization_level == "Q8_0", f"pulled {shown.details}")
+
+    client.copy(model, "smollm2-copy")
+    check("smollm2-copy" in [m.model for m in client.list().models], "the copy is not listed")
+    said = client.generate(model="smollm2-copy:latest", prompt="Hello",
+                           options={"num_predict": 2, "temperature": 0})
+    check(said.done, f"the copy did not answer: {said}")
+    client.delete("smollm2-copy")
+    names = [m.model for m in client.list().models]
+    check("smollm2-copy" not in names and model in names,
+          f"deleting the copy: {names}")
+    client.delete(pulled)
+    check(pulled not in [m.model for m in client.list().models], "the pulled model stayed")
+
+    for bad, status in [(lambda: client.delete("no-such-model"), 404),
+                        (lambda: client.pull("llama3.2", stream=False), 400),
+                        (lambda: client.pull(f"hf.co/{pulled}:Q2_K", stream=False), 400),
+                        (lambda: client.pull("hf.co/nobody/nothing", stream=False), 404),
+                        (lambda: client.copy(model, "../escape"), 400),
+                        (lambda: client.copy(model, model), 400)]:
+        try:
+            bad()
+            check(False, f"expected a {status}")
+        except ollama.ResponseError as error:
+            check(error.status_code == status, f"expected {status}: {error.status_code} {error.error}")
+    try:
+        list(client.pull("hf.co/nobody/nothing", stream=True))
+        check(False, "a streamed pull of a missing repository succeeded")
+    except ollama.ResponseError as error:
+        check("not found" in error.error.lower(), f"streamed pull error {error.error}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ pub const DEFAULT_REVISION: &str = "main";
 pub struct PullRequest {
     /// Repository id, `owner/name` (or a legacy short id such as `gpt2`).
     pub repo: String,
-    /// File in the repository; `None` picks the repository's only `.gguf`.
+    /// File in the repository; `None` picks the repository's only `.gguf`
+    /// (or the only one whose name holds `quant`).
     pub file: Option<String>,
+    /// A quantization tag (`Q4_K_M`, as Ollama's `hf.co/OWNER/REPO:Q4_K_M`
+    /// names one) choosing among several `.gguf` files when `file` is
+    /// `None`: the one whose name contains it, ignoring case.
+    pub quant: Option<String>,
     /// Branch, tag or commit; `None` means [`DEFAULT_REVISION`].
     pub revision: Option<String>,
     /// Hub base URL; `None` means hf-hub's default (`HF_ENDPOINT`, else
@@ -80,6 +85,7 @@ impl PullRequest {
         Ok(Self {
             repo: repo.to_owned(),
             file,
+            quant: None,
             revision: None,
             endpoint: None,
             cache_dir: cache_dir.into(),
@@ -138,13 +144,16 @@ pub enum PullError {
         /// `REPO`, or `REPO:FILE`, and the revision.
         what: String,
     },
-    /// No file was named and the repository holds no `.gguf` file.
-    #[error("{repo} at {revision} holds no .gguf file (files: {})", list(.files))]
+    /// No file was named and the repository holds no `.gguf` file (none
+    /// whose name holds the quantization asked for).
+    #[error("{repo} at {revision} holds no .gguf file{} (files: {})", matching(.quant.as_deref()), list(.files))]
     NoGguf {
         /// Repository id.
         repo: String,
         /// Revision listed.
         revision: String,
+        /// The quantization tag asked for.
+        quant: Option<String>,
         /// Every file the repository holds.
         files: Vec<String>,
     },
@@ -229,6 +238,10 @@ fn list(items: &[String]) -> String {
     }
 }
 
+fn matching(quant: Option<&str>) -> String {
+    quant.map_or_else(String::new, |q| format!(" matching {q:?}"))
+}
+
 fn total_text(total: Option<u64>) -> String {
     total.map_or_else(|| "an unknown number of".to_owned(), |t| t.to_string())
 }
@@ -280,7 +293,7 @@ pub async fn pull(
                 .into_iter()
                 .map(|s| s.rfilename)
                 .collect();
-            pick_gguf(&req.repo, revision, files)?
+            pick_gguf(&req.repo, revision, req.quant.as_deref(), files)?
         }
     };
     let what = format!("{}:{file} (revision {revision})", req.repo);
@@ -358,11 +371,24 @@ pub async fn pull(
     }
 }
 
-/// Picks the one `.gguf` among a repository's files.
-fn pick_gguf(repo: &str, revision: &str, files: Vec<String>) -> Result<String, PullError> {
+/// Picks the one `.gguf` among a repository's files (among those whose name
+/// contains `quant`, when given).
+fn pick_gguf(
+    repo: &str,
+    revision: &str,
+    quant: Option<&str>,
+    files: Vec<String>,
+) -> Result<String, PullError> {
+    let lower_quant = quant.map(str::to_ascii_lowercase);
     let mut ggufs: Vec<String> = files
         .iter()
-        .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
+        .filter(|f| {
+            let lower = f.to_ascii_lowercase();
+            lower.ends_with(".gguf")
+                && lower_quant
+                    .as_ref()
+                    .is_none_or(|q| lower.contains(q.as_str()))
+        })
         .cloned()
         .collect();
     match ggufs.len() {
@@ -370,6 +396,7 @@ fn pick_gguf(repo: &str, revision: &str, files: Vec<String>) -> Result<String, P
         0 => Err(PullError::NoGguf {
             repo: repo.to_owned(),
             revision: revision.to_owned(),
+            quant: quant.map(str::to_owned),
             files,
         }),
         _ => {
@@ -424,6 +451,43 @@ fn repo_folder_name(repo: &str) -> String {
         .chain(repo.split('/'))
         .collect::<Vec<_>>()
         .join("--")
+}
+
+/// Removes a pulled model from the hub cache: `path` (a file in one of
+/// `repo`'s snapshots, as the catalog lists it), the same file in the
+/// repository's other snapshots (else an older revision would take its
+/// place in the catalog), and the blobs they point at.
+///
+/// # Errors
+/// `path` is not in `repo`'s snapshots, or a link cannot be removed.
+pub fn remove_cached(cache_dir: &Path, repo: &str, path: &Path) -> std::io::Result<()> {
+    let repo_dir = cache_dir.join(repo_folder_name(repo));
+    let snapshots = repo_dir.join("snapshots");
+    let in_snapshot = path.strip_prefix(&snapshots).ok().map(|inside| {
+        let mut parts = inside.components();
+        parts.next();
+        parts.as_path().to_path_buf()
+    });
+    let Some(file) = in_snapshot.filter(|file| !file.as_os_str().is_empty()) else {
+        return Err(std::io::Error::other(format!(
+            "{} is not a file in {}",
+            path.display(),
+            snapshots.display()
+        )));
+    };
+    for snapshot in std::fs::read_dir(&snapshots)? {
+        let link = snapshot?.path().join(&file);
+        if link.symlink_metadata().is_ok() {
+            remove_pulled_file(&link, &repo_dir);
+            if link.symlink_metadata().is_ok() {
+                return Err(std::io::Error::other(format!(
+                    "cannot remove {}",
+                    link.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes `*.incomplete` blobs of `repo` that no download is writing.
@@ -526,15 +590,27 @@ mod tests {
     fn picks_the_only_gguf_and_lists_choices_otherwise() {
         let files = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            pick_gguf("o/m", "main", files(&["README.md", "m.Q4_0.GGUF"])).unwrap(),
+            pick_gguf("o/m", "main", None, files(&["README.md", "m.Q4_0.GGUF"])).unwrap(),
             "m.Q4_0.GGUF"
         );
-        let err = pick_gguf("o/m", "main", files(&["b.gguf", "a.gguf", "x.json"])).unwrap_err();
+        let err =
+            pick_gguf("o/m", "main", None, files(&["b.gguf", "a.gguf", "x.json"])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "o/m at main holds several .gguf files; name one as o/m:FILE: a.gguf, b.gguf"
         );
-        let err = pick_gguf("o/m", "main", files(&["x.json"])).unwrap_err();
+        let quants = files(&["m.Q4_K_M.gguf", "m.Q8_0.gguf"]);
+        assert_eq!(
+            pick_gguf("o/m", "main", Some("q8_0"), quants.clone()).unwrap(),
+            "m.Q8_0.gguf"
+        );
+        let err = pick_gguf("o/m", "main", Some("Q2_K"), quants).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds no .gguf file matching \"Q2_K\" (files: m.Q4_K_M.gguf"),
+            "{err}"
+        );
+        let err = pick_gguf("o/m", "main", None, files(&["x.json"])).unwrap_err();
         assert!(
             err.to_string()
                 .contains("holds no .gguf file (files: x.json)"),

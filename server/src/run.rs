@@ -14,7 +14,7 @@ use troupe_config::Config;
 use troupe_host::default_budget_bytes;
 use troupe_supervision::{BootError, BootOptions, Troupe};
 
-use crate::http::{AppState, RunningTroupe, SentenceEmbedderSlot};
+use crate::http::{AppState, ModelStore, RunningTroupe, SentenceEmbedderSlot};
 
 /// Why `troupe serve` could not start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,11 @@ impl Server {
             .or(serve.memory_budget)
             .unwrap_or_else(default_budget_bytes);
         let (memory, hf_cache) = (config.memory.clone(), config.models.hf_cache.clone());
+        let store = ModelStore {
+            hf_cache: config.models.hf_cache.clone(),
+            hf_endpoint: config.models.hf_endpoint.clone(),
+            dirs: config.models.dirs.clone(),
+        };
         let cluster_config = config.cluster.clone();
         let boot = BootOptions {
             budget_bytes: Some(budget_bytes),
@@ -171,6 +176,7 @@ impl Server {
         state.api_key = serve.api_key;
         state.allowed_hosts = serve.allowed_hosts;
         state.max_body_bytes = max_body_bytes;
+        state.store = Some(store);
         let mut slot = SentenceEmbedderSlot::from_config(&memory, &hf_cache);
         if let Some(embedder) = memory_embedder {
             slot = slot.with_loaded(embedder);

@@ -9,8 +9,10 @@
 //! - [`process`]: the real `troupe` binary as a child process (`troupe
 //!   serve` and the rest), its stderr read line by line.
 //! - [`write_node`]: all of it at once, as most tests want it.
+//! - [`hub`]: a local stand-in for the Hugging Face hub's file API.
 //! - [`free_port`], [`fib_script`], [`WAIT`].
 
+pub mod hub;
 pub mod models;
 pub mod process;
 

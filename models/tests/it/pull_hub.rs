@@ -6,11 +6,11 @@ use crate::support;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use support::hub_server::{HubFile, HubRepo, HubServer};
 use support::layouts::{files_under, tiny_model};
 use troupe_models::catalog::{Catalog, CatalogSources, ModelSource};
 use troupe_models::pull::{pull, PullError, PullProgress, PullRequest};
 use troupe_models::synth::SynthShape;
+use troupe_testkit::hub::{HubFile, HubRepo, HubServer};
 
 /// Records what `pull` reports.
 #[derive(Default)]

@@ -12,7 +12,8 @@
 //! - `models`: `GET /v1/models`; `ollama`: `GET /api/tags`, `GET /api/ps`,
 //!   `POST /api/show`;
 //!   `ollama_gen`: Ollama's `POST /api/chat`, `/api/generate`, `/api/embed`,
-//!   `/api/embeddings` and `GET /api/version`.
+//!   `/api/embeddings` and `GET /api/version`; `ollama_store`: its
+//!   `POST /api/pull`, `DELETE /api/delete` and `POST /api/copy`.
 //! - `metrics`: `GET /metrics` and the counters behind it.
 //! - `tasks`: the agent API and [`RunningTroupe`]; `tasks_sse`: one task's
 //!   journal as server-sent events.
@@ -24,8 +25,10 @@
 //! `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
 //! `POST /v1/completions`, `POST /v1/embeddings`, `GET /api/tags`,
 //! `GET /api/ps`, `POST /api/chat`, `POST /api/generate`, `POST /api/embed`,
-//! `POST /api/embeddings`, `GET /api/version`, `POST /api/show`; with a troupe also `/api/tasks...`, `/api/agents`,
-//! `/api/agent/chat` and `/api/approvals...` (listed in `tasks`). Every route but
+//! `POST /api/embeddings`, `GET /api/version`, `POST /api/show`,
+//! `POST /api/pull`, `DELETE /api/delete`, `POST /api/copy`; with a troupe
+//! also `/api/tasks...`, `/api/agents`, `/api/agent/chat` and
+//! `/api/approvals...` (listed in `tasks`). Every route but
 //! `/health` sits behind the same key and body limit.
 
 mod auth;
@@ -42,6 +45,7 @@ mod metrics;
 mod models;
 mod ollama;
 mod ollama_gen;
+mod ollama_store;
 mod openai;
 mod session;
 mod tasks;
@@ -55,7 +59,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{middleware, Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -65,6 +69,7 @@ use troupe_host::ModelHostHandle;
 pub use embeddings::SentenceEmbedderSlot;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use ollama_store::ModelStore;
 pub use tasks::{RunningTroupe, DEFAULT_CONVERSATION};
 
 /// Largest request body accepted unless configured otherwise: 4 MiB, room
@@ -96,6 +101,9 @@ pub struct AppState {
     pub bound_hosts: Vec<String>,
     /// The dashboard's sessions and the login's rate limit.
     pub sessions: Arc<session::Sessions>,
+    /// Where `/api/pull` and `/api/copy` put models; without one they are
+    /// refused.
+    pub store: Option<ModelStore>,
 }
 
 impl AppState {
@@ -112,6 +120,7 @@ impl AppState {
             allowed_hosts: Vec::new(),
             bound_hosts: Vec::new(),
             sessions: Arc::new(session::Sessions::default()),
+            store: None,
         }
     }
 
@@ -151,6 +160,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/version", get(ollama_gen::version))
         .route("/api/show", post(ollama::show))
         .route("/api/ps", get(ollama::ps))
+        .route("/api/pull", post(ollama_store::pull))
+        .route("/api/delete", delete(ollama_store::delete))
+        .route("/api/copy", post(ollama_store::copy))
         .merge(dashboard::routes(&state));
     let routes = if agents {
         routes.merge(tasks::routes())

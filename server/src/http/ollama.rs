@@ -81,7 +81,8 @@ pub(super) async fn show(
     OllamaBody(body): OllamaBody<ShowBody>,
 ) -> Result<Json<Value>, OllamaError> {
     let catalog = state.host.catalog().await?;
-    let Some(entry) = catalog.into_iter().find(|e| e.name == body.model) else {
+    let name = super::ollama_store::untagged(&body.model);
+    let Some(entry) = catalog.into_iter().find(|e| e.name == name) else {
         return Err(
             ApiError::from(troupe_host::HostError::ModelNotFound { name: body.model }).into(),
         );

@@ -346,9 +346,11 @@ pub(super) async fn version() -> Json<Value> {
 /// (clients such as Open WebUI check it before they talk to a server).
 pub(super) const OLLAMA_API_VERSION: &str = "0.12.0";
 
+/// The request's model, `NAME:latest` read as `NAME` (Ollama clients add
+/// the tag).
 fn required_model(model: Option<String>) -> Result<String, OllamaError> {
     match model {
-        Some(model) if !model.is_empty() => Ok(model),
+        Some(model) if !model.is_empty() => Ok(super::ollama_store::untagged(&model).to_owned()),
         _ => Err(ApiError::invalid(Some("model"), "model is required").into()),
     }
 }

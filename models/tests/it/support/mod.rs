@@ -4,6 +4,5 @@
 //! hence the crate-wide `dead_code` allowance.
 #![allow(dead_code)]
 
-pub(crate) mod hub_server;
 pub(crate) mod layouts;
 pub(crate) mod llama;

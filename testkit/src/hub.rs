@@ -1,5 +1,6 @@
 //! A local HTTP server that answers the requests hf-hub 1.0.0 makes for a
-//! model download, so pull tests need no network.
+//! model download, so pull tests (troupe-models' `pull`, the server's
+//! `/api/pull`) need no network.
 //!
 //! hf-hub asks for, and this server serves:
 //! - `GET /api/models/{owner}/{name}/revision/{rev}`: repo info JSON with
@@ -21,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// One file a repository serves.
-#[derive(Clone)]
-pub(crate) struct HubFile {
+#[derive(Debug, Clone)]
+pub struct HubFile {
     /// Path in the repository.
     pub name: String,
     /// Its content.
@@ -33,7 +34,7 @@ pub(crate) struct HubFile {
 
 impl HubFile {
     /// A file served whole.
-    pub(crate) fn new(name: &str, body: Vec<u8>) -> Self {
+    pub fn new(name: &str, body: Vec<u8>) -> Self {
         Self {
             name: name.to_owned(),
             body,
@@ -42,7 +43,7 @@ impl HubFile {
     }
 
     /// A file whose GET drops the connection after `bytes` of the body.
-    pub(crate) fn cut(name: &str, body: Vec<u8>, bytes: usize) -> Self {
+    pub fn cut(name: &str, body: Vec<u8>, bytes: usize) -> Self {
         Self {
             name: name.to_owned(),
             body,
@@ -52,8 +53,8 @@ impl HubFile {
 }
 
 /// One repository, at one commit reachable as `main` or by its hash.
-#[derive(Clone)]
-pub(crate) struct HubRepo {
+#[derive(Debug, Clone)]
+pub struct HubRepo {
     /// `owner/name`.
     pub id: String,
     /// 40-hex commit hash.
@@ -64,7 +65,7 @@ pub(crate) struct HubRepo {
 
 impl HubRepo {
     /// A repository with a fixed commit hash derived from its id.
-    pub(crate) fn new(id: &str, files: Vec<HubFile>) -> Self {
+    pub fn new(id: &str, files: Vec<HubFile>) -> Self {
         let h = fnv64(id.as_bytes());
         Self {
             id: id.to_owned(),
@@ -79,7 +80,8 @@ impl HubRepo {
 }
 
 /// The running server; dropping it stops accepting connections.
-pub(crate) struct HubServer {
+#[derive(Debug)]
+pub struct HubServer {
     /// Base URL to give hf-hub as its endpoint.
     pub endpoint: String,
     requests: Arc<Mutex<Vec<String>>>,
@@ -88,7 +90,7 @@ pub(crate) struct HubServer {
 
 impl HubServer {
     /// Binds 127.0.0.1:0 and serves `repos` until dropped.
-    pub(crate) async fn start(repos: Vec<HubRepo>) -> Self {
+    pub async fn start(repos: Vec<HubRepo>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -114,7 +116,7 @@ impl HubServer {
     }
 
     /// Every request so far, as `METHOD /path`.
-    pub(crate) fn requests(&self) -> Vec<String> {
+    pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("request log").clone()
     }
 }
