@@ -182,7 +182,39 @@ def main():
               f"a malformed body: {error.code} {body}")
 
     store(client, model)
+    refusals(model)
     print(f"ok: {whole.message.content!r}; {len(pieces)} streamed objects")
+
+
+def refusals(model):
+    """Requests refused before any route runs answer in Ollama's shape on
+    Ollama's routes: no key (401), an unknown route (404), a cross-site
+    page (403)."""
+    host = os.environ["TROUPE_HOST"]
+    cases = [
+        ({}, "POST", "/api/chat", 401),
+        ({"Authorization": f"Bearer {os.environ['TROUPE_API_KEY']}"}, "POST", "/api/create", 404),
+        ({"Authorization": f"Bearer {os.environ['TROUPE_API_KEY']}", "Origin": "https://evil.example",
+          "Sec-Fetch-Site": "cross-site"}, "POST", "/api/generate", 403),
+    ]
+    for headers, method, path, status in cases:
+        request = urllib.request.Request(host + path, method=method,
+                                         data=json.dumps({"model": model}).encode(),
+                                         headers={"Content-Type": "application/json", **headers})
+        try:
+            urllib.request.urlopen(request, timeout=30)
+            check(False, f"{method} {path} with {headers} was accepted")
+        except urllib.error.HTTPError as error:
+            body = json.load(error)
+            check(error.code == status and isinstance(body.get("error"), str),
+                  f"{method} {path}: {error.code} {body}")
+    # The OpenAI routes keep OpenAI's shape.
+    try:
+        urllib.request.urlopen(urllib.request.Request(host + "/v1/models"), timeout=30)
+        check(False, "/v1/models without the key was accepted")
+    except urllib.error.HTTPError as error:
+        body = json.load(error)
+        check(error.code == 401 and isinstance(body.get("error"), dict), f"/v1/models: {body}")
 
 
 def store(client, model):

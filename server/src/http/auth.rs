@@ -70,7 +70,7 @@ pub(super) async fn require_api_key(
         let next = percent_encode(request.uri().path());
         return Redirect::to(&format!("/login?next={next}")).into_response();
     }
-    let mut response = error.into_response();
+    let mut response = error.into_response_for(request.uri().path());
     response.headers_mut().insert(
         WWW_AUTHENTICATE,
         axum::http::HeaderValue::from_static("Bearer"),

@@ -87,6 +87,49 @@ impl ApiError {
     }
 }
 
+/// Ollama's documented routes (`/api/NAME...`): their errors are Ollama's
+/// `{"error": "..."}`, those of refused, unknown and unauthorized requests
+/// included. (troupe serves all but create, push and blobs, which answer
+/// 404 in that shape.)
+const OLLAMA_ROUTES: &[&str] = &[
+    "tags",
+    "ps",
+    "chat",
+    "generate",
+    "embed",
+    "embeddings",
+    "version",
+    "show",
+    "pull",
+    "delete",
+    "copy",
+    "create",
+    "push",
+    "blobs",
+];
+
+/// Whether `path` is one of Ollama's routes.
+pub(super) fn is_ollama_path(path: &str) -> bool {
+    path.strip_prefix("/api/")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|first| OLLAMA_ROUTES.contains(&first))
+}
+
+impl ApiError {
+    /// The error as the route at `path` writes errors: Ollama's shape on
+    /// Ollama's routes, OpenAI's elsewhere.
+    pub(super) fn into_response_for(self, path: &str) -> Response {
+        if is_ollama_path(path) {
+            if self.status.is_server_error() {
+                tracing::warn!(status = self.status.as_u16(), message = %self.message, "request failed");
+            }
+            (self.status, Json(json!({ "error": self.message }))).into_response()
+        } else {
+            self.into_response()
+        }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status.as_u16(), self.message)

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::{ApiError, AppState};
 
@@ -55,7 +55,7 @@ fn known_host(state: &AppState, host: &str) -> bool {
         || state.bound_hosts.iter().any(|h| h == host)
 }
 
-fn refuse(status: StatusCode, message: String, code: &'static str) -> Response {
+fn refuse(path: &str, status: StatusCode, message: String, code: &'static str) -> Response {
     ApiError {
         status,
         message,
@@ -63,7 +63,7 @@ fn refuse(status: StatusCode, message: String, code: &'static str) -> Response {
         param: None,
         code: Some(code),
     }
-    .into_response()
+    .into_response_for(path)
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -87,6 +87,7 @@ pub(super) async fn check_site(
             Some(host) if known_host(&state, host) => {}
             Some(host) => {
                 return refuse(
+                    &path,
                     StatusCode::FORBIDDEN,
                     format!(
                         "the Host `{host}` is not this server's: without an API key troupe answers only to loopback names and [serve] allowed_hosts"
@@ -96,6 +97,7 @@ pub(super) async fn check_site(
             }
             None => {
                 return refuse(
+                    &path,
                     StatusCode::BAD_REQUEST,
                     "the request names no Host".to_string(),
                     "host_missing",
@@ -128,6 +130,7 @@ pub(super) async fn check_site(
         };
         if cross {
             return refuse(
+                &path,
                 StatusCode::FORBIDDEN,
                 format!(
                     "a request from the page at `{}` may not change anything here (cross-site)",
@@ -153,6 +156,7 @@ pub(super) async fn check_site(
         });
         if has_body && !json {
             return refuse(
+                &path,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
                     "{path} takes a JSON body: send `Content-Type: application/json` (got `{}`)",

@@ -250,14 +250,16 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn not_found(request: Request) -> ApiError {
+async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
     ApiError {
         status: StatusCode::NOT_FOUND,
-        message: format!("no route {} {}", request.method(), request.uri().path()),
+        message: format!("no route {} {path}", request.method()),
         kind: "invalid_request_error",
         param: None,
         code: Some("not_found"),
     }
+    .into_response_for(path)
 }
 
 /// A JSON body whose failures are OpenAI error objects: 413 over the body

@@ -52,10 +52,7 @@ impl From<troupe_host::HostError> for OllamaError {
 
 impl IntoResponse for OllamaError {
     fn into_response(self) -> Response {
-        if self.0.status.is_server_error() {
-            tracing::warn!(status = self.0.status.as_u16(), message = %self.0.message, "request failed");
-        }
-        (self.0.status, Json(json!({ "error": self.0.message }))).into_response()
+        self.0.into_response_for("/api/chat")
     }
 }
 
