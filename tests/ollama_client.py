@@ -95,6 +95,18 @@ def main():
     check(whole.total_duration >= whole.eval_duration, "total shorter than eval")
     check(whole.done_reason in ("stop", "length"), f"done_reason {whole.done_reason}")
 
+    # num_ctx is the request's window: 3 tokens past the prompt leave room
+    # for 3; one smaller than the prompt is refused.
+    windowed = client.chat(model=model, messages=messages, stream=False,
+                           options={"temperature": 0, "num_ctx": whole.prompt_eval_count + 3})
+    check(windowed.eval_count == 3 and windowed.done_reason == "length",
+          f"num_ctx prompt+3: eval_count {windowed.eval_count}, {windowed.done_reason}")
+    try:
+        client.chat(model=model, messages=messages, options={"num_ctx": 8})
+        check(False, "a prompt longer than num_ctx was accepted")
+    except ollama.ResponseError as error:
+        check(error.status_code == 400, f"num_ctx 8: {error.status_code} {error.error}")
+
     pieces = list(client.chat(model=model, messages=messages, options=greedy, stream=True))
     check(len(pieces) >= 2, f"{len(pieces)} streamed objects")
     check(all(not p.done for p in pieces[:-1]), "done before the end")

@@ -44,40 +44,74 @@ pub(super) async fn start(
     request: GenerateRequest,
     max_tokens: Option<u32>,
 ) -> Result<Running, ApiError> {
-    start_keeping(state, model, request, max_tokens, None).await
+    start_keeping(state, model, request, Limits::tokens(max_tokens), None).await
 }
 
-/// [`start`], with the model kept loaded for `keep_alive` after the
-/// request (`None`: the host's default).
+/// How much a request may take of its slot.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Limits {
+    /// Most tokens to generate; `None`: the rest of the window.
+    pub max_tokens: Option<u32>,
+    /// Tokens of prompt and answer together (Ollama's `num_ctx`), at most
+    /// the slot's context; `None`: the slot's context. A larger
+    /// `max_tokens` is cut to what the window leaves.
+    pub window: Option<u32>,
+}
+
+impl Limits {
+    /// At most `max_tokens`, in the slot's whole context.
+    pub(super) fn tokens(max_tokens: Option<u32>) -> Limits {
+        Limits {
+            max_tokens,
+            window: None,
+        }
+    }
+}
+
+/// [`start`] within `limits`, with the model kept loaded for `keep_alive`
+/// after the request (`None`: the host's default).
 ///
 /// # Errors
-/// As [`start`].
+/// As [`start`]; a prompt that does not fit the window is a 400.
 pub(super) async fn start_keeping(
     state: &AppState,
     model: &str,
     mut request: GenerateRequest,
-    max_tokens: Option<u32>,
+    limits: Limits,
     keep_alive: Option<std::time::Duration>,
 ) -> Result<Running, ApiError> {
-    request.max_tokens = max_tokens.unwrap_or(u32::MAX);
+    // Without a fixed count, ask for more than any slot holds: the engine's
+    // refusal tells the slot's context and the prompt's length.
+    request.max_tokens = match limits {
+        Limits {
+            max_tokens: Some(n),
+            window: None,
+        } => n,
+        _ => u32::MAX,
+    };
     let first = state
         .host
         .generate(model, request.clone(), keep_alive)
         .await;
-    let stream = match (first, max_tokens) {
-        // The engine has told how much room the prompt leaves; take all of it.
-        (
-            Err(HostError::Generate(GenerateError::MaxTokensTooLarge {
-                context,
-                prompt_tokens,
-                ..
-            })),
-            None,
-        ) => {
-            request.max_tokens = context.saturating_sub(prompt_tokens);
+    let stream = match first {
+        Err(HostError::Generate(GenerateError::MaxTokensTooLarge {
+            context,
+            prompt_tokens,
+            ..
+        })) if limits.max_tokens.is_none() || limits.window.is_some() => {
+            let context = limits.window.map_or(context, |window| window.min(context));
+            if prompt_tokens >= context {
+                return Err(GenerateError::PromptTooLong {
+                    prompt_tokens,
+                    context,
+                }
+                .into());
+            }
+            let room = context - prompt_tokens;
+            request.max_tokens = limits.max_tokens.map_or(room, |n| n.min(room));
             state.host.generate(model, request, keep_alive).await?
         }
-        (result, _) => result?,
+        result => result?,
     };
     Ok(Running {
         stream,

@@ -80,6 +80,7 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<Arc<AppSt
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct Options {
     num_predict: Option<i64>,
+    num_ctx: Option<i64>,
     temperature: Option<f32>,
     top_p: Option<f32>,
     top_k: Option<i32>,
@@ -521,8 +522,21 @@ impl Job {
             }
             _ => None,
         };
-        let running =
-            generation::start_keeping(state, &model, request, max_tokens, keep_alive).await?;
+        // num_ctx: the request's window of prompt and answer, within the
+        // slot's context (the model is not reloaded for a larger one).
+        let window = match options.num_ctx {
+            Some(n) if n > 0 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+            None => None,
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    Some("options.num_ctx"),
+                    format!("num_ctx {n} leaves no room; give a positive count of tokens"),
+                )
+                .into())
+            }
+        };
+        let limits = generation::Limits { max_tokens, window };
+        let running = generation::start_keeping(state, &model, request, limits, keep_alive).await?;
         Ok(Job {
             running,
             model,
