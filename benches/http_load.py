@@ -8,7 +8,10 @@ Subcommands:
   launch --log FILE URL -- CMD... start CMD (a server), poll URL/health until
                                  200; print "PID SECONDS" (from the spawn);
                                  the server keeps running: the caller stops it
-  run    --url URL --model NAME  K concurrent streaming /v1/completions, R rounds; JSON out
+  run    --url URL --model NAME  K concurrent streaming requests, R rounds; JSON out
+                                 (--api completions: /v1/completions; chat:
+                                 /v1/chat/completions; ollama-chat: Ollama's
+                                 /api/chat, NDJSON)
   compare A.json B.json ...      markdown table of troupe / llama-server: medians
                                  over the bench's rounds and per-round ratios
 
@@ -103,7 +106,19 @@ def wait_quiet(args, proc):
     return None
 
 
-def one_request(url, body, result, barrier):
+# The path each --api posts to, and how a streamed line is read.
+PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions", "ollama-chat": "/api/chat"}
+
+
+def has_text(api, data):
+    """Whether a streamed line carries text (checked without parsing JSON,
+    so the client costs every server the same little CPU)."""
+    if api == "completions":
+        return b'"text":""' not in data
+    return b'"content":"' in data and b'"content":""' not in data
+
+
+def one_request(url, api, body, result, barrier):
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
     payload = json.dumps(body).encode()
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -114,7 +129,7 @@ def one_request(url, body, result, barrier):
     chunks = 0
     error = None
     try:
-        conn.request("POST", "/v1/completions", body=payload, headers=headers)
+        conn.request("POST", PATHS[api], body=payload, headers=headers)
         resp = conn.getresponse()
         if resp.status != 200:
             error = f"HTTP {resp.status}: {resp.read()[:300]!r}"
@@ -123,6 +138,24 @@ def one_request(url, body, result, barrier):
                 line = resp.readline()
                 if not line:
                     break
+                if api == "ollama-chat":
+                    # NDJSON: every line an object; the last has done and
+                    # the counts.
+                    data = line.strip()
+                    if not data:
+                        continue
+                    chunks += 1
+                    if first is None and has_text(api, data):
+                        first = time.perf_counter()
+                    if b'"done":true' in data or b'"error"' in data:
+                        msg = json.loads(data)
+                        if "error" in msg:
+                            error = str(msg["error"])
+                        else:
+                            usage = {"prompt_tokens": msg["prompt_eval_count"],
+                                     "completion_tokens": msg["eval_count"]}
+                        break
+                    continue
                 if not line.startswith(b"data: "):
                     continue
                 data = line[6:].strip()
@@ -130,9 +163,8 @@ def one_request(url, body, result, barrier):
                     break
                 chunks += 1
                 # Parse only what is needed: the first chunk with text and
-                # the one carrying usage, so the client costs both servers
-                # the same little CPU.
-                if first is None and b'"text":""' not in data:
+                # the one carrying usage.
+                if first is None and has_text(api, data):
                     first = time.perf_counter()
                 if b'"usage"' in data:
                     msg = json.loads(data)
@@ -147,21 +179,38 @@ def one_request(url, body, result, barrier):
     result.update(sent=sent, first=first, done=done, usage=usage, chunks=chunks, error=error)
 
 
+def request_body(args, text):
+    """The same request in the shape of --api: greedy, ignore_eos, exactly
+    max_tokens."""
+    if args.api == "ollama-chat":
+        return {
+            "model": args.model,
+            "messages": [{"role": "user", "content": text}],
+            "stream": True,
+            "options": {"num_predict": args.max_tokens, "temperature": 0, "ignore_eos": True},
+        }
+    body = {
+        "model": args.model,
+        "max_tokens": args.max_tokens,
+        "ignore_eos": True,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if args.api == "chat":
+        body["messages"] = [{"role": "user", "content": text}]
+    else:
+        body["prompt"] = text
+    return body
+
+
 def round_(url, args, tag):
     results = [dict() for _ in range(args.concurrency)]
     barrier = threading.Barrier(args.concurrency)
     threads = []
     for i in range(args.concurrency):
-        body = {
-            "model": args.model,
-            "prompt": f"{tag}-{i}: {PROMPT}",
-            "max_tokens": args.max_tokens,
-            "ignore_eos": True,
-            "temperature": 0,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        t = threading.Thread(target=one_request, args=(url, body, results[i], barrier))
+        body = request_body(args, f"{tag}-{i}: {PROMPT}")
+        t = threading.Thread(target=one_request, args=(url, args.api, body, results[i], barrier))
         t.start()
         threads.append(t)
     for t in threads:
@@ -203,6 +252,7 @@ def run(args):
     ttfts = [t for r in rounds for t in r["ttft_ms"]]
     report = {
         "label": args.label,
+        "api": args.api,
         "round": args.round,
         "url": args.url,
         "model": args.model,
@@ -338,6 +388,7 @@ def main():
     r.add_argument("--rounds", "-r", type=int, default=3)
     r.add_argument("--warmup", type=int, default=1)
     r.add_argument("--max-tokens", type=int, default=128)
+    r.add_argument("--api", choices=sorted(PATHS), default="completions")
     r.add_argument("--out")
     r.add_argument("--round", type=int, help="the bench round this run belongs to (for compare)")
     c = sub.add_parser("compare")

@@ -20,11 +20,16 @@
 #   CLIENT_ROUNDS measured client rounds per server start and stream count,
 #                 averaged into the round's figure (default 1)
 #   MAX_TOKENS    tokens per request (default 128)
+#   APIS          troupe's routes measured, each against llama-server's
+#                 counterpart, in every server start (default completions;
+#                 also chat: /v1/chat/completions, ollama-chat: /api/chat,
+#                 whose counterpart is llama-server's chat route)
 #   BENCH_OUT     output directory (default target/bench-out)
 #   TROUPE        troupe binary (default target/release/troupe; not built here)
 #   LLAMA_SERVER  llama-server binary (default target/llama-peers/bin/llama-server)
-# Output: BENCH_OUT/serve/{troupe,llama-server}-k{SLOTS,1}-rROUND.json, server
-#         logs, serve-comparison.{md,json} (the table is printed too).
+# Output: BENCH_OUT/serve/{troupe,llama-server}-API-k{SLOTS,1}-rROUND.json,
+#         server logs, serve-comparison-API.{md,json} (the tables are printed
+#         too).
 set -euo pipefail
 script=serve-vs-llama-server
 # shellcheck source=benches/common.sh
@@ -42,6 +47,10 @@ ctx=${CTX:-512}
 rounds=${ROUNDS:-5}
 client_rounds=${CLIENT_ROUNDS:-1}
 max_tokens=${MAX_TOKENS:-128}
+read -r -a apis <<<"${APIS:-completions}"
+for api in "${apis[@]}"; do
+  case $api in completions | chat | ollama-chat) ;; *) die "APIS: unknown route '$api' (completions, chat, ollama-chat)" ;; esac
+done
 out_dir=${BENCH_OUT:-$root/target/bench-out}/serve
 troupe=${TROUPE:-$root/target/release/troupe}
 llama_server=${LLAMA_SERVER:-$root/target/llama-peers/bin/llama-server}
@@ -53,7 +62,8 @@ client=$root/benches/http_load.py
 [ "$max_tokens" -lt "$ctx" ] || die "MAX_TOKENS ($max_tokens) must leave room for the prompt in CTX ($ctx)"
 mkdir -p "$out_dir"
 # Reports of an earlier run with more rounds must not join this one's.
-rm -f "$out_dir"/troupe-*.json "$out_dir"/llama-server-*.json "$out_dir"/*.err "$out_dir"/*.log
+rm -f "$out_dir"/troupe-*.json "$out_dir"/llama-server-*.json "$out_dir"/*.err "$out_dir"/*.log \
+  "$out_dir"/serve-comparison*
 
 # troupe serves the models of a directory by file stem: give it one that
 # holds only this model.
@@ -83,14 +93,19 @@ trap 'exit 130' INT TERM
 
 # measure LABEL ROUND URL: both stream counts against the running server.
 measure() {
-  local label=$1 r=$2 url=$3 k report
-  for k in "$slots" 1; do
-    report=$out_dir/$label-k$k-r$r
-    say "round $r, $label: $k concurrent stream(s), $client_rounds client round(s) of $max_tokens tokens"
-    python3 "$client" run --url "$url" --model "$name" --label "$label" -k "$k" --round "$r" \
-      -r "$client_rounds" --max-tokens "$max_tokens" --out "$report.json" \
-      >/dev/null 2>"$report.err" ||
-      { cat "$report.err" >&2; die "the client failed against $label (round $r)"; }
+  local label=$1 r=$2 url=$3 k report api route
+  for api in "${apis[@]}"; do
+    # llama-server's counterpart of Ollama's /api/chat is its chat route.
+    route=$api
+    [[ $label == llama-server && $api == ollama-chat ]] && route=chat
+    for k in "$slots" 1; do
+      report=$out_dir/$label-$api-k$k-r$r
+      say "round $r, $label, $route: $k concurrent stream(s), $client_rounds client round(s) of $max_tokens tokens"
+      python3 "$client" run --url "$url" --model "$name" --label "$label" -k "$k" --round "$r" \
+        --api "$route" -r "$client_rounds" --max-tokens "$max_tokens" --out "$report.json" \
+        >/dev/null 2>"$report.err" ||
+        { cat "$report.err" >&2; die "the client failed against $label (round $r, $route)"; }
+    done
   done
 }
 
@@ -148,10 +163,16 @@ for r in $(seq "$rounds"); do
 done
 rmdir "$data_root" 2>/dev/null || true
 
-{
-  echo "model: $name ($model); threads $threads, $slots slots × $ctx tokens, $max_tokens tokens per request;" \
-    "$rounds rounds taking turns, $client_rounds client round(s) per server start; figures are medians over rounds"
-  echo
-  python3 "$client" compare --json "$out_dir/serve-comparison.json" \
-    "$out_dir"/troupe-k*-r*.json "$out_dir"/llama-server-k*-r*.json
-} | tee "$out_dir/serve-comparison.md"
+for api in "${apis[@]}"; do
+  {
+    peer_route=$api
+    [[ $api == ollama-chat ]] && peer_route=chat
+    echo "troupe $api vs llama-server $peer_route. model: $name ($model); threads $threads, $slots slots × $ctx tokens," \
+      "$max_tokens tokens per request; $rounds rounds taking turns, $client_rounds client round(s) per server start;" \
+      "figures are medians over rounds"
+    echo
+    python3 "$client" compare --json "$out_dir/serve-comparison-$api.json" \
+      "$out_dir"/troupe-"$api"-k*-r*.json "$out_dir"/llama-server-"$api"-k*-r*.json
+    echo
+  } | tee "$out_dir/serve-comparison-$api.md"
+done

@@ -90,6 +90,10 @@ pub(super) struct Options {
     repeat_penalty: Option<f32>,
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
+    /// Not Ollama's: llama-server's `ignore_eos` (generate past the end of
+    /// the turn), which the speed benchmark uses to get equal lengths.
+    #[serde(default)]
+    ignore_eos: bool,
 }
 
 /// `keep_alive`: seconds (negative: forever) or a Go duration (`5m`,
@@ -436,6 +440,7 @@ fn request(
         seed: options.seed,
     })?;
     request.stop = options.stop.clone().unwrap_or_default();
+    request.ignore_eos = options.ignore_eos;
     request.constraint = match format {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
