@@ -7,6 +7,7 @@ message on the first check that fails.
 """
 
 import json
+import math
 import os
 import sys
 import urllib.error
@@ -161,6 +162,7 @@ def main():
     check(answered["model"] == model, f"/chat/completions without a model: {answered}")
     completed = call("POST", "/completions", {"prompt": "The sky", "max_tokens": 4})
     check(completed["model"] == model, f"/completions without a model: {completed}")
+    logprobs(model)
 
     client.generate(model=model, prompt="", keep_alive=0)
     loaded = [m.model for m in client.ps().models]
@@ -196,6 +198,47 @@ def main():
     store(client, model)
     refusals(model)
     print(f"ok: {whole.message.content!r}; {len(pieces)} streamed objects")
+
+
+def logprobs(model):
+    """OpenAI's logprobs on the real model, through the official openai
+    client: greedy picks the likeliest token, the tokens spell the answer,
+    a stream carries the same figures."""
+    import openai
+    client = openai.OpenAI(base_url=os.environ["TROUPE_HOST"] + "/v1",
+                           api_key=os.environ["TROUPE_API_KEY"], max_retries=0, timeout=120)
+    asked = dict(model=model, messages=[{"role": "user", "content": "Name a colour."}],
+                 max_tokens=8, temperature=0, logprobs=True, top_logprobs=3)
+    whole = client.chat.completions.create(**asked)
+    content = whole.choices[0].logprobs.content
+    text = whole.choices[0].message.content
+    check("".join(t.token for t in content) == text,
+          f"logprob tokens {[t.token for t in content]} do not spell {text!r}")
+    for t in content:
+        top = t.top_logprobs
+        check(len(top) == 3 and t.logprob <= 0, f"logprobs {t}")
+        check(top[0].token == t.token and abs(top[0].logprob - t.logprob) < 1e-5,
+              f"greedy did not take the likeliest token: {t}")
+        check(top[0].logprob >= top[1].logprob >= top[2].logprob, f"top order {top}")
+        check(sum(math.exp(a.logprob) for a in top) <= 1.0001, f"probabilities over 1: {top}")
+    streamed = list(client.chat.completions.create(**asked, stream=True))
+    pieces = [t for c in streamed if c.choices and c.choices[0].logprobs
+              for t in c.choices[0].logprobs.content]
+    check([(t.token, round(t.logprob, 4)) for t in pieces]
+          == [(t.token, round(t.logprob, 4)) for t in content],
+          "the stream's log probabilities differ")
+    legacy = client.completions.create(model=model, prompt="The sky is", max_tokens=5,
+                                       temperature=0, logprobs=2, extra_body={"ignore_eos": True})
+    lp = legacy.choices[0].logprobs
+    check("".join(lp.tokens) == legacy.choices[0].text and len(lp.token_logprobs) == 5,
+          f"completion logprobs {lp}")
+    check(lp.text_offset[0] == 0 and all(1 <= len(d) <= 2 for d in lp.top_logprobs),
+          f"completion top_logprobs {lp.top_logprobs}")
+    try:
+        client.chat.completions.create(**{**asked, "top_logprobs": 21})
+        check(False, "top_logprobs 21 was accepted")
+    except openai.BadRequestError as error:
+        check("top_logprobs" in str(error), f"top_logprobs 21: {error}")
 
 
 def refusals(model):

@@ -336,8 +336,10 @@ impl From<WireResult> for GenerationResult {
                 prompt_tokens_per_s: prompt_tps,
                 generation_tokens_per_s: generation_tps,
             },
-            // Token ids are not carried between nodes.
+            // Token ids and log probabilities are not carried between
+            // nodes.
             tokens: Vec::new(),
+            logprobs: Vec::new(),
         }
     }
 }

@@ -217,7 +217,15 @@ pub struct GenerateRequest {
     /// stop string (llama-server's `ignore_eos`; benchmarks use it). EOG
     /// tokens are then not part of the text.
     pub ignore_eos: bool,
+    /// Log probabilities to report: `None` none; `Some(n)` each text
+    /// token's and the `n` likeliest at its place (at most
+    /// [`MAX_TOP_LOGPROBS`]), in [`GenerationResult::logprobs`].
+    pub logprobs: Option<u8>,
 }
+
+/// Most alternatives [`GenerateRequest::logprobs`] may ask for (OpenAI's
+/// limit).
+pub const MAX_TOP_LOGPROBS: u8 = 20;
 
 impl GenerateRequest {
     /// A request with default sampling, 256 tokens at most, no stop strings,
@@ -231,6 +239,7 @@ impl GenerateRequest {
             constraint: None,
             session: None,
             ignore_eos: false,
+            logprobs: None,
         }
     }
 
@@ -345,6 +354,35 @@ pub struct GenerationResult {
     /// The ids of the generated tokens (end-of-generation token included),
     /// where the backend knows them (llama.cpp); empty otherwise.
     pub tokens: Vec<i32>,
+    /// With [`GenerateRequest::logprobs`], one entry per token of the text
+    /// (end-of-generation tokens are not text), where the backend knows
+    /// them (llama.cpp); empty otherwise.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// A token's natural-log probability under the model's distribution at its
+/// place (the logits' softmax, before sampling).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The token.
+    pub token: i32,
+    /// Its text's bytes (a piece of a UTF-8 character may stand alone).
+    pub bytes: Vec<u8>,
+    /// `ln p`.
+    pub logprob: f32,
+    /// The likeliest tokens at this place, likeliest first.
+    pub top: Vec<TopLogprob>,
+}
+
+/// One of the likeliest tokens at a place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogprob {
+    /// The token.
+    pub token: i32,
+    /// Its text's bytes.
+    pub bytes: Vec<u8>,
+    /// `ln p`.
+    pub logprob: f32,
 }
 
 /// The answer to [`LoadedModel::embed`].

@@ -67,6 +67,8 @@ pub(crate) struct Job {
     pub(crate) stop: Vec<String>,
     pub(crate) session: Option<String>,
     pub(crate) ignore_eos: bool,
+    /// Alternatives per token whose log probabilities are reported.
+    pub(crate) logprobs: Option<u8>,
     pub(crate) events: crate::backend::GenerationSender,
     /// Held for its `Drop`: frees the place among running and waiting requests.
     pub(crate) _in_flight: InFlight,
@@ -581,6 +583,13 @@ impl<'m> Engine<'m> {
         active.last_token = Some(now);
         active.generated += 1;
         active.tokens.push(token.0);
+        if let Some(top) = active.job.logprobs {
+            if !self.vocab.is_eog(token) {
+                let logits = self.ctx.get_logits_ith(logit_index);
+                let logprob = token_logprob(&self.vocab, logits, token, top);
+                active.logprobs.push(logprob);
+            }
+        }
         let finish = if self.vocab.is_eog(token) && !active.job.ignore_eos {
             Some(FinishReason::Stop)
         } else if self.vocab.is_eog(token) {
@@ -634,5 +643,67 @@ impl<'m> Engine<'m> {
                     GenerateError::Unloaded,
                 ));
         }
+    }
+}
+
+/// `token`'s log probability under `logits`' softmax, and the `top`
+/// likeliest tokens'. One pass for the normaliser, one for the top (kept
+/// sorted in a small vector): a vocabulary of 50k to 260k floats.
+fn token_logprob(
+    vocab: &LlamaVocab<'_>,
+    logits: &[f32],
+    token: LlamaToken,
+    top: u8,
+) -> crate::backend::TokenLogprob {
+    let finite = |l: f32| if l.is_nan() { f32::NEG_INFINITY } else { l };
+    let max = logits
+        .iter()
+        .copied()
+        .map(finite)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits
+        .iter()
+        .map(|&l| f64::from(finite(l) - max).exp())
+        .sum();
+    let log_z = max + sum.ln() as f32;
+    let logprob_of = |id: usize| {
+        logits
+            .get(id)
+            .map_or(f32::NEG_INFINITY, |&l| finite(l) - log_z)
+    };
+    let n = usize::from(top.min(crate::backend::MAX_TOP_LOGPROBS));
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(n + 1);
+    if n > 0 {
+        for (id, &l) in logits.iter().enumerate() {
+            let l = finite(l);
+            if best.len() == n && best.last().is_some_and(|&(worst, _)| l <= worst) {
+                continue;
+            }
+            let at = best.partition_point(|&(other, _)| other >= l);
+            best.insert(at, (l, id));
+            best.truncate(n);
+        }
+    }
+    let bytes = |id: i32| {
+        let mut piece = Vec::with_capacity(16);
+        vocab.token_to_piece_into(LlamaToken(id), &mut piece, false, None);
+        piece
+    };
+    let index = usize::try_from(token.0).unwrap_or(usize::MAX);
+    crate::backend::TokenLogprob {
+        token: token.0,
+        bytes: bytes(token.0),
+        logprob: logprob_of(index),
+        top: best
+            .into_iter()
+            .map(|(_, id)| {
+                let token = i32::try_from(id).unwrap_or(i32::MAX);
+                crate::backend::TopLogprob {
+                    token,
+                    bytes: bytes(token),
+                    logprob: logprob_of(id),
+                }
+            })
+            .collect(),
     }
 }

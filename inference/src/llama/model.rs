@@ -271,6 +271,7 @@ impl LoadedModel for LlamaModelHandle {
             stop,
             session: req.session,
             ignore_eos: req.ignore_eos,
+            logprobs: req.logprobs,
             events,
             _in_flight: in_flight,
         };

@@ -47,6 +47,8 @@ pub(crate) struct Active {
     pub(crate) generated: u32,
     /// Their ids.
     pub(crate) tokens: Vec<i32>,
+    /// Their log probabilities, when the request asked (text tokens only).
+    pub(crate) logprobs: Vec<crate::backend::TokenLogprob>,
     pub(crate) prompt_started: Option<Instant>,
     pub(crate) prompt_done: Option<Instant>,
     pub(crate) first_token: Option<Instant>,
@@ -65,6 +67,7 @@ impl Active {
             output,
             generated: 0,
             tokens: Vec::new(),
+            logprobs: Vec::new(),
             prompt_started: None,
             prompt_done: None,
             first_token: None,
@@ -86,6 +89,7 @@ impl Active {
             usage: self.usage(),
             timings: self.timings(),
             tokens: std::mem::take(&mut self.tokens),
+            logprobs: std::mem::take(&mut self.logprobs),
         };
         self.job.events.send(GenerationEvent::Done(result));
     }

@@ -537,6 +537,7 @@ async fn relay(
         usage,
         timings,
         tokens: Vec::new(),
+        logprobs: Vec::new(),
     }));
 }
 

@@ -87,6 +87,7 @@ impl Replay {
             },
             timings: timings(start, first, sent),
             tokens: Vec::new(),
+            logprobs: Vec::new(),
         };
         self.events.send(GenerationEvent::Done(result));
     }

@@ -13,6 +13,7 @@ use troupe_inference::chat::{ChatMessage, Role};
 
 use super::error::ApiError;
 use super::generation::{self, finish_reason, response_id, unix_now, ChunkFormat};
+use super::logprobs;
 use super::openai::{
     ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageIn, ChatMessageOut,
     MessageContent, ResponseFormat, UsageOut,
@@ -26,9 +27,7 @@ pub(super) async fn chat_completions(
     JsonBody(body): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     generation::check_n(body.n)?;
-    if body.logprobs == Some(true) {
-        return Err(ApiError::unsupported("logprobs", "logprobs"));
-    }
+    let logprobs = logprobs::chat_request(body.logprobs, body.top_logprobs)?;
     let tools = ToolMode::from_request(body.tools, body.tool_choice)?;
     let constraint = constraint(body.response_format, &tools)?;
     let messages = messages(body.messages, &tools)?;
@@ -37,6 +36,7 @@ pub(super) async fn chat_completions(
     request.stop = body.stop.map(|s| s.into_vec()).unwrap_or_default();
     request.constraint = constraint;
     request.ignore_eos = body.ignore_eos;
+    request.logprobs = logprobs;
     let max_tokens = body.max_completion_tokens.or(body.max_tokens);
     let model = generation::model_or_the_loaded_one(&state, body.model).await?;
     let running = generation::start(&state, &model, request, max_tokens).await?;
@@ -52,6 +52,7 @@ pub(super) async fn chat_completions(
             include_usage,
             tools,
             buffer: String::new(),
+            logprobs: logprobs.is_some(),
         };
         return Ok(generation::sse(running, format));
     }
@@ -72,7 +73,7 @@ pub(super) async fn chat_completions(
                 annotations: [],
             },
             finish_reason: answer.finish_reason,
-            logprobs: None,
+            logprobs: logprobs.map(|_| logprobs::chat(&result.logprobs)),
         }],
         usage: UsageOut::from(result.usage),
     })
@@ -166,6 +167,8 @@ struct ChatChunks {
     include_usage: bool,
     tools: ToolMode,
     buffer: String,
+    /// Whether the last choice chunk carries the log probabilities.
+    logprobs: bool,
 }
 
 impl ChatChunks {
@@ -230,7 +233,11 @@ impl ChunkFormat for ChatChunks {
         } else {
             reason
         };
-        chunks.push(self.chunk(json!({}), Some(reason)));
+        let mut last = self.chunk(json!({}), Some(reason));
+        if self.logprobs {
+            last["choices"][0]["logprobs"] = logprobs::chat(&result.logprobs);
+        }
+        chunks.push(last);
         if self.include_usage {
             // OpenAI's form: one more chunk with no choices and the usage.
             chunks.push(json!({

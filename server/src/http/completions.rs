@@ -10,6 +10,7 @@ use troupe_inference::backend::{GenerateRequest, GenerationResult, Prompt};
 
 use super::error::ApiError;
 use super::generation::{self, finish_reason, response_id, unix_now, ChunkFormat};
+use super::logprobs;
 use super::openai::{Completion, CompletionChoice, CompletionPrompt, CompletionRequest, UsageOut};
 use super::{AppState, JsonBody};
 
@@ -25,9 +26,7 @@ pub(super) async fn completions(
     if body.suffix.is_some() {
         return Err(ApiError::unsupported("suffix", "suffix"));
     }
-    if body.logprobs.is_some() {
-        return Err(ApiError::unsupported("logprobs", "logprobs"));
-    }
+    let logprobs = logprobs::completion_request(body.logprobs)?;
     let prompt = prompt(body.prompt)?;
     let echo = match (&prompt, body.echo) {
         (Prompt::Text(text), true) => Some(text.clone()),
@@ -38,6 +37,7 @@ pub(super) async fn completions(
     request.sampling = generation::sampling(&body.sampling)?;
     request.stop = body.stop.map(|s| s.into_vec()).unwrap_or_default();
     request.ignore_eos = body.ignore_eos;
+    request.logprobs = logprobs;
     let max_tokens = body.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     let model = generation::model_or_the_loaded_one(&state, body.model).await?;
     let running = generation::start(&state, &model, request, Some(max_tokens)).await?;
@@ -50,11 +50,14 @@ pub(super) async fn completions(
             created,
             model,
             include_usage: body.stream_options.is_some_and(|o| o.include_usage),
+            offset: echo.as_ref().map_or(0, |e| e.chars().count()),
             echo,
+            logprobs: logprobs.is_some(),
         };
         return Ok(generation::sse(running, format));
     }
     let result = running.finish().await?;
+    let offset = echo.as_ref().map_or(0, |e| e.chars().count());
     let text = match echo {
         Some(prompt) => prompt + &result.text,
         None => result.text,
@@ -67,7 +70,7 @@ pub(super) async fn completions(
         choices: vec![CompletionChoice {
             text,
             index: 0,
-            logprobs: None,
+            logprobs: logprobs.map(|_| logprobs::completion(&result.logprobs, offset)),
             finish_reason: Some(finish_reason(result.finish)),
         }],
         usage: Some(UsageOut::from(result.usage)),
@@ -96,6 +99,11 @@ struct CompletionChunks {
     model: String,
     include_usage: bool,
     echo: Option<String>,
+    /// The echoed prompt's length in characters: where the text's offsets
+    /// start.
+    offset: usize,
+    /// Whether the last chunk carries the log probabilities.
+    logprobs: bool,
 }
 
 impl CompletionChunks {
@@ -129,6 +137,9 @@ impl ChunkFormat for CompletionChunks {
 
     fn finish(&mut self, result: &GenerationResult) -> Vec<Value> {
         let mut last = self.chunk("", Some(finish_reason(result.finish)));
+        if self.logprobs {
+            last["choices"][0]["logprobs"] = logprobs::completion(&result.logprobs, self.offset);
+        }
         if self.include_usage {
             last["usage"] = json!(UsageOut::from(result.usage));
         }

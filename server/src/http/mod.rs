@@ -40,6 +40,7 @@ mod embeddings;
 mod error;
 mod generation;
 mod guard;
+mod logprobs;
 mod mcp;
 mod metrics;
 mod models;

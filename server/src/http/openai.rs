@@ -39,8 +39,10 @@ pub(super) struct ChatCompletionRequest {
     pub tools: Option<Vec<ToolDefinition>>,
     /// Whether and which function the model must call.
     pub tool_choice: Option<ToolChoice>,
-    /// Log probabilities; not supported.
+    /// Report each token's log probability.
     pub logprobs: Option<bool>,
+    /// With `logprobs`, the likeliest alternatives per token (0 to 20).
+    pub top_logprobs: Option<u32>,
     /// Keep generating past end-of-generation tokens (llama-server's extension).
     #[serde(default)]
     pub ignore_eos: bool,
@@ -271,8 +273,8 @@ pub(super) struct ChatChoice {
     pub message: ChatMessageOut,
     /// `stop`, `length` or `tool_calls`.
     pub finish_reason: &'static str,
-    /// Always `null`: log probabilities are not supported.
-    pub logprobs: Option<()>,
+    /// The tokens' log probabilities, when asked for.
+    pub logprobs: Option<Value>,
 }
 
 /// `chat.completion`.
@@ -320,7 +322,7 @@ pub(super) struct CompletionRequest {
     pub echo: bool,
     /// Text after the completion; not supported.
     pub suffix: Option<String>,
-    /// Log probabilities; not supported.
+    /// Report each token's log probability and this many alternatives.
     pub logprobs: Option<u32>,
     /// Keep generating past end-of-generation tokens (llama-server's extension).
     #[serde(default)]
@@ -348,8 +350,8 @@ pub(super) struct CompletionChoice {
     pub text: String,
     /// Always 0.
     pub index: u32,
-    /// Always `null`.
-    pub logprobs: Option<()>,
+    /// The tokens' log probabilities, when asked for.
+    pub logprobs: Option<Value>,
     /// `stop` or `length`; `null` on stream chunks before the last.
     pub finish_reason: Option<&'static str>,
 }
