@@ -209,7 +209,7 @@ def round_(url, args, tag):
     barrier = threading.Barrier(args.concurrency)
     threads = []
     for i in range(args.concurrency):
-        body = request_body(args, f"{tag}-{i}: {PROMPT}")
+        body = request_body(args, f"{args.salt}{tag}-{i}: {PROMPT}")
         t = threading.Thread(target=one_request, args=(url, args.api, body, results[i], barrier))
         t.start()
         threads.append(t)
@@ -389,6 +389,9 @@ def main():
     r.add_argument("--warmup", type=int, default=1)
     r.add_argument("--max-tokens", type=int, default=128)
     r.add_argument("--api", choices=sorted(PATHS), default="completions")
+    r.add_argument("--salt", default="",
+                   help="put in front of every prompt's tag, so that no run of the same server "
+                        "start meets another's prompts in a prompt cache")
     r.add_argument("--out")
     r.add_argument("--round", type=int, help="the bench round this run belongs to (for compare)")
     c = sub.add_parser("compare")

@@ -102,7 +102,8 @@ measure() {
       report=$out_dir/$label-$api-k$k-r$r
       say "round $r, $label, $route: $k concurrent stream(s), $client_rounds client round(s) of $max_tokens tokens"
       python3 "$client" run --url "$url" --model "$name" --label "$label" -k "$k" --round "$r" \
-        --api "$route" -r "$client_rounds" --max-tokens "$max_tokens" --out "$report.json" \
+        --api "$route" --salt "$api-k$k-" -r "$client_rounds" --max-tokens "$max_tokens" \
+        --out "$report.json" \
         >/dev/null 2>"$report.err" ||
         { cat "$report.err" >&2; die "the client failed against $label (round $r, $route)"; }
     done

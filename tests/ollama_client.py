@@ -97,16 +97,15 @@ def main():
     check(whole.done_reason in ("stop", "length"), f"done_reason {whole.done_reason}")
 
     # num_ctx is the request's window: 3 tokens past the prompt leave room
-    # for 3; one smaller than the prompt is refused.
+    # for 3; a prompt longer than it is served, not refused (clients send a
+    # small num_ctx with long chats).
     windowed = client.chat(model=model, messages=messages, stream=False,
                            options={"temperature": 0, "num_ctx": whole.prompt_eval_count + 3})
     check(windowed.eval_count == 3 and windowed.done_reason == "length",
           f"num_ctx prompt+3: eval_count {windowed.eval_count}, {windowed.done_reason}")
-    try:
-        client.chat(model=model, messages=messages, options={"num_ctx": 8})
-        check(False, "a prompt longer than num_ctx was accepted")
-    except ollama.ResponseError as error:
-        check(error.status_code == 400, f"num_ctx 8: {error.status_code} {error.error}")
+    small = client.chat(model=model, messages=messages, stream=False,
+                        options={"temperature": 0, "num_ctx": 8, "num_predict": 4})
+    check(small.done and small.eval_count == 4, f"num_ctx 8 with a longer prompt: {small}")
 
     pieces = list(client.chat(model=model, messages=messages, options=greedy, stream=True))
     check(len(pieces) >= 2, f"{len(pieces)} streamed objects")
@@ -234,6 +233,27 @@ def logprobs(model):
           f"completion logprobs {lp}")
     check(lp.text_offset[0] == 0 and all(1 <= len(d) <= 2 for d in lp.top_logprobs),
           f"completion top_logprobs {lp.top_logprobs}")
+    # A streamed call comes as OpenAI streams one: the name, then the
+    # arguments piece by piece, the same call as the whole answer's.
+    weather = {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city now",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}
+    ask = dict(model=model, tools=[weather], temperature=0, max_tokens=60,
+               messages=[{"role": "user", "content": "What is the weather in Paris? Call get_weather."}])
+    called = client.chat.completions.create(**ask).choices[0].message.tool_calls[0]
+    chunks = list(client.chat.completions.create(**ask, stream=True))
+    calls = [c.choices[0].delta.tool_calls[0] for c in chunks
+             if c.choices and c.choices[0].delta.tool_calls]
+    check(calls and calls[0].function.name == "get_weather" and calls[0].id,
+          f"the stream's first call delta {calls[:1]}")
+    check(len(calls) >= 3, f"the arguments came in {len(calls) - 1} piece(s), not streamed")
+    streamed_args = "".join(c.function.arguments or "" for c in calls)
+    check(json.loads(streamed_args) == json.loads(called.function.arguments),
+          f"streamed arguments {streamed_args!r}, whole {called.function.arguments!r}")
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    check(reasons == ["tool_calls"], f"streamed finish reasons {reasons}")
+
     try:
         client.chat.completions.create(**{**asked, "top_logprobs": 21})
         check(False, "top_logprobs 21 was accepted")
@@ -286,8 +306,12 @@ def store(client, model):
     check(all("Q8_0" in p.digest for p in files), f"the quant tag chose {files[-1].digest}")
     names = [m.model for m in client.list().models]
     check(pulled in names, f"{pulled} not listed after the pull: {names}")
-    shown = client.show(pulled)
+    # The name it was pulled by names it, as `ollama pull X; ollama run X`.
+    pull_name = f"hf.co/{pulled}:Q8_0"
+    shown = client.show(pull_name)
     check(shown.details.quantization_level == "Q8_0", f"pulled {shown.details}")
+    said = client.generate(model=pull_name, prompt="Hi", options={"num_predict": 2})
+    check(said.done, f"the pulled model did not answer: {said}")
 
     client.copy(model, "smollm2-copy")
     check("smollm2-copy" in [m.model for m in client.list().models], "the copy is not listed")
@@ -298,7 +322,7 @@ def store(client, model):
     names = [m.model for m in client.list().models]
     check("smollm2-copy" not in names and model in names,
           f"deleting the copy: {names}")
-    client.delete(pulled)
+    client.delete(pull_name)
     check(pulled not in [m.model for m in client.list().models], "the pulled model stayed")
 
     for bad, status in [(lambda: client.delete("no-such-model"), 404),

@@ -199,7 +199,10 @@ impl Catalog {
     }
 
     /// The entry called `name`: an exact name, else the one entry whose name
-    /// matches ignoring case, a `.gguf` suffix, or a leading or trailing part
+    /// matches ignoring case, a `.gguf` suffix, Ollama's `:latest` and
+    /// `hf.co/` (see [`names`]), else a pulled file named by its
+    /// repository and a tag its file name holds (`hf.co/o/r:Q8_0`), else
+    /// the one entry whose name matches by a leading or trailing part
     /// (`tinyllama` finds `TheBloke/TinyLlama-GGUF:tinyllama-q4_0` when
     /// nothing else matches). `None` when nothing or several match; use
     /// [`Catalog::resolve`] to learn which.
@@ -233,9 +236,10 @@ impl Catalog {
 
     fn lookup(&self, name: &str) -> Result<&ModelEntry, CatalogError> {
         let query = normalize(name);
-        let tiers: [&dyn Fn(&ModelEntry) -> bool; 3] = [
+        let tiers: [&dyn Fn(&ModelEntry) -> bool; 4] = [
             &|e| e.name == name,
             &|e| normalize(&e.name) == query,
+            &|e| names_by_tag(e, &query),
             &|e| {
                 let n = normalize(&e.name);
                 !query.is_empty() && (n.starts_with(&query) || n.ends_with(&query))
@@ -343,13 +347,43 @@ impl Catalog {
     }
 }
 
-/// Lower case, without a `.gguf` suffix: how names are compared loosely.
+/// Lower case, without a `.gguf` suffix, Ollama's `:latest` tag or its
+/// `hf.co/` prefix for a Hugging Face model: how names are compared
+/// loosely.
 fn normalize(name: &str) -> String {
     let lower = name.trim().to_lowercase();
-    match lower.strip_suffix(".gguf") {
-        Some(stem) => stem.to_owned(),
-        None => lower,
-    }
+    let lower = ["hf.co/", "huggingface.co/"]
+        .iter()
+        .find_map(|prefix| lower.strip_prefix(prefix))
+        .unwrap_or(&lower);
+    let lower = lower.strip_suffix(":latest").unwrap_or(lower);
+    lower.strip_suffix(".gguf").unwrap_or(lower).to_owned()
+}
+
+/// Whether `query` (normalized) names a pulled model as Ollama's pull did:
+/// `OWNER/REPO:TAG` for the one file of that repository whose name holds
+/// the tag.
+fn names_by_tag(entry: &ModelEntry, query: &str) -> bool {
+    let ModelSource::HuggingFace { repo, .. } = &entry.source else {
+        return false;
+    };
+    let Some((wanted, tag)) = query.rsplit_once(':') else {
+        return false;
+    };
+    let file = entry
+        .path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    !tag.is_empty() && repo.to_lowercase() == wanted && file.contains(tag)
+}
+
+/// Whether `name` names `entry` exactly: its name, or its name compared
+/// loosely (case, `.gguf`, `:latest`, `hf.co/`), or a pull's
+/// `hf.co/OWNER/REPO:TAG`. No partial match: for deleting and copying.
+pub fn names(entry: &ModelEntry, name: &str) -> bool {
+    let query = normalize(name);
+    entry.name == name || normalize(&entry.name) == query || names_by_tag(entry, &query)
 }
 
 fn has_gguf_extension(path: &Path) -> bool {
@@ -360,6 +394,66 @@ fn has_gguf_extension(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry_at(name: &str, path: &str, source: ModelSource) -> ModelEntry {
+        ModelEntry {
+            name: name.to_owned(),
+            path: PathBuf::from(path),
+            architecture: "llama".to_owned(),
+            parameters: 1,
+            quantization: "Q8_0".to_owned(),
+            context_length: None,
+            file_size: 1,
+            has_chat_template: false,
+            source,
+        }
+    }
+
+    #[test]
+    fn ollama_names_name_entries_exactly_or_not_at_all() {
+        let dir = entry_at("smollm2", "/m/smollm2.gguf", ModelSource::Directory);
+        assert!(names(&dir, "smollm2"));
+        assert!(names(&dir, "SmolLM2:latest"));
+        assert!(!names(&dir, "smol"));
+        let ollama = entry_at(
+            "llama3.2:latest",
+            "/o/blob",
+            ModelSource::Ollama {
+                model: "llama3.2".to_owned(),
+                tag: "latest".to_owned(),
+            },
+        );
+        assert!(names(&ollama, "llama3.2:latest") && names(&ollama, "llama3.2"));
+        let pulled = entry_at(
+            "o/r",
+            "/hf/models--o--r/snapshots/abc/r.Q8_0.gguf",
+            ModelSource::HuggingFace {
+                repo: "o/r".to_owned(),
+                revision: "abc".to_owned(),
+            },
+        );
+        for name in [
+            "o/r",
+            "hf.co/o/r",
+            "hf.co/o/r:q8_0",
+            "hf.co/O/R:Q8_0",
+            "o/r:latest",
+        ] {
+            assert!(names(&pulled, name), "{name}");
+        }
+        assert!(!names(&pulled, "hf.co/o/r:Q4_K_M"));
+        assert!(!names(&pulled, "hf.co/o/other:q8_0"));
+        let catalog = Catalog {
+            entries: vec![dir, ollama, pulled],
+            ..Catalog::default()
+        };
+        assert_eq!(catalog.find("hf.co/o/r:Q8_0").unwrap().name, "o/r");
+        assert_eq!(catalog.find("smollm2:latest").unwrap().name, "smollm2");
+        assert_eq!(
+            catalog.find("llama3.2:latest").unwrap().name,
+            "llama3.2:latest"
+        );
+    }
 
     fn entry(name: &str) -> ModelEntry {
         ModelEntry {

@@ -384,7 +384,9 @@ fn pick_gguf(
         .iter()
         .filter(|f| {
             let lower = f.to_ascii_lowercase();
+            // A vision projector (`mmproj-*.gguf`) is not a model to load.
             lower.ends_with(".gguf")
+                && !lower.contains("mmproj")
                 && lower_quant
                     .as_ref()
                     .is_none_or(|q| lower.contains(q.as_str()))
@@ -599,7 +601,7 @@ mod tests {
             err.to_string(),
             "o/m at main holds several .gguf files; name one as o/m:FILE: a.gguf, b.gguf"
         );
-        let quants = files(&["m.Q4_K_M.gguf", "m.Q8_0.gguf"]);
+        let quants = files(&["m.Q4_K_M.gguf", "m.Q8_0.gguf", "mmproj-m-Q8_0.gguf"]);
         assert_eq!(
             pick_gguf("o/m", "main", Some("q8_0"), quants.clone()).unwrap(),
             "m.Q8_0.gguf"

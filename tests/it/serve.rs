@@ -261,12 +261,24 @@ async fn tools_give_tool_calls_with_json_arguments() {
     let (status, data) = client.post_stream("/v1/chat/completions", &request).await;
     assert_eq!(status, 200);
     let chunks = chunks(&data);
-    let call = chunks
+    // As OpenAI streams a call: the first delta has its id, type and name,
+    // the next ones pieces of its arguments.
+    let deltas: Vec<&Value> = chunks
         .iter()
-        .find_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
-        .expect("a chunk with the tool call");
-    assert_eq!(call["index"], 0);
-    assert_weather_call(call);
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    assert!(
+        deltas.len() >= 2,
+        "the call came in {} delta(s)",
+        deltas.len()
+    );
+    assert!(deltas.iter().all(|d| d["index"] == 0));
+    let mut call = deltas[0].clone();
+    call["function"]["arguments"] = json!(deltas
+        .iter()
+        .map(|d| d["function"]["arguments"].as_str().unwrap_or(""))
+        .collect::<String>());
+    assert_weather_call(&call);
     assert_eq!(
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "tool_calls"

@@ -83,6 +83,17 @@ impl Active {
                 self.job.events.send(GenerationEvent::Token(rest));
             }
         }
+        if finish == FinishReason::StopString {
+            // The tokens that completed the stop string are not text: keep
+            // those that begin inside it.
+            let kept = self.output.text().len();
+            let mut start = 0;
+            self.logprobs.retain(|entry| {
+                let inside = start < kept;
+                start += entry.bytes.len();
+                inside
+            });
+        }
         let result = GenerationResult {
             text: self.output.text().to_owned(),
             finish,

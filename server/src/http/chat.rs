@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use troupe_inference::backend::{Constraint, GenerateRequest, GenerationResult, Prompt};
+use troupe_inference::backend::{
+    Constraint, FinishReason, GenerateRequest, GenerationResult, Prompt,
+};
 use troupe_inference::chat::{ChatMessage, Role};
 
 use super::error::ApiError;
@@ -18,6 +20,7 @@ use super::openai::{
     ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageIn, ChatMessageOut,
     MessageContent, ResponseFormat, UsageOut,
 };
+use super::tool_stream::{Delta, EnvelopeReader, Streamed};
 use super::tools::{render_calls, Answer, ToolMode};
 use super::{AppState, JsonBody};
 
@@ -51,7 +54,8 @@ pub(super) async fn chat_completions(
             model,
             include_usage,
             tools,
-            buffer: String::new(),
+            envelope: EnvelopeReader::new(),
+            call_id: response_id("call_"),
             logprobs: logprobs.is_some(),
         };
         return Ok(generation::sse(running, format));
@@ -158,20 +162,55 @@ fn messages(input: Vec<ChatMessageIn>, tools: &ToolMode) -> Result<Vec<ChatMessa
     Ok(out)
 }
 
-/// `chat.completion.chunk`s. With tools the output is held until the end:
-/// a tool call is only known once the JSON object is complete.
+/// `chat.completion.chunk`s. With tools the JSON envelope is read as it
+/// comes ([`EnvelopeReader`]): a call goes out as OpenAI's tool-call deltas
+/// (its name, then its arguments piece by piece), text as content; what
+/// cannot be read that way is interpreted whole at the end.
 struct ChatChunks {
     id: String,
     created: u64,
     model: String,
     include_usage: bool,
     tools: ToolMode,
-    buffer: String,
+    envelope: EnvelopeReader,
+    /// The id of the call being streamed.
+    call_id: String,
     /// Whether the last choice chunk carries the log probabilities.
     logprobs: bool,
 }
 
 impl ChatChunks {
+    /// The answer read whole at the end (nothing of it was streamed): its
+    /// calls or text as chunks; the finish reason.
+    fn whole_answer(&self, reason: &'static str, chunks: &mut Vec<Value>) -> &'static str {
+        let Answer {
+            content,
+            tool_calls,
+            finish_reason,
+        } = self
+            .tools
+            .interpret(self.envelope.text().to_owned(), reason);
+        if let Some(calls) = tool_calls {
+            let calls: Vec<Value> = calls
+                .into_iter()
+                .enumerate()
+                .map(|(index, call)| {
+                    json!({
+                        "index": index,
+                        "id": call.id,
+                        "type": call.kind,
+                        "function": {"name": call.function.name, "arguments": call.function.arguments},
+                    })
+                })
+                .collect();
+            chunks.push(self.chunk(json!({ "tool_calls": calls }), None));
+        }
+        if let Some(content) = content {
+            chunks.push(self.chunk(json!({ "content": content }), None));
+        }
+        finish_reason
+    }
+
     fn chunk(&self, delta: Value, finish_reason: Option<&str>) -> Value {
         json!({
             "id": self.id,
@@ -194,44 +233,39 @@ impl ChunkFormat for ChatChunks {
     }
 
     fn piece(&mut self, text: &str) -> Vec<Value> {
-        if self.tools.is_on() {
-            self.buffer.push_str(text);
-            return Vec::new();
+        if !self.tools.is_on() {
+            return vec![self.chunk(json!({ "content": text }), None)];
         }
-        vec![self.chunk(json!({ "content": text }), None)]
+        let deltas = self.envelope.push(text);
+        deltas
+            .into_iter()
+            .map(|delta| {
+                let delta = match delta {
+                    Delta::Content(text) => json!({ "content": text }),
+                    Delta::Call(name) => json!({ "tool_calls": [{
+                        "index": 0,
+                        "id": self.call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": ""},
+                    }]}),
+                    Delta::Arguments(text) => json!({ "tool_calls": [{
+                        "index": 0,
+                        "function": {"arguments": text},
+                    }]}),
+                };
+                self.chunk(delta, None)
+            })
+            .collect()
     }
 
     fn finish(&mut self, result: &GenerationResult) -> Vec<Value> {
         let mut chunks = Vec::with_capacity(3);
         let reason = finish_reason(result.finish);
-        let reason = if self.tools.is_on() {
-            let text = std::mem::take(&mut self.buffer);
-            let Answer {
-                content,
-                tool_calls,
-                finish_reason,
-            } = self.tools.interpret(text, reason);
-            if let Some(calls) = tool_calls {
-                let calls: Vec<Value> = calls
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, call)| {
-                        json!({
-                            "index": index,
-                            "id": call.id,
-                            "type": call.kind,
-                            "function": {"name": call.function.name, "arguments": call.function.arguments},
-                        })
-                    })
-                    .collect();
-                chunks.push(self.chunk(json!({ "tool_calls": calls }), None));
-            }
-            if let Some(content) = content {
-                chunks.push(self.chunk(json!({ "content": content }), None));
-            }
-            finish_reason
-        } else {
-            reason
+        let reason = match (self.tools.is_on(), self.envelope.streamed()) {
+            (false, _) => reason,
+            (true, Streamed::Call) if result.finish != FinishReason::Length => "tool_calls",
+            (true, Streamed::Call | Streamed::Content) => reason,
+            (true, Streamed::Nothing) => self.whole_answer(reason, &mut chunks),
         };
         let mut last = self.chunk(json!({}), Some(reason));
         if self.logprobs {

@@ -54,7 +54,8 @@ pub(super) struct Limits {
     pub max_tokens: Option<u32>,
     /// Tokens of prompt and answer together (Ollama's `num_ctx`), at most
     /// the slot's context; `None`: the slot's context. A larger
-    /// `max_tokens` is cut to what the window leaves.
+    /// `max_tokens` is cut to what the window leaves; a prompt that does not
+    /// fit the window gets the slot's whole context.
     pub window: Option<u32>,
 }
 
@@ -72,7 +73,7 @@ impl Limits {
 /// after the request (`None`: the host's default).
 ///
 /// # Errors
-/// As [`start`]; a prompt that does not fit the window is a 400.
+/// As [`start`].
 pub(super) async fn start_keeping(
     state: &AppState,
     model: &str,
@@ -99,7 +100,11 @@ pub(super) async fn start_keeping(
             prompt_tokens,
             ..
         })) if limits.max_tokens.is_none() || limits.window.is_some() => {
-            let context = limits.window.map_or(context, |window| window.min(context));
+            // A prompt longer than the window is served in the slot's whole
+            // context rather than refused (Ollama would drop its oldest
+            // messages; troupe does not cut a prompt).
+            let window = limits.window.filter(|&window| window > prompt_tokens);
+            let context = window.map_or(context, |window| window.min(context));
             if prompt_tokens >= context {
                 return Err(GenerateError::PromptTooLong {
                     prompt_tokens,

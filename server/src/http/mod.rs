@@ -51,6 +51,7 @@ mod openai;
 mod session;
 mod tasks;
 mod tasks_sse;
+mod tool_stream;
 mod tools;
 
 use std::future::Future;

@@ -80,13 +80,7 @@ pub(super) async fn show(
     State(state): State<Arc<AppState>>,
     OllamaBody(body): OllamaBody<ShowBody>,
 ) -> Result<Json<Value>, OllamaError> {
-    let catalog = state.host.catalog().await?;
-    let name = super::ollama_store::untagged(&body.model);
-    let Some(entry) = catalog.into_iter().find(|e| e.name == name) else {
-        return Err(
-            ApiError::from(troupe_host::HostError::ModelNotFound { name: body.model }).into(),
-        );
-    };
+    let entry = super::ollama_store::exact_entry(&state, &body.model, "model").await?;
     let path = entry.path.clone();
     let file = tokio::task::spawn_blocking(move || troupe_models::gguf::GgufFile::open(&path))
         .await

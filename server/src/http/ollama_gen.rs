@@ -348,11 +348,11 @@ pub(super) async fn version() -> Json<Value> {
 /// (clients such as Open WebUI check it before they talk to a server).
 pub(super) const OLLAMA_API_VERSION: &str = "0.12.0";
 
-/// The request's model, `NAME:latest` read as `NAME` (Ollama clients add
-/// the tag).
+/// The request's model (the catalog reads Ollama's `NAME:latest` and
+/// `hf.co/OWNER/REPO:TAG` names).
 fn required_model(model: Option<String>) -> Result<String, OllamaError> {
     match model {
-        Some(model) if !model.is_empty() => Ok(super::ollama_store::untagged(&model).to_owned()),
+        Some(model) if !model.is_empty() => Ok(model),
         _ => Err(ApiError::invalid(Some("model"), "model is required").into()),
     }
 }
@@ -528,7 +528,8 @@ impl Job {
             _ => None,
         };
         // num_ctx: the request's window of prompt and answer, within the
-        // slot's context (the model is not reloaded for a larger one).
+        // slot's context (the model is not reloaded for a larger one; a
+        // longer prompt is not cut, it gets the slot's context).
         let window = match options.num_ctx {
             Some(n) if n > 0 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
             None => None,

@@ -21,7 +21,7 @@ use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use troupe_models::catalog::{ModelEntry, ModelSource};
+use troupe_models::catalog::{self, ModelEntry, ModelSource};
 use troupe_models::pull::{self, PullError, PullProgress, PullRequest};
 
 use super::error::ApiError;
@@ -235,25 +235,41 @@ pub(super) async fn pull(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 
-/// The catalog entry named exactly `name` (after `:latest`): deleting or
-/// copying by a partial match would act on a model nobody named.
-async fn exact_entry(
+/// The catalog entry `name` names exactly ([`catalog::names`]: its name,
+/// `:latest`, `hf.co/`, a pull's tag): showing, deleting or copying by a
+/// partial match would act on a model nobody named. Several such entries
+/// (the same file name in two model directories) are a 400 listing them.
+pub(super) async fn exact_entry(
     state: &AppState,
     name: &str,
     field: &'static str,
 ) -> Result<ModelEntry, ApiError> {
-    let name = untagged(name);
     let catalog = state.host.catalog().await?;
-    catalog
+    let mut found: Vec<ModelEntry> = catalog
         .into_iter()
-        .find(|entry| entry.name == name)
-        .ok_or_else(|| ApiError {
+        .filter(|entry| catalog::names(entry, name))
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("model {name:?} not found"),
             kind: "not_found_error",
             param: Some(field),
             code: Some("model_not_found"),
-        })
+        }),
+        _ => Err(ApiError::invalid(
+            Some(field),
+            format!(
+                "{name:?} names several models: {}",
+                found
+                    .iter()
+                    .map(|e| format!("{} ({})", e.name, e.path.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// `DELETE /api/delete`.
@@ -270,15 +286,10 @@ pub(super) async fn delete(
     OllamaBody(body): OllamaBody<DeleteBody>,
 ) -> Result<StatusCode, OllamaError> {
     let entry = exact_entry(&state, &body.model, "model").await?;
-    let loaded = state.host.status().await?;
-    if loaded.models.iter().any(|m| m.name == entry.name) {
-        state.host.unload(&entry.name).await?;
-    }
-    let removed = match &entry.source {
-        ModelSource::Directory => std::fs::remove_file(&entry.path),
-        ModelSource::HuggingFace { repo, .. } => {
-            pull::remove_cached(&store(&state)?.hf_cache, repo, &entry.path)
-        }
+    // The hub-cache repository holding it; `None` for a model directory's file.
+    let cached_in = match &entry.source {
+        ModelSource::Directory => None,
+        ModelSource::HuggingFace { repo, .. } => Some(repo.clone()),
         ModelSource::Ollama { .. } => {
             return Err(OllamaError::from(ApiError::invalid(
                 Some("model"),
@@ -288,6 +299,14 @@ pub(super) async fn delete(
                 ),
             )))
         }
+    };
+    let loaded = state.host.status().await?;
+    if loaded.models.iter().any(|m| m.name == entry.name) {
+        state.host.unload(&entry.name).await?;
+    }
+    let removed = match cached_in {
+        None => std::fs::remove_file(&entry.path),
+        Some(repo) => pull::remove_cached(&store(&state)?.hf_cache, &repo, &entry.path),
     };
     removed.map_err(|error| {
         ApiError::internal(format!("cannot delete {}: {error}", entry.path.display()))
@@ -355,14 +374,31 @@ pub(super) async fn copy(
     Ok(StatusCode::OK)
 }
 
+/// A hard link where the file system allows one (the copy then outlives
+/// the source's deletion, as an Ollama copy does), else a symbolic link.
 fn link(target: &Path, path: &Path) -> Result<(), ApiError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|error| {
             ApiError::internal(format!("cannot create {}: {error}", parent.display()))
         })?;
     }
-    std::os::unix::fs::symlink(target, path)
-        .map_err(|error| ApiError::internal(format!("cannot write {}: {error}", path.display())))
+    let linked = std::fs::hard_link(target, path).or_else(|error| {
+        if error.kind() == std::io::ErrorKind::AlreadyExists {
+            Err(error)
+        } else {
+            std::os::unix::fs::symlink(target, path)
+        }
+    });
+    linked.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AlreadyExists {
+            ApiError::invalid(
+                Some("destination"),
+                format!("{} exists already", path.display()),
+            )
+        } else {
+            ApiError::internal(format!("cannot write {}: {error}", path.display()))
+        }
+    })
 }
 
 #[cfg(test)]

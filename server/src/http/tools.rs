@@ -10,7 +10,8 @@
 //!
 //! `tool_choice: "required"` allows calls only; a named function allows a
 //! call of that function only; `"none"` turns tools off (plain text). One
-//! call per answer (`parallel_tool_calls` is not honoured).
+//! call per answer (`parallel_tool_calls` is not honoured). A stream reads
+//! the envelope as it comes (`tool_stream`).
 
 use serde_json::{json, Value};
 

@@ -1,0 +1,436 @@
+//! Reads the JSON envelope of [`super::tools::ToolMode`] while it is being
+//! generated, so that a stream sends what the model writes as it writes
+//! it: the text of `{"content": "..."}` as content, a call
+//! `{"name": "f", "arguments": {...}}` as OpenAI streams one (the name
+//! once, then the arguments' text piece by piece).
+//!
+//! The grammar writes the keys in the schema's order; an envelope read
+//! another way (or cut short before its first value) is left to
+//! [`super::tools::ToolMode::interpret`] at the end, as before.
+
+/// What a piece of the envelope adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Delta {
+    /// More text for the user.
+    Content(String),
+    /// A call of `name` begins.
+    Call(String),
+    /// More of the call's arguments (JSON text).
+    Arguments(String),
+}
+
+/// Where the reader is in the envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Before the first value: the text so far could still open either form.
+    Head,
+    /// In the content string; `escape` holds an escape not yet complete.
+    Content { escape: String, high: Option<u16> },
+    /// In the arguments value.
+    Arguments {
+        depth: u32,
+        in_string: bool,
+        escaped: bool,
+    },
+    /// The value ended: what follows closes the envelope.
+    Done,
+    /// Not readable as it comes: interpreted whole at the end.
+    Opaque,
+}
+
+/// How the answer turned out, once the stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Streamed {
+    /// Nothing was sent: interpret the whole text.
+    Nothing,
+    /// Content was sent.
+    Content,
+    /// A call was sent.
+    Call,
+}
+
+/// Reads one envelope piece by piece.
+#[derive(Debug, Clone)]
+pub(super) struct EnvelopeReader {
+    /// Everything generated, for the fallback.
+    text: String,
+    /// The part of the head not yet matched.
+    head: String,
+    state: State,
+    call: bool,
+}
+
+/// A function name longer than this is not waited for.
+const LONGEST_HEAD: usize = 512;
+
+impl EnvelopeReader {
+    pub(super) fn new() -> Self {
+        Self {
+            text: String::new(),
+            head: String::new(),
+            state: State::Head,
+            call: false,
+        }
+    }
+
+    /// Everything generated so far.
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// What has been sent, once the stream ended: a call only counts as
+    /// one when its arguments were whole.
+    pub(super) fn streamed(&self) -> Streamed {
+        match self.state {
+            State::Head | State::Opaque => Streamed::Nothing,
+            State::Done if self.call => Streamed::Call,
+            _ => Streamed::Content,
+        }
+    }
+
+    /// Takes the next piece of generated text.
+    pub(super) fn push(&mut self, piece: &str) -> Vec<Delta> {
+        self.text.push_str(piece);
+        let mut out = Vec::new();
+        let mut rest = piece.to_owned();
+        if self.state == State::Head {
+            self.head.push_str(piece);
+            match read_head(&self.head) {
+                Head::More if self.head.len() <= LONGEST_HEAD => return out,
+                Head::More | Head::No => {
+                    self.state = State::Opaque;
+                    return out;
+                }
+                Head::Content(consumed) => {
+                    rest = self.head[consumed..].to_owned();
+                    self.state = State::Content {
+                        escape: String::new(),
+                        high: None,
+                    };
+                }
+                Head::Call(name, consumed) => {
+                    rest = self.head[consumed..].to_owned();
+                    self.call = true;
+                    out.push(Delta::Call(name));
+                    self.state = State::Arguments {
+                        depth: 0,
+                        in_string: false,
+                        escaped: false,
+                    };
+                }
+            }
+        }
+        match &mut self.state {
+            State::Content { escape, high } => {
+                let (text, ended) = content(&rest, escape, high);
+                if !text.is_empty() {
+                    out.push(Delta::Content(text));
+                }
+                if ended {
+                    self.state = State::Done;
+                }
+            }
+            State::Arguments {
+                depth,
+                in_string,
+                escaped,
+            } => {
+                let (text, ended) = arguments(&rest, depth, in_string, escaped);
+                if !text.is_empty() {
+                    out.push(Delta::Arguments(text));
+                }
+                if ended {
+                    self.state = State::Done;
+                }
+            }
+            State::Head | State::Done | State::Opaque => {}
+        }
+        out
+    }
+}
+
+enum Head {
+    /// Could still become an envelope's head.
+    More,
+    /// Cannot.
+    No,
+    /// `{"content": "` ends at this byte.
+    Content(usize),
+    /// `{"name": "NAME", "arguments":` ends at this byte.
+    Call(String, usize),
+}
+
+/// A cursor over the head's text; `None` means the text ran out.
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn space(&mut self) {
+        let skipped = self.text[self.at..].len() - self.text[self.at..].trim_start().len();
+        self.at += skipped;
+    }
+
+    /// `Some(true)` when `literal` follows (after spaces), `Some(false)` when
+    /// something else does, `None` when the text ends inside it.
+    fn literal(&mut self, literal: &str) -> Option<bool> {
+        self.space();
+        let rest = &self.text[self.at..];
+        if rest.starts_with(literal) {
+            self.at += literal.len();
+            Some(true)
+        } else if literal.starts_with(rest) {
+            None
+        } else {
+            Some(false)
+        }
+    }
+
+    /// A JSON string without escapes (a function name).
+    fn name(&mut self) -> Option<Result<String, ()>> {
+        if !self.literal("\"")? {
+            return Some(Err(()));
+        }
+        let rest = &self.text[self.at..];
+        let end = rest.find(['"', '\\'])?;
+        if rest.as_bytes()[end] == b'\\' {
+            return Some(Err(()));
+        }
+        self.at += end + 1;
+        Some(Ok(rest[..end].to_owned()))
+    }
+}
+
+fn read_head(text: &str) -> Head {
+    let mut cursor = Cursor { text, at: 0 };
+    let step = |found: Option<bool>| match found {
+        None => Err(Head::More),
+        Some(false) => Err(Head::No),
+        Some(true) => Ok(()),
+    };
+    let mut read = || -> Result<Head, Head> {
+        step(cursor.literal("{"))?;
+        step(cursor.literal("\""))?;
+        match cursor.literal("content\"") {
+            Some(true) => {
+                step(cursor.literal(":"))?;
+                step(cursor.literal("\""))?;
+                return Ok(Head::Content(cursor.at));
+            }
+            None => return Err(Head::More),
+            Some(false) => {}
+        }
+        step(cursor.literal("name\""))?;
+        step(cursor.literal(":"))?;
+        let name = match cursor.name() {
+            None => return Err(Head::More),
+            Some(Err(())) => return Err(Head::No),
+            Some(Ok(name)) => name,
+        };
+        step(cursor.literal(","))?;
+        step(cursor.literal("\"arguments\""))?;
+        step(cursor.literal(":"))?;
+        Ok(Head::Call(name, cursor.at))
+    };
+    match read() {
+        Ok(head) | Err(head) => head,
+    }
+}
+
+/// Decodes the content string's text in `piece`; whether it ended. A
+/// malformed escape or an unpaired surrogate becomes U+FFFD.
+fn content(piece: &str, escape: &mut String, high: &mut Option<u16>) -> (String, bool) {
+    let mut out = String::new();
+    for c in piece.chars() {
+        if !escape.is_empty() {
+            escape.push(c);
+            if !escape.starts_with("\\u") {
+                if high.take().is_some() {
+                    out.push('\u{FFFD}');
+                }
+                out.push(simple_escape(escape));
+                escape.clear();
+                continue;
+            }
+            if escape.len() == 2 || (c.is_ascii_hexdigit() && escape.len() < 6) {
+                continue;
+            }
+            if escape.len() == 6 && c.is_ascii_hexdigit() {
+                let unit = u16::from_str_radix(&escape[2..], 16).unwrap_or(0xFFFD);
+                escape.clear();
+                unicode_escape(unit, high, &mut out);
+                continue;
+            }
+            // Not a hex digit: the escape is broken; the character is text.
+            escape.clear();
+            out.push('\u{FFFD}');
+        }
+        if c != '\\' && high.take().is_some() {
+            out.push('\u{FFFD}');
+        }
+        match c {
+            '"' => return (out, true),
+            '\\' => escape.push(c),
+            c => out.push(c),
+        }
+    }
+    (out, false)
+}
+
+/// `\\"`, `\\n` and the rest; anything else is U+FFFD.
+fn simple_escape(escape: &str) -> char {
+    match escape {
+        "\\\"" => '"',
+        "\\\\" => '\\',
+        "\\/" => '/',
+        "\\b" => '\u{8}',
+        "\\f" => '\u{c}',
+        "\\n" => '\n',
+        "\\r" => '\r',
+        "\\t" => '\t',
+        _ => '\u{FFFD}',
+    }
+}
+
+/// One `\\uXXXX` unit: a high surrogate waits for its low half; an
+/// unpaired one becomes U+FFFD.
+fn unicode_escape(unit: u16, high: &mut Option<u16>, out: &mut String) {
+    match (high.take(), unit) {
+        (Some(h), 0xDC00..=0xDFFF) => out.extend(char::decode_utf16([h, unit]).flatten()),
+        (had, unit) => {
+            if had.is_some() {
+                out.push('\u{FFFD}');
+            }
+            if (0xD800..=0xDBFF).contains(&unit) {
+                *high = Some(unit);
+            } else {
+                out.push(char::from_u32(u32::from(unit)).unwrap_or('\u{FFFD}'));
+            }
+        }
+    }
+}
+
+/// The arguments' text in `piece`, up to the end of their value; whether
+/// it ended.
+fn arguments(
+    piece: &str,
+    depth: &mut u32,
+    in_string: &mut bool,
+    escaped: &mut bool,
+) -> (String, bool) {
+    let mut out = String::new();
+    for c in piece.chars() {
+        if *depth == 0 && c.is_whitespace() && out.is_empty() {
+            continue;
+        }
+        out.push(c);
+        if *in_string {
+            match (*escaped, c) {
+                (true, _) => *escaped = false,
+                (false, '\\') => *escaped = true,
+                (false, '"') => *in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => *in_string = true,
+            '{' | '[' => *depth += 1,
+            '}' | ']' => {
+                *depth = depth.saturating_sub(1);
+                if *depth == 0 {
+                    return (out, true);
+                }
+            }
+            _ => {}
+        }
+    }
+    (out, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `text` in pieces of `size` characters; the deltas joined.
+    fn read(text: &str, size: usize) -> (Vec<Delta>, Streamed) {
+        let mut reader = EnvelopeReader::new();
+        let chars: Vec<char> = text.chars().collect();
+        let mut deltas = Vec::new();
+        for piece in chars.chunks(size) {
+            deltas.extend(reader.push(&piece.iter().collect::<String>()));
+        }
+        assert_eq!(reader.text(), text);
+        let mut joined: Vec<Delta> = Vec::new();
+        for delta in deltas {
+            match (joined.last_mut(), delta) {
+                (Some(Delta::Content(a)), Delta::Content(b)) => a.push_str(&b),
+                (Some(Delta::Arguments(a)), Delta::Arguments(b)) => a.push_str(&b),
+                (_, delta) => joined.push(delta),
+            }
+        }
+        (joined, reader.streamed())
+    }
+
+    #[test]
+    fn a_call_streams_its_name_then_its_arguments_in_any_pieces() {
+        let text = r#"{"name": "lookup", "arguments": {"word": "a}\"b", "n": [1, {"x": 2}]}}"#;
+        for size in 1..8 {
+            let (deltas, streamed) = read(text, size);
+            assert_eq!(streamed, Streamed::Call);
+            assert_eq!(
+                deltas,
+                vec![
+                    Delta::Call("lookup".into()),
+                    Delta::Arguments(r#"{"word": "a}\"b", "n": [1, {"x": 2}]}"#.into()),
+                ],
+                "pieces of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_streams_decoded() {
+        let text = r#"{ "content" : "Hi \"you\"\n\u00e9\ud83d\ude00 \\ end"}"#;
+        for size in 1..6 {
+            let (deltas, streamed) = read(text, size);
+            assert_eq!(streamed, Streamed::Content);
+            assert_eq!(
+                deltas,
+                vec![Delta::Content("Hi \"you\"\né😀 \\ end".into())]
+            );
+        }
+    }
+
+    #[test]
+    fn broken_escapes_become_replacement_characters() {
+        let text = r#"{"content": "a\uzz b \ud83d c \q d"}"#;
+        let (deltas, _) = read(text, 2);
+        assert_eq!(
+            deltas,
+            vec![Delta::Content("a\u{FFFD}zz b \u{FFFD} c \u{FFFD} d".into())]
+        );
+        let (deltas, _) = read(r#"{"content": "\u00é1 x"}"#, 1);
+        assert_eq!(deltas, vec![Delta::Content("\u{FFFD}é1 x".into())]);
+    }
+
+    #[test]
+    fn a_call_cut_short_is_not_a_finished_call() {
+        let (_, streamed) = read(r#"{"name": "f", "arguments": {"a": 1"#, 3);
+        assert_eq!(streamed, Streamed::Content);
+    }
+
+    #[test]
+    fn other_text_is_left_for_the_end() {
+        for text in [
+            r#"{"arguments": {}, "name": "f"}"#,
+            "plain words",
+            r#"{"name": "a\"b""#,
+        ] {
+            assert_eq!(read(text, 3), (vec![], Streamed::Nothing), "{text}");
+        }
+        // Cut before the first value: nothing sent yet.
+        assert_eq!(read(r#"{"name": "lookup", "argu"#, 4).1, Streamed::Nothing);
+    }
+}
