@@ -22,6 +22,7 @@
 
 mod actor;
 pub mod budget;
+mod incarnations;
 mod lifecycle;
 mod state;
 mod stream;
@@ -41,6 +42,7 @@ use troupe_models::catalog::{Catalog, CatalogSources, ModelEntry};
 pub use budget::{
     default_budget_bytes, estimate_load_bytes, format_bytes, parse_size, ParseSizeError,
 };
+pub use incarnations::{Incarnations, RESTART_WAIT};
 pub use stream::HostStream;
 pub use types::{HostError, HostEvent, HostStatus, LoadedModelStatus, UnloadReason};
 
@@ -53,9 +55,6 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(5 * 60);
 
 /// Events buffered per subscriber before the slowest one starts missing some.
 const EVENT_CAPACITY: usize = 4096;
-
-/// Longest wait of a request for a dead host's restart.
-const RESTART_WAIT: Duration = Duration::from_secs(30);
 
 /// Longest wait for the host to answer a question that needs no model.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,11 +141,9 @@ pub async fn spawn(
             reason: error.to_string(),
         })?;
     let handle = ModelHostHandle {
-        actor: Arc::new(std::sync::RwLock::new(actor)),
+        actor: Incarnations::new(actor),
         events,
         start,
-        restarts: Arc::new(tokio::sync::watch::channel(0).0),
-        shut_down: Arc::default(),
     };
     handle.load_pinned().await?;
     Ok((handle, join))
@@ -195,17 +192,12 @@ impl StartWith {
 /// the host across restarts.
 #[derive(Clone)]
 pub struct ModelHostHandle {
-    /// The running actor; a restart puts the new one here.
-    actor: Arc<std::sync::RwLock<ActorRef<HostMsg>>>,
+    /// The running actor; a restart puts the new one here. Retired by
+    /// [`ModelHostHandle::shutdown`].
+    actor: Incarnations<ActorRef<HostMsg>>,
     /// Outlives restarts, so subscribers keep their stream.
     events: broadcast::Sender<HostEvent>,
     start: Arc<StartWith>,
-    /// Counts restarts, so a request that finds the actor dead can wait
-    /// for the next one.
-    restarts: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Set by [`ModelHostHandle::shutdown`]: a dead actor is then no
-    /// restart to wait for.
-    shut_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for ModelHostHandle {
@@ -219,24 +211,27 @@ impl std::fmt::Debug for ModelHostHandle {
 impl ModelHostHandle {
     /// The actor running now.
     fn actor(&self) -> ActorRef<HostMsg> {
-        self.actor
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.actor.current()
     }
 
     /// The actor to send a request to: the one running now, or, when it
-    /// has died and a supervisor restarts it, the next one (waited for at
-    /// most [`RESTART_WAIT`]), so requests in that window are not lost.
+    /// has died and a supervisor restarts it, the next one (see
+    /// [`Incarnations::live`]).
     async fn live_actor(&self) -> ActorRef<HostMsg> {
-        let actor = self.actor();
-        let dead = actor.get_status() >= ractor::ActorStatus::Stopping;
-        if !dead || self.shut_down.load(std::sync::atomic::Ordering::SeqCst) {
-            return actor;
+        self.actor
+            .live(|actor| actor.get_status() >= ractor::ActorStatus::Stopping)
+            .await
+    }
+
+    /// Tokens each slot of a model trained on `trained` tokens of context
+    /// holds here: the configured context length, capped to the training
+    /// context as the engine caps it.
+    pub fn slot_context(&self, trained: Option<u64>) -> u32 {
+        let configured = self.start.config.load.context_length;
+        match trained.map(|t| u32::try_from(t).unwrap_or(u32::MAX)) {
+            None | Some(0) => configured,
+            Some(trained) => configured.min(trained),
         }
-        let mut restarts = self.restarts.subscribe();
-        let _ = tokio::time::timeout(RESTART_WAIT, restarts.changed()).await;
-        self.actor()
     }
 
     /// The actor running now, for linking it under a supervisor.
@@ -259,11 +254,7 @@ impl ModelHostHandle {
             .map_err(|error| HostError::Start {
                 reason: error.to_string(),
             })?;
-        *self
-            .actor
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = actor.clone();
-        self.restarts.send_modify(|n| *n += 1);
+        self.actor.replace(actor.clone());
         for name in &self.start.config.pinned {
             if let Err(error) = self.load(name, None).await {
                 // Stopped by its failed start, not failed: not the
@@ -418,8 +409,7 @@ impl ModelHostHandle {
 
     /// Unloads every model and stops the host; returns once memory is free.
     pub async fn shutdown(&self) {
-        self.shut_down
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.actor.retire();
         self.stop_actor().await;
     }
 

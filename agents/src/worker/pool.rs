@@ -13,6 +13,7 @@ use ractor::factory::routing::QueuerRouting;
 use ractor::factory::{worker_builder, Factory, FactoryArguments, FactoryRef, Job, Worker};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, RpcReplyPort};
+use troupe_host::Incarnations;
 
 use super::remote::{dispatch, Dispatch};
 use super::tool_loop;
@@ -82,22 +83,14 @@ type PoolFactory = Factory<
     DefaultQueue<Key, WorkerMsg>,
 >;
 
-/// Longest wait of a job for a dead factory's restart.
-const RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// One specialist's workers. Cheap to clone.
 #[derive(Clone)]
 pub struct WorkerPool {
-    /// The running factory; a restart puts the new one here.
-    factory: Arc<std::sync::RwLock<FactoryRef<Key, WorkerMsg>>>,
+    /// The running factory; a restart puts the new one here. Retired by
+    /// [`WorkerPool::stop`].
+    factory: Incarnations<FactoryRef<Key, WorkerMsg>>,
     /// The name the factory is registered under.
     name: Option<String>,
-    /// Counts restarts, so a job that finds the factory dead can wait for
-    /// the next one.
-    restarts: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Set by [`WorkerPool::stop`]: a dead factory is then no restart to
-    /// wait for.
-    stopped: Arc<std::sync::atomic::AtomicBool>,
     kind: Arc<str>,
     env: Arc<WorkerEnv>,
     /// Jobs handed to the factory and not yet answered.
@@ -150,10 +143,8 @@ impl WorkerPool {
         let env = Arc::new(env);
         let factory = start_factory(&env, name.clone(), workers, None).await?;
         Ok(WorkerPool {
-            factory: Arc::new(std::sync::RwLock::new(factory)),
+            factory: Incarnations::new(factory),
             name,
-            restarts: Arc::new(tokio::sync::watch::channel(0).0),
-            stopped: Arc::default(),
             kind: Arc::from(env.specialist.kind.as_str()),
             env,
             busy: Arc::default(),
@@ -172,34 +163,22 @@ impl WorkerPool {
         let factory =
             start_factory(&self.env, self.name.clone(), self.workers, Some(supervisor)).await?;
         let cell = factory.get_cell();
-        *self
-            .factory
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = factory;
-        self.restarts.send_modify(|n| *n += 1);
+        self.factory.replace(factory);
         Ok(cell)
     }
 
     /// The factory to hand a job to: the one running now, or, when it has
-    /// died and a supervisor restarts it, the next one (waited for at most
-    /// [`RESTART_WAIT`]), so jobs in that window are not lost.
+    /// died and a supervisor restarts it, the next one (see
+    /// [`Incarnations::live`]).
     async fn live_factory(&self) -> FactoryRef<Key, WorkerMsg> {
-        let factory = self.factory();
-        let dead = factory.get_status() >= ractor::ActorStatus::Stopping;
-        if !dead || self.stopped.load(Ordering::SeqCst) {
-            return factory;
-        }
-        let mut restarts = self.restarts.subscribe();
-        let _ = tokio::time::timeout(RESTART_WAIT, restarts.changed()).await;
-        self.factory()
+        self.factory
+            .live(|factory| factory.get_status() >= ractor::ActorStatus::Stopping)
+            .await
     }
 
     /// The factory running now.
     fn factory(&self) -> FactoryRef<Key, WorkerMsg> {
-        self.factory
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.factory.current()
     }
 
     /// Runs `job` and waits for its outcome: on the next free worker of
@@ -287,7 +266,7 @@ impl WorkerPool {
     /// Stops the factory and its workers; jobs still queued get
     /// [`WorkerLost::Stopped`].
     pub fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
+        self.factory.retire();
         self.factory().stop(None);
     }
 

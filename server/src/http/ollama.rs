@@ -102,7 +102,9 @@ pub(super) async fn show(
     Ok(Json(json!({
         "license": file.get("general.license").and_then(|v| v.as_str()).unwrap_or_default(),
         "modelfile": format!("FROM {}\n", entry.path.display()),
-        "parameters": "",
+        // What a Modelfile's PARAMETER lines would say: the context each
+        // request gets here (clients read num_ctx from it).
+        "parameters": format!("num_ctx {}", state.host.slot_context(entry.context_length)),
         "template": template,
         "details": details(&entry),
         "model_info": info,
