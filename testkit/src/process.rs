@@ -91,6 +91,19 @@ impl Node {
         );
     }
 
+    /// Waits for `troupe serve` to say where it listens; that base URL
+    /// (`http://127.0.0.1:PORT`).
+    pub fn serve_url(&mut self) -> String {
+        let line = self.wait_for(&["troupe serve: http://"]);
+        let (_, rest) = line
+            .split_once("troupe serve: ")
+            .expect("the line holds the prefix it was found by");
+        rest.split_whitespace()
+            .next()
+            .expect("an address after the prefix")
+            .to_string()
+    }
+
     /// Waits for the process to exit on its own; its status and stderr.
     pub fn exit(mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + WAIT;

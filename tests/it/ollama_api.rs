@@ -43,9 +43,7 @@ async fn the_ollama_python_client_works_against_troupe_serve() {
     let mut cmd = troupe(&config);
     cmd.args(["serve", "--addr", "127.0.0.1:0"]);
     let mut node = Node::spawn(cmd);
-    let line = node.wait_for(&["troupe serve: http://"]);
-    let (_, rest) = line.split_once("troupe serve: ").unwrap();
-    let host = rest.split_whitespace().next().unwrap().to_string();
+    let host = node.serve_url();
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ollama_client.py");
     let output = tokio::process::Command::new("python3")

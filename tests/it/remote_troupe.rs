@@ -39,9 +39,7 @@ impl Serve {
         let mut cmd = troupe(&config);
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--api-key", API_KEY]);
         let mut node = Node::spawn(cmd);
-        let line = node.wait_for(&["troupe serve: http://"]);
-        let (_, rest) = line.split_once("troupe serve: ").unwrap();
-        let base = rest.split_whitespace().next().unwrap().to_string();
+        let base = node.serve_url();
         Serve {
             node,
             base,
