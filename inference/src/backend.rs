@@ -360,26 +360,22 @@ pub struct GenerationResult {
     pub logprobs: Vec<TokenLogprob>,
 }
 
-/// A token's natural-log probability under the model's distribution at its
-/// place (the logits' softmax, before sampling).
+/// The token generated at a place and the likeliest ones there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenLogprob {
+    /// The token generated.
+    pub chosen: Logprob,
+    /// The likeliest tokens at this place, likeliest first.
+    pub top: Vec<Logprob>,
+}
+
+/// A token's natural-log probability under the model's distribution at a
+/// place (the logits' softmax, before sampling).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logprob {
     /// The token.
     pub token: i32,
     /// Its text's bytes (a piece of a UTF-8 character may stand alone).
-    pub bytes: Vec<u8>,
-    /// `ln p`.
-    pub logprob: f32,
-    /// The likeliest tokens at this place, likeliest first.
-    pub top: Vec<TopLogprob>,
-}
-
-/// One of the likeliest tokens at a place.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopLogprob {
-    /// The token.
-    pub token: i32,
-    /// Its text's bytes.
     pub bytes: Vec<u8>,
     /// `ln p`.
     pub logprob: f32,

@@ -684,26 +684,18 @@ fn token_logprob(
             best.truncate(n);
         }
     }
-    let bytes = |id: i32| {
-        let mut piece = Vec::with_capacity(16);
-        vocab.token_to_piece_into(LlamaToken(id), &mut piece, false, None);
-        piece
+    let logprob = |id: usize| {
+        let token = i32::try_from(id).unwrap_or(i32::MAX);
+        let mut bytes = Vec::with_capacity(16);
+        vocab.token_to_piece_into(LlamaToken(token), &mut bytes, false, None);
+        crate::backend::Logprob {
+            token,
+            bytes,
+            logprob: logprob_of(id),
+        }
     };
-    let index = usize::try_from(token.0).unwrap_or(usize::MAX);
     crate::backend::TokenLogprob {
-        token: token.0,
-        bytes: bytes(token.0),
-        logprob: logprob_of(index),
-        top: best
-            .into_iter()
-            .map(|(_, id)| {
-                let token = i32::try_from(id).unwrap_or(i32::MAX);
-                crate::backend::TopLogprob {
-                    token,
-                    bytes: bytes(token),
-                    logprob: logprob_of(id),
-                }
-            })
-            .collect(),
+        chosen: logprob(usize::try_from(token.0).unwrap_or(usize::MAX)),
+        top: best.into_iter().map(|(_, id)| logprob(id)).collect(),
     }
 }

@@ -90,7 +90,7 @@ impl Active {
             let mut start = 0;
             self.logprobs.retain(|entry| {
                 let inside = start < kept;
-                start += entry.bytes.len();
+                start += entry.chosen.bytes.len();
                 inside
             });
         }

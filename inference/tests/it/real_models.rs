@@ -271,7 +271,7 @@ fn assert_a_near_tie_parted_them(context: &str, result: &GenerationResult, golde
         .map_or(result.text.len().min(golden.len()), |((at, _), _)| at);
     let mut start = 0;
     let parted = result.logprobs.iter().find(|entry| {
-        let end = start + entry.bytes.len();
+        let end = start + entry.chosen.bytes.len();
         let here = start <= common && common < end.max(start + 1);
         if !here {
             start = end;

@@ -5,7 +5,7 @@
 //! of the text; a stream carries them all on its last choice chunk.
 
 use serde_json::{json, Map, Value};
-use troupe_inference::backend::{TokenLogprob, MAX_TOP_LOGPROBS};
+use troupe_inference::backend::{Logprob, TokenLogprob, MAX_TOP_LOGPROBS};
 
 use super::error::ApiError;
 
@@ -52,22 +52,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// One token as chat's logprobs write it.
+fn chat_token(t: &Logprob) -> Value {
+    json!({ "token": text(&t.bytes), "logprob": t.logprob, "bytes": t.bytes })
+}
+
 /// `choices[].logprobs` of a chat answer.
 pub(super) fn chat(entries: &[TokenLogprob]) -> Value {
     let content: Vec<Value> = entries
         .iter()
         .map(|entry| {
-            let top: Vec<Value> = entry
-                .top
-                .iter()
-                .map(|t| json!({ "token": text(&t.bytes), "logprob": t.logprob, "bytes": t.bytes }))
-                .collect();
-            json!({
-                "token": text(&entry.bytes),
-                "logprob": entry.logprob,
-                "bytes": entry.bytes,
-                "top_logprobs": top,
-            })
+            let mut token = chat_token(&entry.chosen);
+            token["top_logprobs"] = entry.top.iter().map(chat_token).collect();
+            token
         })
         .collect();
     json!({ "content": content, "refusal": null })
@@ -82,11 +79,11 @@ pub(super) fn completion(entries: &[TokenLogprob], offset: usize) -> Value {
     let mut text_offset = Vec::with_capacity(entries.len());
     let mut at = offset;
     for entry in entries {
-        let token = text(&entry.bytes);
+        let token = text(&entry.chosen.bytes);
         text_offset.push(at);
         at += token.chars().count();
         tokens.push(token);
-        token_logprobs.push(entry.logprob);
+        token_logprobs.push(entry.chosen.logprob);
         let top: Map<String, Value> = entry
             .top
             .iter()
@@ -105,18 +102,15 @@ pub(super) fn completion(entries: &[TokenLogprob], offset: usize) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use troupe_inference::backend::TopLogprob;
-
     fn entry(bytes: &[u8], logprob: f32) -> TokenLogprob {
-        TokenLogprob {
+        let chosen = Logprob {
             token: 1,
             bytes: bytes.to_vec(),
             logprob,
-            top: vec![TopLogprob {
-                token: 1,
-                bytes: bytes.to_vec(),
-                logprob,
-            }],
+        };
+        TokenLogprob {
+            top: vec![chosen.clone()],
+            chosen,
         }
     }
 
