@@ -305,8 +305,10 @@ fn a_job_typed_in_the_view_runs_to_its_end_and_the_model_host_shows_the_model() 
     assert!(screen.contains("troupe> "), "{screen}");
     // The ModelHost keeps the model loaded after the job: its row, slots
     // and the gauge of memory used against the budget.
-    let screen = tui.wait_for("the model in the ModelHost pane", |s| {
-        right_column(s).any(|l| l.contains("small") && l.contains("slots"))
+    // (A slot can still be busy for a moment after the task's end, with the
+    // UX's last reply: wait for the idle row.)
+    let screen = tui.wait_for("the model in the ModelHost pane, idle", |s| {
+        right_column(s).any(|l| l.contains("small") && l.contains("slots 0/"))
     });
     let host: Vec<String> = right_column(&screen)
         .skip_while(|l| !l.contains("ModelHost"))
