@@ -79,11 +79,11 @@ const FORMAT_DEPS: &[(&str, &[&str])] = &[
 pub(crate) fn any_value_grammar() -> String {
     let mut emitter = Emitter::new(&[]);
     emitter.use_builtin("value");
-    emitter.finish("value")
+    emitter.finish("root", "value")
 }
 
-/// The grammar for node `root` of `nodes`.
-pub(crate) fn emit(nodes: &[Node], root: NodeId) -> Result<String, SchemaError> {
+/// The grammar for node `root` of `nodes`, its start rule named `rule`.
+pub(crate) fn emit(nodes: &[Node], root: NodeId, rule: &str) -> Result<String, SchemaError> {
     let mut emitter = Emitter::new(nodes);
     let start = emitter.reference(root)?;
     while let Some(id) = emitter.queue.pop() {
@@ -91,7 +91,7 @@ pub(crate) fn emit(nodes: &[Node], root: NodeId) -> Result<String, SchemaError> 
         let name = emitter.names[&id].clone();
         emitter.rules.push((name, body));
     }
-    Ok(emitter.finish(&start))
+    Ok(emitter.finish(rule, &start))
 }
 
 struct Emitter<'a> {
@@ -155,8 +155,8 @@ impl<'a> Emitter<'a> {
         name.to_owned()
     }
 
-    fn finish(self, start: &str) -> String {
-        let mut out = format!("root ::= {start}\n");
+    fn finish(self, rule: &str, start: &str) -> String {
+        let mut out = format!("{rule} ::= {start}\n");
         for (name, body) in &self.rules {
             let _ = writeln!(out, "{name} ::= {body}");
         }

@@ -188,7 +188,7 @@ impl JsonSchema {
     /// Checks `schema` and builds its grammar.
     pub fn compile(schema: &Value) -> Result<Self, SchemaError> {
         let (nodes, root) = compile::compile(schema)?;
-        let gbnf = gbnf::emit(&nodes, root)?;
+        let gbnf = gbnf::emit(&nodes, root, "root")?;
         tracing::debug!(rules = gbnf.lines().count(), "compiled JSON Schema to GBNF");
         Ok(Self { nodes, root, gbnf })
     }
@@ -208,6 +208,16 @@ impl JsonSchema {
 /// Converts a JSON Schema to a GBNF grammar whose start rule is `root`.
 pub fn json_schema_to_gbnf(schema: &Value) -> Result<String, SchemaError> {
     JsonSchema::compile(schema).map(|compiled| compiled.gbnf)
+}
+
+/// [`json_schema_to_gbnf`] with the start rule named `rule` instead of
+/// `root`, for a grammar that embeds the schema's values in rules of its own
+/// (the tool calls of a model's own call syntax). The schema's other rules
+/// are named after their place in the schema and a number (`city-3`), and the
+/// shared ones `ws`, `value`, `string`, …; `rule` must be none of those.
+pub fn json_schema_to_gbnf_rule(schema: &Value, rule: &str) -> Result<String, SchemaError> {
+    let (nodes, root) = compile::compile(schema)?;
+    gbnf::emit(&nodes, root, rule)
 }
 
 /// Checks `instance` against `schema` (compiling the schema each call; keep a
