@@ -13,7 +13,7 @@ use troupe_inference::backend::{
     Constraint, FinishReason, GenerateError, GenerateRequest, GenerationEvent, GenerationResult,
     Prompt, Timings, Usage,
 };
-use troupe_inference::chat::{ChatMessage, Role};
+use troupe_inference::chat::{ChatMessage, MessageToolCall, Role};
 use troupe_inference::sampling::SamplingOptions;
 
 /// Encodes a wire value (never fails for these plain data types).
@@ -64,6 +64,8 @@ pub(crate) struct WireRequest {
     constraint: Option<WireConstraint>,
     session: Option<String>,
     ignore_eos: bool,
+    #[serde(default)]
+    tools: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +73,59 @@ enum WirePrompt {
     Text(String),
     Chat(Vec<(WireRole, String)>),
     Tokens(Vec<i32>),
+    /// A chat with tool calls or answers (a plain chat goes as `Chat`).
+    Messages(Vec<WireMessage>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WireMessage {
+    role: WireRole,
+    content: String,
+    tool_calls: Vec<WireToolCall>,
+    tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WireToolCall {
+    id: String,
+    name: String,
+    arguments: serde_json::Value,
+}
+
+impl From<&ChatMessage> for WireMessage {
+    fn from(m: &ChatMessage) -> Self {
+        Self {
+            role: m.role.into(),
+            content: m.content.clone(),
+            tool_calls: m
+                .tool_calls
+                .iter()
+                .map(|call| WireToolCall {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                })
+                .collect(),
+            tool_call_id: m.tool_call_id.clone(),
+        }
+    }
+}
+
+impl From<WireMessage> for ChatMessage {
+    fn from(m: WireMessage) -> Self {
+        let mut message = ChatMessage::new(m.role.into(), m.content);
+        message.tool_calls = m
+            .tool_calls
+            .into_iter()
+            .map(|call| MessageToolCall {
+                id: call.id,
+                name: call.name,
+                arguments: call.arguments,
+            })
+            .collect();
+        message.tool_call_id = m.tool_call_id;
+        message
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -99,6 +154,11 @@ enum WireConstraint {
     JsonSchema(serde_json::Value),
     Grammar(String),
     Json,
+    Lazy {
+        grammar: String,
+        triggers: Vec<String>,
+        at_start: bool,
+    },
 }
 
 /// A [`GenerationEvent`] on the wire.
@@ -160,6 +220,13 @@ impl From<&GenerateRequest> for WireRequest {
     fn from(request: &GenerateRequest) -> Self {
         let prompt = match &request.prompt {
             Prompt::Text(text) => WirePrompt::Text(text.clone()),
+            Prompt::Chat(messages)
+                if messages
+                    .iter()
+                    .any(|m| !m.tool_calls.is_empty() || m.tool_call_id.is_some()) =>
+            {
+                WirePrompt::Messages(messages.iter().map(WireMessage::from).collect())
+            }
             Prompt::Chat(messages) => WirePrompt::Chat(
                 messages
                     .iter()
@@ -191,9 +258,19 @@ impl From<&GenerateRequest> for WireRequest {
                     Constraint::JsonSchema(schema) => WireConstraint::JsonSchema(schema.clone()),
                     Constraint::Grammar(grammar) => WireConstraint::Grammar(grammar.clone()),
                     Constraint::Json => WireConstraint::Json,
+                    Constraint::Lazy {
+                        grammar,
+                        triggers,
+                        at_start,
+                    } => WireConstraint::Lazy {
+                        grammar: grammar.clone(),
+                        triggers: triggers.clone(),
+                        at_start: *at_start,
+                    },
                 }),
             session: request.session.clone(),
             ignore_eos: request.ignore_eos,
+            tools: request.tools.clone(),
         }
     }
 }
@@ -209,6 +286,9 @@ impl From<WireRequest> for GenerateRequest {
                     .collect(),
             ),
             WirePrompt::Tokens(tokens) => Prompt::Tokens(tokens),
+            WirePrompt::Messages(messages) => {
+                Prompt::Chat(messages.into_iter().map(ChatMessage::from).collect())
+            }
         };
         let s = wire.sampling;
         let mut request = GenerateRequest::new(prompt);
@@ -229,9 +309,19 @@ impl From<WireRequest> for GenerateRequest {
             WireConstraint::JsonSchema(schema) => Constraint::JsonSchema(schema),
             WireConstraint::Grammar(grammar) => Constraint::Grammar(grammar),
             WireConstraint::Json => Constraint::Json,
+            WireConstraint::Lazy {
+                grammar,
+                triggers,
+                at_start,
+            } => Constraint::Lazy {
+                grammar,
+                triggers,
+                at_start,
+            },
         });
         request.session = wire.session;
         request.ignore_eos = wire.ignore_eos;
+        request.tools = wire.tools;
         request
     }
 }
@@ -432,6 +522,29 @@ mod tests {
         ));
         request.session = Some("s1".into());
         request.sampling.seed = Some(3);
+        let bytes = encode(&WireRequest::from(&request));
+        let back: WireRequest = decode(&bytes, "request").expect("decodes");
+        assert_eq!(GenerateRequest::from(back), request);
+    }
+
+    #[test]
+    fn tool_calls_tools_and_a_lazy_grammar_survive_the_round_trip() {
+        let mut call = ChatMessage::assistant("");
+        call.tool_calls = vec![MessageToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: serde_json::json!({"city": "Oslo"}),
+        }];
+        let mut answer = ChatMessage::tool("{\"sky\": \"clear\"}");
+        answer.tool_call_id = Some("call_1".into());
+        let mut request = GenerateRequest::chat(vec![ChatMessage::user("weather?"), call, answer]);
+        request.tools =
+            vec![serde_json::json!({"type": "function", "function": {"name": "get_weather"}})];
+        request.constraint = Some(Constraint::Lazy {
+            grammar: "root ::= \"<tool_call>\"".into(),
+            triggers: vec!["<tool_call>".into()],
+            at_start: false,
+        });
         let bytes = encode(&WireRequest::from(&request));
         let back: WireRequest = decode(&bytes, "request").expect("decodes");
         assert_eq!(GenerateRequest::from(back), request);

@@ -194,6 +194,20 @@ pub enum Constraint {
     Grammar(String),
     /// Output must be a JSON value of any shape.
     Json,
+    /// A lazy grammar, as llama-server constrains a model's own tool
+    /// calls: the output is free until it contains one of `triggers`
+    /// (literal text, e.g. `<tool_call>`); from the start of that trigger on
+    /// it must match `grammar` (GBNF, start rule `root`, which begins with a
+    /// trigger).
+    Lazy {
+        /// The grammar the output follows from the trigger on.
+        grammar: String,
+        /// Texts that start the constrained part.
+        triggers: Vec<String>,
+        /// A trigger counts only at the very start of the output (after
+        /// whitespace), as a call written as bare JSON does.
+        at_start: bool,
+    },
 }
 
 /// One completion request.
@@ -210,6 +224,10 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// A grammar constraint on the output.
     pub constraint: Option<Constraint>,
+    /// Tool definitions (OpenAI's `tools` entries) a chat prompt's template
+    /// is given, so that it describes them in the model's own words;
+    /// ignored by text and token prompts and by templates without tools.
+    pub tools: Vec<serde_json::Value>,
     /// A conversation id: a later request with the same id reuses the KV
     /// cache of the common prompt prefix.
     pub session: Option<String>,
@@ -237,6 +255,7 @@ impl GenerateRequest {
             max_tokens: 256,
             stop: Vec::new(),
             constraint: None,
+            tools: Vec::new(),
             session: None,
             ignore_eos: false,
             logprobs: None,

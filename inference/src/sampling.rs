@@ -175,6 +175,60 @@ impl SamplingOptions {
 /// llama.cpp's `LLAMA_DEFAULT_SEED`: the dist sampler draws a random seed.
 const RANDOM_SEED: u32 = 0xFFFF_FFFF;
 
+/// A GBNF grammar (start rule `root`) for the sampler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grammar {
+    /// The grammar's text.
+    pub(crate) text: String,
+    /// Literal texts that switch a lazy grammar on (from the trigger's
+    /// first byte); empty: the grammar holds from the first token.
+    pub(crate) triggers: Vec<String>,
+    /// The triggers count only at the start of the output (after whitespace).
+    pub(crate) at_start: bool,
+}
+
+impl Grammar {
+    /// llama.cpp's sampler for this grammar. A lazy one gets its triggers
+    /// as regular expressions matching the literal text (as llama.cpp's
+    /// `common` turns trigger words into patterns).
+    fn sampler(&self, model: &LlamaModel) -> Result<LlamaSampler, GenerateError> {
+        let sampler = if self.triggers.is_empty() {
+            LlamaSampler::grammar(model, &self.text, "root")
+        } else {
+            // llama.cpp matches a pattern in `^…$` against the whole output
+            // so far and constrains from its first group; any other pattern
+            // anywhere, from the match.
+            let patterns: Vec<String> = self
+                .triggers
+                .iter()
+                .map(|t| {
+                    if self.at_start {
+                        format!("^\\s*({})[\\s\\S]*$", regex_escape(t))
+                    } else {
+                        regex_escape(t)
+                    }
+                })
+                .collect();
+            LlamaSampler::grammar_lazy_patterns(model, &self.text, "root", &patterns, &[])
+        };
+        sampler.map_err(|error| GenerateError::InvalidGrammar {
+            reason: format!("{error} (llama.cpp's log names the position)"),
+        })
+    }
+}
+
+/// `text` as an ECMAScript regular expression matching it literally.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The text of every token as output renders it, for checking constrained
 /// output byte by byte, and an index by first byte for pruning.
 #[derive(Debug)]
@@ -696,12 +750,12 @@ impl std::fmt::Debug for TokenSampler {
 }
 
 impl TokenSampler {
-    /// Builds the sampler for `options`, constrained by `grammar` (GBNF, start
-    /// rule `root`) when given; `texts` are the model's token texts.
+    /// Builds the sampler for `options`, constrained by `grammar` when
+    /// given; `texts` are the model's token texts.
     pub(crate) fn new(
         options: &SamplingOptions,
         model: &LlamaModel,
-        grammar: Option<(&str, Arc<TokenTexts>)>,
+        grammar: Option<(&Grammar, Arc<TokenTexts>)>,
     ) -> Result<Self, GenerateError> {
         options.validate()?;
         let greedy = options.temperature == 0.0;
@@ -724,11 +778,7 @@ impl TokenSampler {
             return Ok(TokenSampler::Plain(LlamaSampler::chain(chain, true)));
         };
         let guard = GrammarGuard {
-            grammar: LlamaSampler::grammar(model, grammar, "root").map_err(|error| {
-                GenerateError::InvalidGrammar {
-                    reason: format!("{error} (llama.cpp's log names the position)"),
-                }
-            })?,
+            grammar: grammar.sampler(model)?,
             texts,
             partial: Vec::new(),
             scratch: Vec::new(),
@@ -851,7 +901,11 @@ mod tests {
             },
             "required": ["tool", "args"]
         });
-        let grammar = crate::schema::json_schema_to_gbnf(&schema).unwrap();
+        let grammar = Grammar {
+            text: crate::schema::json_schema_to_gbnf(&schema).unwrap(),
+            triggers: Vec::new(),
+            at_start: false,
+        };
         let n_vocab = usize::try_from(model.n_vocab()).unwrap();
         for options in [
             SamplingOptions::greedy(),

@@ -218,11 +218,16 @@ impl JinjaTemplate {
     }
 }
 
-/// A message as llama.cpp hands it to the template (`role`, `content`).
+/// A message as llama.cpp hands it to the template (`role`, `content`,
+/// and `tool_calls` / `tool_call_id` where the message has them).
 #[derive(Serialize)]
 struct MessageJson<'a> {
     role: &'a str,
     content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a ChatMessage> for MessageJson<'a> {
@@ -230,6 +235,20 @@ impl<'a> From<&'a ChatMessage> for MessageJson<'a> {
         Self {
             role: message.role.as_str(),
             content: &message.content,
+            // llama.cpp's shape: the function's name and its arguments as
+            // an object, then the id.
+            tool_calls: message
+                .tool_calls
+                .iter()
+                .map(|call| {
+                    serde_json::json!({
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                        "id": call.id,
+                    })
+                })
+                .collect(),
+            tool_call_id: message.tool_call_id.as_deref(),
         }
     }
 }

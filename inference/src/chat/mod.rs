@@ -23,6 +23,7 @@
 //! template's control tokens become single tokens.
 
 pub mod jinja;
+pub mod tool_calls;
 
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::{ApplyChatTemplateError, ChatTemplateError};
@@ -61,6 +62,22 @@ pub struct ChatMessage {
     pub role: Role,
     /// What it says.
     pub content: String,
+    /// The calls an assistant message made (OpenAI's `tool_calls`), which a
+    /// template that knows tools writes in the model's own call syntax.
+    pub tool_calls: Vec<MessageToolCall>,
+    /// The call a tool message answers (OpenAI's `tool_call_id`).
+    pub tool_call_id: Option<String>,
+}
+
+/// A call an earlier assistant message made, as its template is shown it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageToolCall {
+    /// The call's id, which the tool message answering it names.
+    pub id: String,
+    /// The function called.
+    pub name: String,
+    /// The arguments: a JSON object, or the client's text when it is not JSON.
+    pub arguments: serde_json::Value,
 }
 
 impl ChatMessage {
@@ -69,6 +86,8 @@ impl ChatMessage {
         Self {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
@@ -229,7 +248,8 @@ impl ChatTemplate {
     }
 
     /// Renders `messages` with an open assistant turn (see the module
-    /// documentation for the fallbacks).
+    /// documentation for the fallbacks); `tools` (OpenAI tool definitions)
+    /// go to a Jinja template, the fallbacks know none.
     ///
     /// # Errors
     /// See [`ChatError`].
@@ -237,6 +257,7 @@ impl ChatTemplate {
         &self,
         model: &LlamaModel,
         messages: &[ChatMessage],
+        tools: &[serde_json::Value],
     ) -> Result<RenderedChat, ChatError> {
         if messages.is_empty() {
             return Err(ChatError::Empty);
@@ -245,7 +266,7 @@ impl ChatTemplate {
             Self::Jinja { template, source } => {
                 let options = RenderOptions {
                     add_generation_prompt: true,
-                    ..RenderOptions::default()
+                    tools: tools.to_vec(),
                 };
                 Ok(RenderedChat {
                     text: template.render(messages, &options)?,

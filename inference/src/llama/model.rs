@@ -24,7 +24,7 @@ use crate::backend::{
     LoadedModel, MemoryUsage, ModelInfo, Prompt, TokenizeError,
 };
 use crate::chat::{ChatError, ChatMessage, ChatTemplate, RenderedChat};
-use crate::sampling::{TokenSampler, TokenTexts};
+use crate::sampling::{Grammar, TokenSampler, TokenTexts};
 use crate::schema;
 
 /// Longest text handed to llama.cpp's tokenizer, whose lengths are `i32`.
@@ -102,9 +102,10 @@ impl LlamaModelHandle {
         &self,
         model: &LlamaModel,
         messages: &[ChatMessage],
+        tools: &[serde_json::Value],
     ) -> Result<RenderedChat, GenerateError> {
         self.chat
-            .render(model, messages)
+            .render(model, messages, tools)
             .map_err(|error| match error {
                 ChatError::Empty => GenerateError::EmptyPrompt,
                 other => GenerateError::ChatTemplate(other.to_string()),
@@ -201,12 +202,33 @@ fn checked_tokens(model: &LlamaModel, ids: &[i32]) -> Result<Vec<LlamaToken>, Ge
     Ok(ids.iter().map(|&id| LlamaToken(id)).collect())
 }
 
-fn grammar_for(constraint: Option<&Constraint>) -> Result<Option<String>, GenerateError> {
+fn grammar_for(constraint: Option<&Constraint>) -> Result<Option<Grammar>, GenerateError> {
+    let eager = |text: String| Grammar {
+        text,
+        triggers: Vec::new(),
+        at_start: false,
+    };
     Ok(match constraint {
         None => None,
-        Some(Constraint::JsonSchema(schema)) => Some(schema::json_schema_to_gbnf(schema)?),
-        Some(Constraint::Grammar(grammar)) => Some(grammar.clone()),
-        Some(Constraint::Json) => Some(schema::json_value_grammar().to_owned()),
+        Some(Constraint::JsonSchema(schema)) => Some(eager(schema::json_schema_to_gbnf(schema)?)),
+        Some(Constraint::Grammar(grammar)) => Some(eager(grammar.clone())),
+        Some(Constraint::Json) => Some(eager(schema::json_value_grammar().to_owned())),
+        Some(Constraint::Lazy {
+            grammar,
+            triggers,
+            at_start,
+        }) => {
+            if triggers.is_empty() || triggers.iter().any(String::is_empty) {
+                return Err(GenerateError::InvalidGrammar {
+                    reason: "a lazy grammar needs at least one trigger, and no empty one".into(),
+                });
+            }
+            Some(Grammar {
+                text: grammar.clone(),
+                triggers: triggers.clone(),
+                at_start: *at_start,
+            })
+        }
     })
 }
 
@@ -238,7 +260,7 @@ impl LoadedModel for LlamaModelHandle {
             Prompt::Text(text) if text.is_empty() => return Err(GenerateError::EmptyPrompt),
             Prompt::Text(text) => tokenize(&model, text)?,
             Prompt::Chat(messages) => {
-                let rendered = self.render(&model, messages)?;
+                let rendered = self.render(&model, messages, &req.tools)?;
                 if let Some(marker) = rendered.extra_stop() {
                     if !stop.iter().any(|s| s == marker) {
                         stop.push(marker.to_owned());
@@ -255,7 +277,7 @@ impl LoadedModel for LlamaModelHandle {
             return Err(GenerateError::EmptyStopString { index });
         }
         let grammar = grammar_for(req.constraint.as_ref())?;
-        let constraint = grammar.as_deref().map(|grammar| {
+        let constraint = grammar.as_ref().map(|grammar| {
             let texts = self
                 .token_texts
                 .get_or_init(|| Arc::new(TokenTexts::new(&model)));
@@ -299,7 +321,7 @@ impl LoadedModel for LlamaModelHandle {
 
     fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, GenerateError> {
         let model = self.model().ok_or(GenerateError::Unloaded)?;
-        Ok(self.render(&model, messages)?.text)
+        Ok(self.render(&model, messages, &[])?.text)
     }
 
     fn unload(&self) -> BoxFuture<()> {

@@ -78,7 +78,7 @@ pub(crate) fn request_body(
         Some(Constraint::Json) => {
             body.insert("response_format".into(), json!({ "type": "json_object" }));
         }
-        Some(Constraint::Grammar(_)) => {
+        Some(Constraint::Grammar(_) | Constraint::Lazy { .. }) => {
             return Err(unsupported(
                 "GBNF grammar constraints (use a JSON Schema constraint)",
             ))

@@ -142,7 +142,7 @@ impl ScriptedModel {
 
 fn reply_check(constraint: Option<&Constraint>) -> Result<ReplyCheck, GenerateError> {
     Ok(match constraint {
-        None | Some(Constraint::Grammar(_)) => ReplyCheck::Any,
+        None | Some(Constraint::Grammar(_) | Constraint::Lazy { .. }) => ReplyCheck::Any,
         Some(Constraint::Json) => ReplyCheck::Json,
         Some(Constraint::JsonSchema(schema)) => {
             ReplyCheck::Schema(Box::new(JsonSchema::compile(schema)?))

@@ -10,6 +10,7 @@ use troupe_inference::backend::{
     Backend, Constraint, FinishReason, GenerateError, GenerateRequest, GenerationEvent,
     GenerationResult, LoadError, LoadOptions, LoadedModel,
 };
+use troupe_inference::chat::tool_calls::{CallRules, ToolFunction, ToolSyntax};
 use troupe_inference::chat::{render_chatml, ChatMessage};
 use troupe_inference::llama::LlamaEngine;
 use troupe_inference::sampling::SamplingOptions;
@@ -322,6 +323,99 @@ async fn json_schema_output_parses_and_validates_for_several_seeds() {
     let (_, result) = run(&*model, req).await;
     if result.finish == FinishReason::Stop {
         serde_json::from_str::<serde_json::Value>(&result.text).expect("generic JSON parses");
+    }
+}
+
+/// Issue 17: each call syntax's grammar is one llama.cpp takes, a required
+/// call of a random-weight model reads back as calls whose arguments match
+/// the schema, and a lazy grammar leaves text free until its trigger.
+#[tokio::test]
+async fn every_tool_call_syntax_forces_calls_that_read_back() {
+    let model = load(&models().tiny, opts(1024, 1)).await;
+    let weather = ToolFunction {
+        name: "get_weather".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 8}},
+            "required": ["city"],
+        }),
+    };
+    for syntax in [
+        ToolSyntax::Hermes,
+        ToolSyntax::MistralNemo,
+        ToolSyntax::Llama3,
+    ] {
+        let mut read = 0;
+        for seed in 1..=3 {
+            let rules = CallRules {
+                required: true,
+                parallel: seed == 2,
+            };
+            let req = GenerateRequest {
+                sampling: SamplingOptions {
+                    seed: Some(seed),
+                    ..SamplingOptions::default()
+                },
+                max_tokens: 400,
+                constraint: Some(
+                    syntax
+                        .constraint(std::slice::from_ref(&weather), rules)
+                        .unwrap(),
+                ),
+                ..GenerateRequest::text("Call a tool:")
+            };
+            let (_, result) = run(&*model, req).await;
+            if result.finish == FinishReason::Length {
+                // A random model may wander in a string until the limit.
+                continue;
+            }
+            let answer = syntax
+                .parse(&result.text)
+                .unwrap_or_else(|e| panic!("{syntax:?} seed {seed}: {e}: {:?}", result.text))
+                .unwrap_or_else(|| panic!("{syntax:?} seed {seed}: no call: {:?}", result.text));
+            assert_eq!(answer.content, "");
+            assert!(!answer.calls.is_empty());
+            for call in answer.calls {
+                assert_eq!(call.name, "get_weather");
+                schema::validate(&weather.parameters, &call.arguments)
+                    .unwrap_or_else(|e| panic!("{syntax:?} seed {seed}: {e}"));
+            }
+            read += 1;
+        }
+        assert!(
+            read > 0,
+            "{syntax:?}: every forced call ran to the length limit"
+        );
+        // Lazy: llama.cpp takes the grammar and its trigger; the random
+        // model's text is free (it need not ever open a call).
+        let rules = CallRules {
+            required: false,
+            parallel: true,
+        };
+        let req = GenerateRequest {
+            constraint: Some(
+                syntax
+                    .constraint(std::slice::from_ref(&weather), rules)
+                    .unwrap(),
+            ),
+            ..greedy("Say something:", 24)
+        };
+        let (_, result) = run(&*model, req).await;
+        let (_, unconstrained) = run(&*model, greedy("Say something:", 24)).await;
+        // Up to the first malformed character (which the grammar's guard
+        // refuses even before the trigger), the text is the free one.
+        let valid = unconstrained
+            .text
+            .find('\u{FFFD}')
+            .unwrap_or(unconstrained.text.len());
+        if !result.text.contains(syntax.opener()) {
+            assert!(
+                result.text.starts_with(&unconstrained.text[..valid]),
+                "{syntax:?}: text before a call is free: {:?} / {:?}",
+                result.text,
+                unconstrained.text
+            );
+        }
     }
 }
 

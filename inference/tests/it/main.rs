@@ -13,3 +13,4 @@ mod schema_convert;
 mod schema_property;
 mod scripted;
 mod sentence_embedder;
+mod tool_templates;
