@@ -18,6 +18,7 @@ mod failover;
 mod learner_cli;
 mod mcp_server;
 mod memory_agents;
+mod native_tools;
 mod ollama_api;
 mod remote_troupe;
 mod serve;

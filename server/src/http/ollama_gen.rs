@@ -27,12 +27,13 @@ use troupe_inference::backend::{
     Constraint, FinishReason, GenerateError, GenerateRequest, GenerationEvent, GenerationResult,
     Prompt,
 };
-use troupe_inference::chat::{ChatMessage, Role};
+use troupe_inference::chat::{ChatMessage, MessageToolCall, Role};
 
 use super::error::ApiError;
 use super::generation::{self, Running};
-use super::openai::{SamplingFields, ToolDefinition};
-use super::tools::ToolMode;
+use super::openai::{SamplingFields, ToolCall, ToolDefinition};
+use super::tool_stream::{CallReader, Delta};
+use super::tools::{self, ToolMode};
 use super::{AppState, JsonBody};
 
 /// An [`ApiError`] written as Ollama writes errors.
@@ -147,6 +148,67 @@ pub(super) struct ChatBody {
     keep_alive: Option<KeepAliveIn>,
 }
 
+/// The messages of an Ollama chat as the engine takes them: earlier calls
+/// as the template takes them (the model's own syntax), or as the
+/// envelope's JSON with the tool instructions in the system message.
+fn chat_messages(input: Vec<MessageIn>, tools: &ToolMode) -> Result<Vec<ChatMessage>, OllamaError> {
+    let mut messages = Vec::with_capacity(input.len() + 1);
+    for (i, m) in input.into_iter().enumerate() {
+        if m.images.as_ref().is_some_and(|i| !i.is_empty()) {
+            return Err(no_images());
+        }
+        let role = match m.role.as_str() {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => {
+                return Err(ApiError::invalid(
+                    Some("messages"),
+                    format!(
+                    "messages[{i}] has role {other:?}; expected system, user, assistant or tool"
+                ),
+                )
+                .into())
+            }
+        };
+        let calls = m.tool_calls.unwrap_or_default();
+        let mut content = m.content;
+        if tools.syntax().is_some() {
+            let mut message = ChatMessage::new(role, content);
+            message.tool_calls = calls
+                .into_iter()
+                .enumerate()
+                .map(|(n, call)| MessageToolCall {
+                    id: format!("call_{i}_{n}"),
+                    name: call.function.name,
+                    arguments: call.function.arguments,
+                })
+                .collect();
+            messages.push(message);
+            continue;
+        }
+        // Shown to the model as the JSON it is asked to write.
+        for call in calls {
+            if !content.is_empty() {
+                content.push('\n');
+            }
+            let json = json!({"name": call.function.name, "arguments": call.function.arguments});
+            content.push_str(&json.to_string());
+        }
+        messages.push(ChatMessage::new(role, content));
+    }
+    if let Some(instructions) = tools.instructions() {
+        match messages.first_mut() {
+            Some(first) if first.role == Role::System => {
+                first.content = format!("{}\n\n{instructions}", first.content);
+            }
+            _ => messages.insert(0, ChatMessage::new(Role::System, instructions)),
+        }
+    }
+    Ok(messages)
+}
+
 /// `POST /api/generate`.
 #[derive(Debug, Deserialize)]
 pub(super) struct GenerateBody {
@@ -173,53 +235,12 @@ pub(super) async fn chat(
     let started = Instant::now();
     let model = required_model(body.model)?;
     let keep_alive = keep_alive(body.keep_alive)?;
-    let tools = ToolMode::from_request(body.tools, None)?;
+    // Ollama's models may call several tools at once.
+    let tools = ToolMode::from_request(body.tools, None, true)?;
     if tools.is_on() && body.format.is_some() {
         return Err(ApiError::unsupported("format", "format together with tools").into());
     }
-    let mut messages = Vec::with_capacity(body.messages.len());
-    for (i, m) in body.messages.into_iter().enumerate() {
-        if m.images.as_ref().is_some_and(|i| !i.is_empty()) {
-            return Err(no_images());
-        }
-        let role = match m.role.as_str() {
-            "system" => Role::System,
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            "tool" => Role::Tool,
-            other => {
-                return Err(ApiError::invalid(
-                    Some("messages"),
-                    format!(
-                    "messages[{i}] has role {other:?}; expected system, user, assistant or tool"
-                ),
-                )
-                .into())
-            }
-        };
-        let mut content = m.content;
-        if let Some(calls) = m.tool_calls.filter(|c| !c.is_empty()) {
-            // Shown to the model as the JSON it is asked to write.
-            for call in calls {
-                if !content.is_empty() {
-                    content.push('\n');
-                }
-                let json =
-                    json!({"name": call.function.name, "arguments": call.function.arguments});
-                content.push_str(&json.to_string());
-            }
-        }
-        messages.push(ChatMessage::new(role, content));
-    }
-    if let Some(instructions) = tools.instructions() {
-        match messages.first_mut() {
-            Some(first) if first.role == Role::System => {
-                first.content = format!("{}\n\n{instructions}", first.content);
-            }
-            _ => messages.insert(0, ChatMessage::new(Role::System, instructions)),
-        }
-    }
-    if messages.is_empty() {
+    if body.messages.is_empty() {
         // Ollama loads the model and answers at once for an empty chat
         // (with keep_alive 0, it unloads it).
         if keep_alive == Some(Duration::ZERO) {
@@ -228,11 +249,27 @@ pub(super) async fn chat(
         let load_ns = preload(&state, &model, keep_alive).await?;
         return Ok(loaded(Shape::Chat, &model, load_ns, started));
     }
+    // With tools, the model's template decides how they are shown: load it
+    // first (the load is measured here, not in the host's answer).
+    let (tools, load_ns) = if tools.is_on() {
+        let load_ns = preload(&state, &model, keep_alive).await?;
+        (
+            tools::for_model(&state, &model, tools).await?,
+            Some(load_ns),
+        )
+    } else {
+        (tools, None)
+    };
+    let messages = chat_messages(body.messages, &tools)?;
     let mut request = request(Prompt::Chat(messages), &body.options, body.format)?;
-    if let Some(schema) = tools.schema() {
-        request.constraint = Some(Constraint::JsonSchema(schema));
+    if let Some(constraint) = tools.constraint()? {
+        request.constraint = Some(constraint);
     }
+    request.tools = tools.definitions();
     let mut job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
+    if let Some(load_ns) = load_ns {
+        job.load_ns = load_ns;
+    }
     job.tools = tools;
     Ok(job.respond(body.stream.unwrap_or(true), Shape::Chat).await)
 }
@@ -499,8 +536,8 @@ struct Job {
     model: String,
     started: Instant,
     load_ns: u64,
-    /// With tools on, the answer is one JSON object (a call or text), read
-    /// when it is complete.
+    /// With tools on: the JSON envelope is read when it is complete; in
+    /// the model's own syntax, text streams and calls come at the end.
     tools: ToolMode,
 }
 
@@ -548,7 +585,7 @@ impl Job {
             model,
             started,
             load_ns,
-            tools: ToolMode::Off,
+            tools: ToolMode::OFF,
         })
     }
 
@@ -582,27 +619,34 @@ impl Job {
             load_ns,
             tools,
         } = self;
-        let lines = stream::unfold(Some(running), move |running| {
+        // In the model's own call syntax, text before a call streams as it
+        // comes; the envelope is read whole at the end.
+        let reader = tools.syntax().map(CallReader::new);
+        let lines = stream::unfold(Some((running, reader)), move |state| {
             let (model, tools) = (model.clone(), tools.clone());
             async move {
-                let mut running = running?;
+                let (mut running, mut reader) = state?;
                 let lines = match running.stream.next().await {
-                    // With tools, nothing is sent until the object is whole.
-                    Some(GenerationEvent::Token(_)) if tools.is_on() => {
-                        return Some((Vec::new(), Some(running)))
+                    Some(GenerationEvent::Token(text)) if tools.is_on() => {
+                        let pieces = reader.as_mut().map_or_else(Vec::new, |reader| {
+                            content_pieces(shape, &model, reader.push(&text))
+                        });
+                        return Some((pieces, Some((running, reader))));
                     }
                     Some(GenerationEvent::Token(text)) => {
-                        return Some((vec![piece(shape, &model, &text)], Some(running)))
+                        return Some((vec![piece(shape, &model, &text)], Some((running, reader))))
                     }
                     Some(GenerationEvent::Done(result)) => {
                         running.guard.finish(&result);
+                        let mut lines = match (&reader, tools.is_on()) {
+                            (_, false) => Vec::new(),
+                            (None, true) => vec![answer_piece(shape, &model, &tools, &result)],
+                            (Some(reader), true) => native_end(shape, &model, &tools, reader),
+                        };
                         let mut last = piece(shape, &model, "");
                         finish_fields(&mut last, &result, started, load_ns);
-                        if tools.is_on() {
-                            vec![answer_piece(shape, &model, &tools, &result), last]
-                        } else {
-                            vec![last]
-                        }
+                        lines.push(last);
+                        lines
                     }
                     Some(GenerationEvent::Error(error)) => {
                         running.guard.failed();
@@ -633,17 +677,48 @@ fn answer_piece(shape: Shape, model: &str, tools: &ToolMode, result: &Generation
     let answer = tools.interpret(result.text.clone(), "stop");
     let mut object = piece(shape, model, answer.content.as_deref().unwrap_or(""));
     if let (Some(calls), Some(message)) = (answer.tool_calls, object.get_mut("message")) {
-        let calls: Vec<Value> = calls
-            .iter()
-            .map(|call| {
-                let arguments = serde_json::from_str::<Value>(&call.function.arguments)
-                    .unwrap_or_else(|_| Value::String(call.function.arguments.clone()));
-                json!({ "function": { "name": call.function.name, "arguments": arguments } })
-            })
-            .collect();
-        message["tool_calls"] = Value::Array(calls);
+        message["tool_calls"] = ollama_calls(&calls);
     }
     object
+}
+
+/// The content deltas of a streamed answer as pieces (calls are sent
+/// whole at the end, as Ollama sends them).
+fn content_pieces(shape: Shape, model: &str, deltas: Vec<Delta>) -> Vec<Value> {
+    deltas
+        .into_iter()
+        .filter_map(|delta| match delta {
+            Delta::Content(text) => Some(piece(shape, model, &text)),
+            Delta::Call(_) | Delta::Arguments(_) => None,
+        })
+        .collect()
+}
+
+/// The end of a streamed answer in the model's own syntax: its calls, or
+/// the text held back when it made none.
+fn native_end(shape: Shape, model: &str, tools: &ToolMode, reader: &CallReader) -> Vec<Value> {
+    let answer = tools.interpret(reader.text().to_owned(), "stop");
+    match answer.tool_calls {
+        Some(calls) => {
+            let mut object = piece(shape, model, "");
+            object["message"]["tool_calls"] = ollama_calls(&calls);
+            vec![object]
+        }
+        None if reader.unsent().is_empty() => Vec::new(),
+        None => vec![piece(shape, model, reader.unsent())],
+    }
+}
+
+/// Calls as Ollama writes them: arguments as an object.
+fn ollama_calls(calls: &[ToolCall]) -> Value {
+    calls
+        .iter()
+        .map(|call| {
+            let arguments = serde_json::from_str::<Value>(&call.function.arguments)
+                .unwrap_or_else(|_| Value::String(call.function.arguments.clone()));
+            json!({ "function": { "name": call.function.name, "arguments": arguments } })
+        })
+        .collect()
 }
 
 /// An object carrying `text` as the route writes it, `done: false`.

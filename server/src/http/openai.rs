@@ -39,6 +39,9 @@ pub(super) struct ChatCompletionRequest {
     pub tools: Option<Vec<ToolDefinition>>,
     /// Whether and which function the model must call.
     pub tool_choice: Option<ToolChoice>,
+    /// Several calls in one answer (OpenAI's default: yes); honoured where
+    /// the model calls in its own syntax, the JSON envelope makes one call.
+    pub parallel_tool_calls: Option<bool>,
     /// Report each token's log probability.
     pub logprobs: Option<bool>,
     /// With `logprobs`, the likeliest alternatives per token (0 to 20).
@@ -107,6 +110,8 @@ pub(super) struct ChatMessageIn {
     pub content: Option<MessageContent>,
     /// Tool calls an earlier assistant turn made.
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// The call a `tool` message answers.
+    pub tool_call_id: Option<String>,
 }
 
 /// Message content: a string, or a list of parts of which troupe reads text.

@@ -8,6 +8,8 @@
 //! another way (or cut short before its first value) is left to
 //! [`super::tools::ToolMode::interpret`] at the end, as before.
 
+use troupe_inference::chat::tool_calls::ToolSyntax;
+
 /// What a piece of the envelope adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Delta {
@@ -58,6 +60,8 @@ pub(super) struct EnvelopeReader {
     head: String,
     state: State,
     call: bool,
+    /// Where in `text` the arguments' value ended, once it has.
+    value_end: Option<usize>,
 }
 
 /// A function name longer than this is not waited for.
@@ -70,7 +74,14 @@ impl EnvelopeReader {
             head: String::new(),
             state: State::Head,
             call: false,
+            value_end: None,
         }
+    }
+
+    /// The byte of [`EnvelopeReader::text`] just after a call's arguments,
+    /// once they are complete.
+    pub(super) fn value_end(&self) -> Option<usize> {
+        self.value_end
     }
 
     /// Everything generated so far.
@@ -136,16 +147,183 @@ impl EnvelopeReader {
                 escaped,
             } => {
                 let (text, ended) = arguments(&rest, depth, in_string, escaped);
+                if let Some(end) = ended {
+                    self.value_end = Some(self.text.len() - rest.len() + end);
+                    self.state = State::Done;
+                }
                 if !text.is_empty() {
                     out.push(Delta::Arguments(text));
-                }
-                if ended {
-                    self.state = State::Done;
                 }
             }
             State::Head | State::Done | State::Opaque => {}
         }
         out
+    }
+}
+
+/// Reads an answer in the model's own call syntax ([`ToolSyntax`]) while it
+/// is generated: text before the first call goes out as content as it
+/// comes (held back only where it could be the start of the opening
+/// marker); a Hermes call goes out as OpenAI streams one (its name, then
+/// its arguments piece by piece), each call with its own index. Calls of
+/// syntaxes without a marker per call (Mistral's array) wait for the end,
+/// when [`ToolSyntax::parse`] reads the whole answer.
+#[derive(Debug, Clone)]
+pub(super) struct CallReader {
+    syntax: ToolSyntax,
+    /// Everything generated.
+    text: String,
+    /// Bytes of `text` sent as content.
+    sent: usize,
+    /// Where the calls began, once the model opened one.
+    calls_start: Option<usize>,
+    /// The call being read: where its JSON starts in `text`, and its reader.
+    current: Option<(usize, EnvelopeReader)>,
+    /// Where to look for the next call's marker.
+    search_from: usize,
+    /// Calls whose name was sent, and of those, calls sent whole.
+    started: usize,
+    completed: usize,
+    /// The answer can no longer open a call (a syntax whose call must open
+    /// the answer, which began otherwise).
+    plain: bool,
+}
+
+impl CallReader {
+    pub(super) fn new(syntax: ToolSyntax) -> Self {
+        Self {
+            syntax,
+            text: String::new(),
+            sent: 0,
+            calls_start: None,
+            current: None,
+            search_from: 0,
+            started: 0,
+            completed: 0,
+            plain: false,
+        }
+    }
+
+    /// Everything generated so far.
+    pub(super) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Text generated but sent neither as content nor as call deltas: the
+    /// tail held back because it could have been the marker, or the calls
+    /// when none was streamed (they are text after all if they do not read
+    /// as calls, e.g. cut short by the length limit).
+    pub(super) fn unsent(&self) -> &str {
+        match self.calls_start {
+            Some(at) if self.started == 0 => &self.text[at..],
+            Some(_) => "",
+            None => &self.text[self.sent..],
+        }
+    }
+
+    /// Calls whose name was sent, and calls sent whole.
+    pub(super) fn calls_sent(&self) -> (usize, usize) {
+        (self.started, self.completed)
+    }
+
+    /// Takes the next piece of generated text.
+    pub(super) fn push(&mut self, piece: &str) -> Vec<Delta> {
+        self.text.push_str(piece);
+        let mut out = Vec::new();
+        let opener = self.syntax.opener();
+        if self.calls_start.is_none() && (self.plain || self.syntax.opens_the_answer()) {
+            self.read_opening(&mut out);
+            return out;
+        }
+        if self.calls_start.is_none() {
+            if let Some(at) = self.text[self.sent..].find(opener).map(|at| at + self.sent) {
+                if at > self.sent {
+                    out.push(Delta::Content(self.text[self.sent..at].to_owned()));
+                }
+                self.sent = self.text.len();
+                self.calls_start = Some(at);
+                self.search_from = at;
+            } else {
+                // Hold back a tail that could still become the marker.
+                let held = (1..opener.len())
+                    .rev()
+                    .find(|&n| self.text.ends_with(&opener[..n]))
+                    .unwrap_or(0);
+                let upto = self.text.len() - held;
+                if upto > self.sent {
+                    out.push(Delta::Content(self.text[self.sent..upto].to_owned()));
+                    self.sent = upto;
+                }
+                return out;
+            }
+        }
+        self.sent = self.text.len();
+        if self.syntax.closer().is_some() {
+            self.read_calls(&mut out);
+        }
+        out
+    }
+
+    /// The start of an answer whose call can only open it: held while it
+    /// could still be the marker, then a call (read whole at the end) or
+    /// text, streamed from then on.
+    fn read_opening(&mut self, out: &mut Vec<Delta>) {
+        let opener = self.syntax.opener();
+        if !self.plain {
+            let trimmed = self.text.trim_start();
+            if trimmed.starts_with(opener) {
+                self.calls_start = Some(self.text.len() - trimmed.len());
+                self.sent = self.text.len();
+                return;
+            }
+            if opener.starts_with(trimmed) {
+                return;
+            }
+            self.plain = true;
+        }
+        if self.sent < self.text.len() {
+            out.push(Delta::Content(self.text[self.sent..].to_owned()));
+            self.sent = self.text.len();
+        }
+    }
+
+    /// Feeds the text after each call's marker to a reader of its JSON.
+    fn read_calls(&mut self, out: &mut Vec<Delta>) {
+        let opener = self.syntax.opener();
+        loop {
+            if self.current.is_none() {
+                let Some(at) = self.text[self.search_from..].find(opener) else {
+                    return;
+                };
+                let start = self.search_from + at + opener.len();
+                self.current = Some((start, EnvelopeReader::new()));
+                self.search_from = start;
+            }
+            let Some((start, reader)) = self.current.as_mut() else {
+                return;
+            };
+            let fed = *start + reader.text().len();
+            for delta in reader.push(&self.text[fed..]) {
+                match delta {
+                    Delta::Call(name) => {
+                        self.started += 1;
+                        out.push(Delta::Call(name));
+                    }
+                    Delta::Arguments(text) => out.push(Delta::Arguments(text)),
+                    // The grammar writes calls only; a content form is
+                    // left to the whole answer's reading.
+                    Delta::Content(_) => {}
+                }
+            }
+            match reader.value_end() {
+                Some(end) => {
+                    self.completed += 1;
+                    self.search_from = *start + end;
+                    self.current = None;
+                }
+                None => return,
+            }
+        }
     }
 }
 
@@ -311,16 +489,16 @@ fn unicode_escape(unit: u16, high: &mut Option<u16>, out: &mut String) {
     }
 }
 
-/// The arguments' text in `piece`, up to the end of their value; whether
-/// it ended.
+/// The arguments' text in `piece`, up to the end of their value; the byte
+/// of `piece` just after the value, when it ended.
 fn arguments(
     piece: &str,
     depth: &mut u32,
     in_string: &mut bool,
     escaped: &mut bool,
-) -> (String, bool) {
+) -> (String, Option<usize>) {
     let mut out = String::new();
-    for c in piece.chars() {
+    for (at, c) in piece.char_indices() {
         if *depth == 0 && c.is_whitespace() && out.is_empty() {
             continue;
         }
@@ -340,13 +518,13 @@ fn arguments(
             '}' | ']' => {
                 *depth = depth.saturating_sub(1);
                 if *depth == 0 {
-                    return (out, true);
+                    return (out, Some(at + c.len_utf8()));
                 }
             }
             _ => {}
         }
     }
-    (out, false)
+    (out, None)
 }
 
 #[cfg(test)]
@@ -432,5 +610,85 @@ mod tests {
         }
         // Cut before the first value: nothing sent yet.
         assert_eq!(read(r#"{"name": "lookup", "argu"#, 4).1, Streamed::Nothing);
+    }
+
+    /// Joins adjacent deltas of the same kind.
+    fn join(deltas: Vec<Delta>) -> Vec<Delta> {
+        let mut joined: Vec<Delta> = Vec::new();
+        for delta in deltas {
+            match (joined.last_mut(), delta) {
+                (Some(Delta::Content(a)), Delta::Content(b)) => a.push_str(&b),
+                (Some(Delta::Arguments(a)), Delta::Arguments(b)) => a.push_str(&b),
+                (_, delta) => joined.push(delta),
+            }
+        }
+        joined
+    }
+
+    #[test]
+    fn hermes_calls_stream_after_the_text_each_with_its_name_then_arguments() {
+        let text = "Let me <b>check</b>.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"<tool_call>\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": {}}\n</tool_call>";
+        let chars: Vec<char> = text.chars().collect();
+        for size in 1..9 {
+            let mut reader = CallReader::new(ToolSyntax::Hermes);
+            let mut deltas = Vec::new();
+            for piece in chars.chunks(size) {
+                deltas.extend(reader.push(&piece.iter().collect::<String>()));
+            }
+            assert_eq!(
+                join(deltas),
+                vec![
+                    Delta::Content("Let me <b>check</b>.\n".into()),
+                    Delta::Call("get_weather".into()),
+                    Delta::Arguments("{\"city\": \"<tool_call>\"}".into()),
+                    Delta::Call("time".into()),
+                    Delta::Arguments("{}".into()),
+                ],
+                "pieces of {size}"
+            );
+            assert_eq!(reader.calls_sent(), (2, 2));
+            assert_eq!(reader.unsent(), "");
+            assert_eq!(reader.text(), text);
+        }
+    }
+
+    #[test]
+    fn text_that_only_looks_like_the_marker_is_held_then_sent() {
+        let mut reader = CallReader::new(ToolSyntax::Hermes);
+        assert_eq!(reader.push("a <tool"), vec![Delta::Content("a ".into())]);
+        assert_eq!(
+            reader.push("box> b"),
+            vec![Delta::Content("<toolbox> b".into())]
+        );
+        assert_eq!(reader.push(" <tool_"), vec![Delta::Content(" ".into())]);
+        // The answer ended there: the held tail is what is left to send.
+        assert_eq!(reader.unsent(), "<tool_");
+        assert_eq!(reader.calls_sent(), (0, 0));
+    }
+
+    #[test]
+    fn a_llama_call_opens_the_answer_or_there_is_none() {
+        let mut reader = CallReader::new(ToolSyntax::Llama3);
+        assert_eq!(reader.push("\n "), vec![]);
+        assert_eq!(reader.push(" {\"na"), vec![]);
+        assert_eq!(reader.push("me\": \"f\", \"parameters\": {}}"), vec![]);
+        assert_eq!(reader.unsent(), "{\"name\": \"f\", \"parameters\": {}}");
+        let mut reader = CallReader::new(ToolSyntax::Llama3);
+        assert_eq!(reader.push(" "), vec![]);
+        assert_eq!(reader.push("ok {"), vec![Delta::Content(" ok {".into())]);
+        // Once text has begun, an object later is text too.
+        assert_eq!(
+            reader.push("\"name\""),
+            vec![Delta::Content("\"name\"".into())]
+        );
+    }
+
+    #[test]
+    fn mistral_calls_wait_for_the_end() {
+        let mut reader = CallReader::new(ToolSyntax::MistralNemo);
+        let deltas = reader.push("Sure. [TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}}]");
+        assert_eq!(deltas, vec![Delta::Content("Sure. ".into())]);
+        assert_eq!(reader.calls_sent(), (0, 0));
+        assert!(reader.unsent().starts_with("[TOOL_CALLS]"));
     }
 }

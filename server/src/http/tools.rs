@@ -1,33 +1,53 @@
-//! OpenAI function calling on models without native tool support: the tool
-//! definitions go into the system prompt and the output is constrained by a
-//! JSON Schema, so even a weak model answers with a well-formed call.
+//! OpenAI function calling, in one of two ways:
 //!
-//! The model answers one JSON object:
-//! - a call: `{"name": "<function>", "arguments": {...}}`, `arguments`
-//!   matching that function's `parameters` schema;
-//! - with `tool_choice: "auto"` (the default) it may instead answer the user
-//!   directly: `{"content": "<text>"}`.
+//! - **The model's own syntax**, when its chat template shows tools in a
+//!   syntax troupe knows ([`ToolSyntax`]: Hermes/Qwen `<tool_call>`, Mistral
+//!   `[TOOL_CALLS]`): the tool definitions and earlier calls go through the
+//!   template, the answer is free text until the model opens a call, and
+//!   from there a lazy grammar holds it to calls of the given functions
+//!   (as llama-server does). `parallel_tool_calls` allows several calls.
+//! - **A JSON envelope** for every other model: the tool definitions go into
+//!   the system prompt and the whole output is constrained by a JSON Schema,
+//!   so even a weak model answers with a well-formed call. The model answers
+//!   one JSON object: a call `{"name": "<function>", "arguments": {...}}`,
+//!   or, with `tool_choice: "auto"` (the default), `{"content": "<text>"}`.
+//!   One call per answer.
 //!
 //! `tool_choice: "required"` allows calls only; a named function allows a
-//! call of that function only; `"none"` turns tools off (plain text). One
-//! call per answer (`parallel_tool_calls` is not honoured). A stream reads
-//! the envelope as it comes (`tool_stream`).
+//! call of that function only; `"none"` turns tools off (plain text). A
+//! stream reads the answer as it comes (`tool_stream`).
 
 use serde_json::{json, Value};
+use troupe_inference::backend::Constraint;
+use troupe_inference::chat::tool_calls::{CallRules, ToolFunction, ToolSyntax};
+use troupe_inference::chat::MessageToolCall;
 
 use super::error::ApiError;
 use super::generation::response_id;
 use super::openai::{FunctionCall, FunctionDefinition, ToolCall, ToolChoice, ToolDefinition};
+use super::AppState;
+
+/// Whether the model may, must or must not call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    /// No tools: plain generation.
+    Off,
+    /// The model calls or answers with text.
+    Auto,
+    /// The model must call.
+    Required,
+}
 
 /// How a chat request uses tools.
 #[derive(Debug, Clone)]
-pub(super) enum ToolMode {
-    /// No tools: plain generation.
-    Off,
-    /// The model calls one of `functions` or answers with text.
-    Auto(Vec<FunctionDefinition>),
-    /// The model must call one of `functions`.
-    Required(Vec<FunctionDefinition>),
+pub(super) struct ToolMode {
+    choice: Choice,
+    /// The functions the model may call.
+    functions: Vec<FunctionDefinition>,
+    /// Several calls per answer (the model's own syntax only).
+    parallel: bool,
+    /// The model's own call syntax; `None`: the JSON envelope.
+    syntax: Option<ToolSyntax>,
 }
 
 /// What the model answered, in OpenAI's terms.
@@ -42,7 +62,16 @@ pub(super) struct Answer {
 }
 
 impl ToolMode {
-    /// The mode `tools` and `tool_choice` ask for.
+    /// No tools.
+    pub(super) const OFF: ToolMode = ToolMode {
+        choice: Choice::Off,
+        functions: Vec::new(),
+        parallel: false,
+        syntax: None,
+    };
+
+    /// The mode `tools`, `tool_choice` and `parallel_tool_calls` ask for,
+    /// in the JSON envelope until [`ToolMode::for_template`] says otherwise.
     ///
     /// # Errors
     /// A 400 for a tool that is not a function, a duplicate or empty name,
@@ -50,36 +79,18 @@ impl ToolMode {
     pub(super) fn from_request(
         tools: Option<Vec<ToolDefinition>>,
         choice: Option<ToolChoice>,
+        parallel: bool,
     ) -> Result<ToolMode, ApiError> {
-        let tools = tools.unwrap_or_default();
-        let mut functions: Vec<FunctionDefinition> = Vec::with_capacity(tools.len());
-        for (i, tool) in tools.into_iter().enumerate() {
-            if tool.kind != "function" {
-                return Err(ApiError::invalid(
-                    Some("tools"),
-                    format!(
-                        "tools[{i}] has type {:?}; only \"function\" is supported",
-                        tool.kind
-                    ),
-                ));
-            }
-            if tool.function.name.is_empty() {
-                return Err(ApiError::invalid(
-                    Some("tools"),
-                    format!("tools[{i}] has an empty name"),
-                ));
-            }
-            if functions.iter().any(|f| f.name == tool.function.name) {
-                return Err(ApiError::invalid(
-                    Some("tools"),
-                    format!("function {:?} is defined twice", tool.function.name),
-                ));
-            }
-            functions.push(tool.function);
-        }
-        let mode = match choice {
+        let functions = functions(tools.unwrap_or_default())?;
+        let mode = |choice, functions| ToolMode {
+            choice,
+            functions,
+            parallel,
+            syntax: None,
+        };
+        let name = match choice {
             None => "auto".to_string(),
-            Some(ToolChoice::Mode(mode)) => mode,
+            Some(ToolChoice::Mode(name)) => name,
             Some(ToolChoice::Named { function }) => {
                 let Some(f) = functions.iter().find(|f| f.name == function.name) else {
                     return Err(ApiError::invalid(
@@ -90,23 +101,23 @@ impl ToolMode {
                         ),
                     ));
                 };
-                return Ok(ToolMode::Required(vec![f.clone()]));
+                return Ok(mode(Choice::Required, vec![f.clone()]));
             }
         };
-        match mode.as_str() {
-            "none" => Ok(ToolMode::Off),
+        match name.as_str() {
+            "none" => Ok(ToolMode::OFF),
             _ if functions.is_empty() => {
-                if mode == "required" {
+                if name == "required" {
                     Err(ApiError::invalid(
                         Some("tool_choice"),
                         "tool_choice is \"required\" but no tools are given",
                     ))
                 } else {
-                    Ok(ToolMode::Off)
+                    Ok(ToolMode::OFF)
                 }
             }
-            "auto" => Ok(ToolMode::Auto(functions)),
-            "required" => Ok(ToolMode::Required(functions)),
+            "auto" => Ok(mode(Choice::Auto, functions)),
+            "required" => Ok(mode(Choice::Required, functions)),
             other => Err(ApiError::invalid(
                 Some("tool_choice"),
                 format!(
@@ -116,30 +127,89 @@ impl ToolMode {
         }
     }
 
-    /// Whether tools are in play.
-    pub(super) fn is_on(&self) -> bool {
-        !matches!(self, ToolMode::Off)
+    /// This mode for a model whose chat template is `template`: its own
+    /// call syntax when the template shows tools in one troupe knows.
+    pub(super) fn for_template(mut self, template: Option<&str>) -> ToolMode {
+        self.syntax = template.and_then(ToolSyntax::detect);
+        self
     }
 
-    /// The JSON Schema of an answer, or `None` when tools are off.
-    pub(super) fn schema(&self) -> Option<Value> {
-        let (functions, allow_text) = match self {
-            ToolMode::Off => return None,
-            ToolMode::Auto(f) => (f, true),
-            ToolMode::Required(f) => (f, false),
+    /// Whether tools are in play.
+    pub(super) fn is_on(&self) -> bool {
+        self.choice != Choice::Off
+    }
+
+    /// The model's own call syntax, when it is used.
+    pub(super) fn syntax(&self) -> Option<ToolSyntax> {
+        self.syntax.filter(|_| self.is_on())
+    }
+
+    /// The grammar the answer follows, or `None` when tools are off.
+    ///
+    /// # Errors
+    /// A 400 naming `tools` when a function's parameters cannot be
+    /// compiled into a grammar.
+    pub(super) fn constraint(&self) -> Result<Option<Constraint>, ApiError> {
+        let Some(syntax) = self.syntax() else {
+            return Ok(self.schema().map(Constraint::JsonSchema));
         };
-        let mut alternatives: Vec<Value> = functions
+        let functions: Vec<ToolFunction> = self
+            .functions
+            .iter()
+            .map(|f| ToolFunction {
+                name: f.name.clone(),
+                parameters: parameters(f),
+            })
+            .collect();
+        let rules = CallRules {
+            required: self.choice == Choice::Required,
+            parallel: self.parallel,
+        };
+        syntax
+            .constraint(&functions, rules)
+            .map(Some)
+            .map_err(|error| {
+                ApiError::invalid(
+                    Some("tools"),
+                    format!("a function's parameters cannot be enforced: {error}"),
+                )
+            })
+    }
+
+    /// The tool definitions the chat template is given (the model's own
+    /// syntax only; the envelope puts them in the system prompt).
+    pub(super) fn definitions(&self) -> Vec<Value> {
+        if self.syntax().is_none() {
+            return Vec::new();
+        }
+        self.functions
             .iter()
             .map(|f| {
-                let parameters = f
-                    .parameters
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                let mut function = json!({"name": f.name, "parameters": parameters(f)});
+                if let Some(description) = &f.description {
+                    function["description"] = json!(description);
+                }
+                json!({"type": "function", "function": function})
+            })
+            .collect()
+    }
+
+    /// The JSON Schema of an envelope answer, or `None` when tools are off.
+    fn schema(&self) -> Option<Value> {
+        let allow_text = match self.choice {
+            Choice::Off => return None,
+            Choice::Auto => true,
+            Choice::Required => false,
+        };
+        let mut alternatives: Vec<Value> = self
+            .functions
+            .iter()
+            .map(|f| {
                 json!({
                     "type": "object",
                     "properties": {
                         "name": {"const": f.name},
-                        "arguments": parameters,
+                        "arguments": parameters(f),
                     },
                     "required": ["name", "arguments"],
                 })
@@ -159,12 +229,16 @@ impl ToolMode {
         })
     }
 
-    /// Instructions for the system prompt, or `None` when tools are off.
+    /// Instructions for the system prompt: the envelope only (the model's
+    /// own syntax has its template describe the tools).
     pub(super) fn instructions(&self) -> Option<String> {
-        let (functions, allow_text) = match self {
-            ToolMode::Off => return None,
-            ToolMode::Auto(f) => (f, true),
-            ToolMode::Required(f) => (f, false),
+        if self.syntax().is_some() {
+            return None;
+        }
+        let allow_text = match self.choice {
+            Choice::Off => return None,
+            Choice::Auto => true,
+            Choice::Required => false,
         };
         let mut text = String::from(
             "You can call functions. Answer with exactly one JSON object and nothing else.\n\
@@ -176,7 +250,7 @@ impl ToolMode {
             );
         }
         text.push_str("\nFunctions:\n");
-        for f in functions {
+        for f in &self.functions {
             let entry = json!({
                 "name": f.name,
                 "description": f.description,
@@ -189,7 +263,7 @@ impl ToolMode {
     }
 
     /// Reads the model's output. Output that is not a complete answer (the
-    /// generation hit `max_tokens` mid-object) is returned as text with the
+    /// generation hit `max_tokens` mid-call) is returned as text with the
     /// engine's finish reason.
     pub(super) fn interpret(&self, text: String, finish_reason: &'static str) -> Answer {
         let plain = |text: String| Answer {
@@ -200,6 +274,22 @@ impl ToolMode {
         if !self.is_on() {
             return plain(text);
         }
+        if let Some(syntax) = self.syntax() {
+            return match syntax.parse(&text) {
+                Ok(Some(answer)) => Answer {
+                    content: Some(answer.content).filter(|c| !c.is_empty()),
+                    tool_calls: Some(
+                        answer
+                            .calls
+                            .into_iter()
+                            .map(|call| tool_call(call.name, &call.arguments))
+                            .collect(),
+                    ),
+                    finish_reason: "tool_calls",
+                },
+                Ok(None) | Err(_) => plain(text),
+            };
+        }
         let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&text) else {
             return plain(text);
         };
@@ -208,14 +298,7 @@ impl ToolMode {
         {
             return Answer {
                 content: None,
-                tool_calls: Some(vec![ToolCall {
-                    id: response_id("call_"),
-                    kind: "function".to_string(),
-                    function: FunctionCall {
-                        name,
-                        arguments: arguments.to_string(),
-                    },
-                }]),
+                tool_calls: Some(vec![tool_call(name, &arguments)]),
                 finish_reason: "tool_calls",
             };
         }
@@ -224,6 +307,86 @@ impl ToolMode {
             _ => plain(text),
         }
     }
+}
+
+/// `mode` for `model`: the model's own call syntax when its chat template
+/// has one (asking the host what the model is, which loads it if needed).
+///
+/// # Errors
+/// The host's refusal (unknown model, a load that failed).
+pub(super) async fn for_model(
+    state: &AppState,
+    model: &str,
+    mode: ToolMode,
+) -> Result<ToolMode, ApiError> {
+    if !mode.is_on() {
+        return Ok(mode);
+    }
+    let info = state.host.model_info(model).await?;
+    Ok(mode.for_template(info.chat_template.as_deref()))
+}
+
+/// An earlier call from a request, as the chat template is shown it: the
+/// arguments as an object when they parse as JSON.
+pub(super) fn message_call(call: &ToolCall) -> MessageToolCall {
+    MessageToolCall {
+        id: call.id.clone(),
+        name: call.function.name.clone(),
+        arguments: serde_json::from_str(&call.function.arguments)
+            .unwrap_or_else(|_| Value::String(call.function.arguments.clone())),
+    }
+}
+
+/// A call as OpenAI writes it: a fresh id, the arguments as a JSON string.
+pub(super) fn tool_call(name: String, arguments: &Value) -> ToolCall {
+    ToolCall {
+        id: response_id("call_"),
+        kind: "function".to_string(),
+        function: FunctionCall {
+            name,
+            arguments: arguments.to_string(),
+        },
+    }
+}
+
+/// A function's parameters, an empty object's schema when it has none.
+fn parameters(f: &FunctionDefinition) -> Value {
+    f.parameters
+        .clone()
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}))
+}
+
+/// The request's tools as functions.
+///
+/// # Errors
+/// A 400 for a tool that is not a function, or an empty or duplicate name.
+fn functions(tools: Vec<ToolDefinition>) -> Result<Vec<FunctionDefinition>, ApiError> {
+    let mut functions: Vec<FunctionDefinition> = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.into_iter().enumerate() {
+        if tool.kind != "function" {
+            return Err(ApiError::invalid(
+                Some("tools"),
+                format!(
+                    "tools[{i}] has type {:?}; only \"function\" is supported",
+                    tool.kind
+                ),
+            ));
+        }
+        if tool.function.name.is_empty() {
+            return Err(ApiError::invalid(
+                Some("tools"),
+                format!("tools[{i}] has an empty name"),
+            ));
+        }
+        if functions.iter().any(|f| f.name == tool.function.name) {
+            return Err(ApiError::invalid(
+                Some("tools"),
+                format!("function {:?} is defined twice", tool.function.name),
+            ));
+        }
+        functions.push(tool.function);
+    }
+    Ok(functions)
 }
 
 /// How an earlier assistant turn's tool calls are shown to the model: the
@@ -257,9 +420,20 @@ mod tests {
         }
     }
 
+    fn auto(names: &[&str]) -> ToolMode {
+        let tools = names
+            .iter()
+            .map(|name| ToolDefinition {
+                kind: "function".into(),
+                function: function(name),
+            })
+            .collect();
+        ToolMode::from_request(Some(tools), None, true).unwrap()
+    }
+
     #[test]
     fn a_call_becomes_tool_calls_with_string_arguments() {
-        let mode = ToolMode::Auto(vec![function("weather")]);
+        let mode = auto(&["weather"]);
         let answer = mode.interpret(
             r#"{"name": "weather", "arguments": {"city": "Oslo"}}"#.to_string(),
             "stop",
@@ -273,7 +447,7 @@ mod tests {
 
     #[test]
     fn a_text_answer_and_a_truncated_one_are_content() {
-        let mode = ToolMode::Auto(vec![function("weather")]);
+        let mode = auto(&["weather"]);
         let answer = mode.interpret(r#"{"content": "hi"}"#.to_string(), "stop");
         assert_eq!(answer.content.as_deref(), Some("hi"));
         assert_eq!(answer.finish_reason, "stop");
@@ -290,6 +464,7 @@ mod tests {
                 function: function("weather"),
             }]),
             Some(ToolChoice::Mode("required".into())),
+            false,
         )
         .unwrap();
         let schema = mode.schema().unwrap();
@@ -309,8 +484,42 @@ mod tests {
                     name: "nope".into(),
                 },
             }),
+            false,
         )
         .unwrap_err();
         assert_eq!(err.param, Some("tool_choice"));
+    }
+
+    #[test]
+    fn a_template_with_tools_gets_its_own_syntax_and_the_definitions() {
+        let template = "{% if tools %}{{ tools | tojson }}{% endif %}<tool_call>";
+        let mode = auto(&["weather", "time"]).for_template(Some(template));
+        assert_eq!(mode.syntax(), Some(ToolSyntax::Hermes));
+        assert_eq!(mode.instructions(), None);
+        assert_eq!(mode.definitions().len(), 2);
+        assert_eq!(mode.definitions()[1]["function"]["name"], "time");
+        assert!(matches!(
+            mode.constraint(),
+            Ok(Some(Constraint::Lazy { .. }))
+        ));
+        let answer = mode.interpret(
+            "Checking.\n<tool_call>\n{\"name\": \"time\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>".into(),
+            "stop",
+        );
+        assert_eq!(answer.content.as_deref(), Some("Checking."));
+        assert_eq!(answer.finish_reason, "tool_calls");
+        assert_eq!(
+            answer.tool_calls.unwrap()[0].function.arguments,
+            r#"{"city":"Oslo"}"#
+        );
+        // A template without tools keeps the envelope.
+        let envelope = auto(&["weather"]).for_template(Some("{{ messages }}"));
+        assert_eq!(envelope.syntax(), None);
+        assert!(envelope.instructions().is_some());
+        assert!(envelope.definitions().is_empty());
+        assert!(matches!(
+            envelope.constraint(),
+            Ok(Some(Constraint::JsonSchema(_)))
+        ));
     }
 }
