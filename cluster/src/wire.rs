@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use troupe_inference::backend::{
     Constraint, FinishReason, GenerateError, GenerateRequest, GenerationEvent, GenerationResult,
-    Prompt, Timings, Usage,
+    Logprob, Prompt, Timings, TokenLogprob, Usage,
 };
 use troupe_inference::chat::{ChatMessage, MessageToolCall, Role};
 use troupe_inference::sampling::SamplingOptions;
@@ -66,6 +66,8 @@ pub(crate) struct WireRequest {
     ignore_eos: bool,
     #[serde(default)]
     tools: Vec<serde_json::Value>,
+    #[serde(default)]
+    logprobs: Option<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +163,21 @@ enum WireConstraint {
     },
 }
 
+/// A token's log probability: id, bytes, `ln p`.
+type WireLogprob = (Option<i32>, Vec<u8>, f32);
+
+fn wire_logprob(l: Logprob) -> WireLogprob {
+    (l.token, l.bytes, l.logprob)
+}
+
+fn logprob((token, bytes, logprob): WireLogprob) -> Logprob {
+    Logprob {
+        token,
+        bytes,
+        logprob,
+    }
+}
+
 /// A [`GenerationEvent`] on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum WireEvent {
@@ -173,6 +190,10 @@ pub(crate) enum WireEvent {
 pub(crate) struct WireResult {
     text: String,
     finish: WireFinish,
+    #[serde(default)]
+    tokens: Vec<i32>,
+    #[serde(default)]
+    logprobs: Vec<(WireLogprob, Vec<WireLogprob>)>,
     usage: (u32, u32, u32),
     timings: (f64, f64, f64, f64, f64),
 }
@@ -271,6 +292,7 @@ impl From<&GenerateRequest> for WireRequest {
             session: request.session.clone(),
             ignore_eos: request.ignore_eos,
             tools: request.tools.clone(),
+            logprobs: request.logprobs,
         }
     }
 }
@@ -322,6 +344,7 @@ impl From<WireRequest> for GenerateRequest {
         request.session = wire.session;
         request.ignore_eos = wire.ignore_eos;
         request.tools = wire.tools;
+        request.logprobs = wire.logprobs;
         request
     }
 }
@@ -386,6 +409,17 @@ impl From<GenerationResult> for WireResult {
                 FinishReason::StopString => WireFinish::StopString,
                 FinishReason::Cancelled => WireFinish::Cancelled,
             },
+            tokens: result.tokens,
+            logprobs: result
+                .logprobs
+                .into_iter()
+                .map(|l| {
+                    (
+                        wire_logprob(l.chosen),
+                        l.top.into_iter().map(wire_logprob).collect(),
+                    )
+                })
+                .collect(),
             usage: (
                 result.usage.prompt_tokens,
                 result.usage.completion_tokens,
@@ -426,10 +460,15 @@ impl From<WireResult> for GenerationResult {
                 prompt_tokens_per_s: prompt_tps,
                 generation_tokens_per_s: generation_tps,
             },
-            // Token ids and log probabilities are not carried between
-            // nodes.
-            tokens: Vec::new(),
-            logprobs: Vec::new(),
+            tokens: wire.tokens,
+            logprobs: wire
+                .logprobs
+                .into_iter()
+                .map(|(chosen, top)| TokenLogprob {
+                    chosen: logprob(chosen),
+                    top: top.into_iter().map(logprob).collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -522,6 +561,7 @@ mod tests {
         ));
         request.session = Some("s1".into());
         request.sampling.seed = Some(3);
+        request.logprobs = Some(2);
         let bytes = encode(&WireRequest::from(&request));
         let back: WireRequest = decode(&bytes, "request").expect("decodes");
         assert_eq!(GenerateRequest::from(back), request);
@@ -548,6 +588,31 @@ mod tests {
         let bytes = encode(&WireRequest::from(&request));
         let back: WireRequest = decode(&bytes, "request").expect("decodes");
         assert_eq!(GenerateRequest::from(back), request);
+    }
+
+    #[test]
+    fn a_result_keeps_its_tokens_and_log_probabilities() {
+        let logprob = |token, text: &str, logprob| Logprob {
+            token: Some(token),
+            bytes: text.as_bytes().to_vec(),
+            logprob,
+        };
+        let result = GenerationResult {
+            text: "Hi".into(),
+            finish: FinishReason::Stop,
+            usage: Usage::default(),
+            timings: Timings::default(),
+            tokens: vec![17, 2],
+            logprobs: vec![TokenLogprob {
+                chosen: logprob(17, "Hi", -0.25),
+                top: vec![logprob(17, "Hi", -0.25), logprob(9, "\u{e9}", -1.5)],
+            }],
+        };
+        let bytes = encode(&WireEvent::Done(WireResult::from(result.clone())));
+        let Ok(WireEvent::Done(back)) = decode::<WireEvent>(&bytes, "event") else {
+            panic!("decodes as a result");
+        };
+        assert_eq!(GenerationResult::from(back), result);
     }
 
     #[test]

@@ -392,8 +392,9 @@ pub struct TokenLogprob {
 /// place (the logits' softmax, before sampling).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logprob {
-    /// The token.
-    pub token: i32,
+    /// The token's id in the model's vocabulary, where the backend knows
+    /// it (llama.cpp; a remote provider names tokens by their text only).
+    pub token: Option<i32>,
     /// Its text's bytes (a piece of a UTF-8 character may stand alone).
     pub bytes: Vec<u8>,
     /// `ln p`.

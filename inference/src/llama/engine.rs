@@ -689,7 +689,7 @@ fn token_logprob(
         let mut bytes = Vec::with_capacity(16);
         vocab.token_to_piece_into(LlamaToken(token), &mut bytes, false, None);
         crate::backend::Logprob {
-            token,
+            token: Some(token),
             bytes,
             logprob: logprob_of(id),
         }

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use crate::backend::Usage;
+use crate::backend::{TokenLogprob, Usage};
 
 use super::sse::SseParser;
 use super::wire::{excerpt, read_answer};
@@ -56,6 +56,8 @@ pub(crate) struct AnswerReader {
     pub finish: Option<String>,
     /// The server's usage, once seen.
     pub usage: Option<Usage>,
+    /// The log probabilities of the answer's tokens so far, when asked for.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 impl AnswerReader {
@@ -76,6 +78,7 @@ impl AnswerReader {
             saw_done: false,
             finish: None,
             usage: None,
+            logprobs: Vec::new(),
         }
     }
 
@@ -167,6 +170,7 @@ impl AnswerReader {
         if let Some(text) = answer.text.filter(|t| !t.is_empty()) {
             self.pending.push_back(text);
         }
+        self.logprobs.extend(answer.logprobs);
         if answer.finish.is_some() {
             self.finish = answer.finish;
         }

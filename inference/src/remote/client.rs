@@ -495,6 +495,7 @@ async fn relay(
     // Dropping the reader closes the connection, so the server stops too.
     let streamed = reader.streamed();
     let (finish_text, usage) = (reader.finish.take(), reader.usage.take());
+    let logprobs = std::mem::take(&mut reader.logprobs);
     drop(reader);
     let finish = match &outcome {
         Outcome::Cancelled => crate::backend::FinishReason::Cancelled,
@@ -537,7 +538,7 @@ async fn relay(
         usage,
         timings,
         tokens: Vec::new(),
-        logprobs: Vec::new(),
+        logprobs,
     }));
 }
 

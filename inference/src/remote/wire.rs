@@ -8,7 +8,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::backend::{Constraint, FinishReason, GenerateRequest, Prompt, Usage};
+use crate::backend::{
+    Constraint, FinishReason, GenerateRequest, Logprob, Prompt, TokenLogprob, Usage,
+};
 use crate::chat::{ChatMessage, Role};
 
 use super::RemoteError;
@@ -84,6 +86,10 @@ pub(crate) fn request_body(
             ))
         }
     }
+    if let Some(top) = request.logprobs {
+        body.insert("logprobs".into(), json!(true));
+        body.insert("top_logprobs".into(), json!(top));
+    }
     body.insert("stream".into(), json!(true));
     body.insert("stream_options".into(), json!({ "include_usage": true }));
     Ok(Value::Object(body))
@@ -104,6 +110,8 @@ fn message(m: &ChatMessage) -> Value {
 pub(crate) struct Answer {
     /// New text, if any.
     pub text: Option<String>,
+    /// The log probabilities of its tokens, when asked for.
+    pub logprobs: Vec<TokenLogprob>,
     /// `finish_reason`, if given.
     pub finish: Option<String>,
     /// `usage`, if given.
@@ -171,10 +179,68 @@ pub(crate) fn read_answer(value: &Value) -> Result<Answer, String> {
         .get("finish_reason")
         .and_then(Value::as_str)
         .map(str::to_string);
+    let logprobs = match choice.get("logprobs").and_then(|l| l.get("content")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(tokens)) => tokens
+            .iter()
+            .map(read_token_logprob)
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "`logprobs.content` is not a list: {}",
+                excerpt_of(other)
+            ))
+        }
+    };
     Ok(Answer {
         text,
+        logprobs,
         finish,
         usage,
+    })
+}
+
+/// One entry of OpenAI's `logprobs.content`: the token and its likeliest
+/// alternatives, each by its text (`bytes` when given, else `token`).
+fn read_token_logprob(value: &Value) -> Result<TokenLogprob, String> {
+    let one = |value: &Value| -> Result<Logprob, String> {
+        let logprob = value
+            .get("logprob")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| {
+                format!(
+                    "a logprobs entry has no number `logprob`: {}",
+                    excerpt_of(value)
+                )
+            })?;
+        let bytes = match (value.get("bytes"), value.get("token")) {
+            (Some(Value::Array(bytes)), _) => bytes
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| format!("`bytes` are not bytes: {}", excerpt_of(value)))?,
+            (_, Some(Value::String(token))) => token.as_bytes().to_vec(),
+            _ => {
+                return Err(format!(
+                    "a logprobs entry has no token: {}",
+                    excerpt_of(value)
+                ))
+            }
+        };
+        Ok(Logprob {
+            token: None,
+            bytes,
+            #[allow(clippy::cast_possible_truncation)]
+            logprob: logprob as f32,
+        })
+    };
+    let top = match value.get("top_logprobs") {
+        Some(Value::Array(top)) => top.iter().map(one).collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok(TokenLogprob {
+        chosen: one(value)?,
+        top,
     })
 }
 

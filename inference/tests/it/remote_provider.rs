@@ -139,6 +139,63 @@ async fn a_json_schema_constraint_becomes_response_format() {
 }
 
 #[tokio::test]
+async fn log_probabilities_are_asked_for_and_read_from_the_chunks() {
+    let entry = |token: &str, logprob: f64, top: Vec<serde_json::Value>| json!({"token": token, "logprob": logprob, "bytes": token.as_bytes(), "top_logprobs": top});
+    let alt =
+        |token: &str, logprob: f64| json!({"token": token, "logprob": logprob, "bytes": null});
+    let chunks = vec![
+        chunk(json!({ "role": "assistant" }), None),
+        format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": null,
+                "logprobs": {"content": [entry("Hi", -0.25, vec![alt("Hi", -0.25), alt("Yo", -1.75)])]}}]})
+        ),
+        format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": "\u{e9}"}, "finish_reason": null,
+                "logprobs": {"content": [entry("\u{e9}", -0.5, vec![])]}}]})
+        ),
+        chunk(json!({}), Some("stop")),
+        "data: [DONE]\n\n".into(),
+    ];
+    let server = FakeServer::start(move |_, _| Reply::Events {
+        chunks: chunks.clone(),
+        hold: false,
+    })
+    .await;
+    let asked = provider(&config(&server.base));
+    let mut request = hello();
+    request.logprobs = Some(2);
+    let (_, last) = collect(&asked, request).await.unwrap();
+    let GenerationEvent::Done(result) = last else {
+        panic!("expected Done, got {last:?}");
+    };
+    let body = &server.requests()[0].body;
+    assert_eq!(
+        (&body["logprobs"], &body["top_logprobs"]),
+        (&json!(true), &json!(2))
+    );
+    assert_eq!(result.logprobs.len(), 2);
+    let first = &result.logprobs[0];
+    assert_eq!(
+        (
+            first.chosen.token,
+            &first.chosen.bytes[..],
+            first.chosen.logprob
+        ),
+        (None, &b"Hi"[..], -0.25)
+    );
+    assert_eq!(first.top[1].bytes, b"Yo");
+    assert_eq!(result.logprobs[1].chosen.bytes, "\u{e9}".as_bytes());
+    // Not asked for: not sent.
+    let server = FakeServer::start(|_, _| stream_of(&["ok"], None)).await;
+    collect(&provider(&config(&server.base)), hello())
+        .await
+        .unwrap();
+    assert!(server.requests()[0].body.get("logprobs").is_none());
+}
+
+#[tokio::test]
 async fn grammar_constraints_and_token_prompts_are_refused_before_sending() {
     let server = FakeServer::start(|_, _| stream_of(&["x"], None)).await;
     let provider = provider(&config(&server.base));

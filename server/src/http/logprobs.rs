@@ -104,7 +104,7 @@ mod tests {
     use super::*;
     fn entry(bytes: &[u8], logprob: f32) -> TokenLogprob {
         let chosen = Logprob {
-            token: 1,
+            token: Some(1),
             bytes: bytes.to_vec(),
             logprob,
         };
