@@ -111,6 +111,12 @@ def main():
     calls = checked_calls(several.choices[0], "parallel")
     print("parallel:", [(c.function.name, c.function.arguments) for c in calls])
     check(len(calls) >= 2, f"parallel: one call only: {several.choices[0]}")
+    content, parts, finish = streamed(client.chat.completions.create(
+        messages=earlier, tools=[WEATHER, TIME], tool_choice="required", stream=True, **greedy))
+    check(finish == "tool_calls" and len(parts) == len(calls), f"parallel stream: {parts} {finish}")
+    check(len({p["id"] for p in parts}) == len(parts), f"parallel stream: ids repeat: {parts}")
+    check([(p["name"], json.loads(p["arguments"])) for p in parts]
+          == [(c.function.name, json.loads(c.function.arguments)) for c in calls], f"parallel stream: {parts}")
 
     # Free text first, then a call the model opens itself: from its marker
     # on, the lazy grammar holds the call to the tools' schemas (the enum
@@ -129,7 +135,7 @@ def main():
     print("auto:", repr(choice.message.content), calls[0].function.arguments)
     content, parts, finish = streamed(client.chat.completions.create(
         messages=lazy, tools=[WEATHER_LYON], stream=True, **greedy))
-    check(content.strip() == choice.message.content and finish == "tool_calls", f"auto stream: {content!r} {finish}")
+    check(content == choice.message.content and finish == "tool_calls", f"auto stream: {content!r} {finish}")
     check([json.loads(p["arguments"]) for p in parts] == [json.loads(c.function.arguments) for c in calls],
           f"auto stream: {parts}")
 

@@ -68,6 +68,8 @@ pub(crate) struct WireRequest {
     tools: Vec<serde_json::Value>,
     #[serde(default)]
     logprobs: Option<u8>,
+    #[serde(default)]
+    preserved: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -293,6 +295,7 @@ impl From<&GenerateRequest> for WireRequest {
             ignore_eos: request.ignore_eos,
             tools: request.tools.clone(),
             logprobs: request.logprobs,
+            preserved: request.preserved.clone(),
         }
     }
 }
@@ -345,6 +348,7 @@ impl From<WireRequest> for GenerateRequest {
         request.ignore_eos = wire.ignore_eos;
         request.tools = wire.tools;
         request.logprobs = wire.logprobs;
+        request.preserved = wire.preserved;
         request
     }
 }
@@ -585,6 +589,7 @@ mod tests {
             triggers: vec!["<tool_call>".into()],
             at_start: false,
         });
+        request.preserved = vec!["<tool_call>".into()];
         let bytes = encode(&WireRequest::from(&request));
         let back: WireRequest = decode(&bytes, "request").expect("decodes");
         assert_eq!(GenerateRequest::from(back), request);

@@ -141,6 +141,10 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// The chat template in the file, if any.
     pub chat_template: Option<String>,
+    /// The tool-call syntax of the template chats are rendered with, when
+    /// it shows tools in one troupe knows (never for a template the Jinja
+    /// engine could not compile: the fallbacks know no tools).
+    pub tool_syntax: Option<crate::chat::tool_calls::ToolSyntax>,
 }
 
 /// Memory a loaded model holds, in bytes.
@@ -224,6 +228,12 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// A grammar constraint on the output.
     pub constraint: Option<Constraint>,
+    /// Texts the output may hold that are single control tokens of the
+    /// model's vocabulary (a tool-call marker such as Mistral's
+    /// `[TOOL_CALLS]`): such a token may be generated under a grammar and
+    /// appears in the text, where other control tokens are refused or
+    /// dropped. A text that is not one control token is ignored.
+    pub preserved: Vec<String>,
     /// Tool definitions (OpenAI's `tools` entries) a chat prompt's template
     /// is given, so that it describes them in the model's own words;
     /// ignored by text and token prompts and by templates without tools.
@@ -255,6 +265,7 @@ impl GenerateRequest {
             max_tokens: 256,
             stop: Vec::new(),
             constraint: None,
+            preserved: Vec::new(),
             tools: Vec::new(),
             session: None,
             ignore_eos: false,

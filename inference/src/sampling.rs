@@ -185,6 +185,9 @@ pub(crate) struct Grammar {
     pub(crate) triggers: Vec<String>,
     /// The triggers count only at the start of the output (after whitespace).
     pub(crate) at_start: bool,
+    /// Control tokens the output may hold (tool-call markers): the guard
+    /// lets the grammar judge them by their text.
+    pub(crate) preserved: Vec<LlamaToken>,
 }
 
 impl Grammar {
@@ -320,6 +323,8 @@ struct GrammarGuard {
     /// Bytes of an incomplete character at the end of the output.
     partial: Vec<u8>,
     scratch: Vec<u8>,
+    /// Control tokens the output holds as text ([`Grammar::preserved`]).
+    preserved: Vec<LlamaToken>,
 }
 
 impl GrammarGuard {
@@ -333,6 +338,9 @@ impl GrammarGuard {
 
     /// [`GrammarGuard::refuse_mismatched`] for one token.
     fn guard_allows(&mut self, token: LlamaToken) -> bool {
+        if self.preserved.contains(&token) {
+            return true;
+        }
         let index = usize::try_from(token.0).unwrap_or(usize::MAX);
         match self.texts.texts.get(index) {
             Some(None) => true,
@@ -782,6 +790,7 @@ impl TokenSampler {
             texts,
             partial: Vec::new(),
             scratch: Vec::new(),
+            preserved: grammar.preserved.clone(),
         };
         let keep = if greedy {
             Some(1)
@@ -905,6 +914,7 @@ mod tests {
             text: crate::schema::json_schema_to_gbnf(&schema).unwrap(),
             triggers: Vec::new(),
             at_start: false,
+            preserved: Vec::new(),
         };
         let n_vocab = usize::try_from(model.n_vocab()).unwrap();
         for options in [

@@ -82,6 +82,16 @@ pub(crate) fn any_value_grammar() -> String {
     emitter.finish("root", "value")
 }
 
+/// Whether `name` is, or could be, one of the names the emitter gives its
+/// own rules: a shared rule's, or a schema rule's (`hint-N`).
+pub(crate) fn reserved(name: &str) -> bool {
+    BUILTINS.iter().any(|(builtin, _, _)| *builtin == name)
+        || format::RULES.iter().any(|(rule, _)| *rule == name)
+        || name
+            .rsplit_once('-')
+            .is_some_and(|(_, n)| n.parse::<u64>().is_ok())
+}
+
 /// The grammar for node `root` of `nodes`, its start rule named `rule`.
 pub(crate) fn emit(nodes: &[Node], root: NodeId, rule: &str) -> Result<String, SchemaError> {
     let mut emitter = Emitter::new(nodes);

@@ -216,6 +216,15 @@ pub fn json_schema_to_gbnf(schema: &Value) -> Result<String, SchemaError> {
 /// are named after their place in the schema and a number (`city-3`), and the
 /// shared ones `ws`, `value`, `string`, …; `rule` must be none of those.
 pub fn json_schema_to_gbnf_rule(schema: &Value, rule: &str) -> Result<String, SchemaError> {
+    if gbnf::reserved(rule) {
+        return Err(SchemaError::Invalid {
+            pointer: "#".into(),
+            keyword: String::new(),
+            reason: format!(
+                "cannot start at a rule named {rule:?}: the grammar's own rules may use that name"
+            ),
+        });
+    }
     let (nodes, root) = compile::compile(schema)?;
     gbnf::emit(&nodes, root, rule)
 }

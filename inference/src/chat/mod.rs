@@ -200,6 +200,8 @@ pub enum ChatTemplate {
         template: Box<JinjaTemplate>,
         /// Whose template it is.
         source: TemplateSource,
+        /// The tool-call syntax the template shows tools in, if any.
+        tools: Option<tool_calls::ToolSyntax>,
     },
     /// The model's template could not be compiled: llama.cpp's built-in
     /// matcher renders it, or ChatML when llama.cpp does not recognise it.
@@ -239,11 +241,21 @@ impl ChatTemplate {
             Ok(template) => Self::Jinja {
                 template: Box::new(template),
                 source: origin,
+                tools: tool_calls::ToolSyntax::detect(&source),
             },
             Err(error) => {
                 tracing::warn!(%error, "using llama.cpp's built-in templates instead");
                 Self::BuiltIn
             }
+        }
+    }
+
+    /// The syntax the model calls tools in, when its template (compiled by
+    /// the Jinja engine) shows tools in one troupe knows.
+    pub fn tool_syntax(&self) -> Option<tool_calls::ToolSyntax> {
+        match self {
+            Self::Jinja { tools, .. } => *tools,
+            Self::BuiltIn => None,
         }
     }
 
@@ -263,7 +275,9 @@ impl ChatTemplate {
             return Err(ChatError::Empty);
         }
         match self {
-            Self::Jinja { template, source } => {
+            Self::Jinja {
+                template, source, ..
+            } => {
                 let options = RenderOptions {
                     add_generation_prompt: true,
                     tools: tools.to_vec(),

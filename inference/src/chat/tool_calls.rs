@@ -2,7 +2,7 @@
 //!
 //! A template that knows tools shows the model the tool definitions and the
 //! earlier calls in the syntax it was trained on; the model then writes a
-//! call the same way. Two syntaxes are recognised, by the text of the
+//! call the same way. Three syntaxes are recognised, by the text of the
 //! template (as llama.cpp's `common/chat.cpp` recognises them):
 //!
 //! - [`ToolSyntax::Hermes`]: `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`,
@@ -116,6 +116,23 @@ impl ToolSyntax {
         }
     }
 
+    /// The syntax's markers, which a vocabulary may hold as single control
+    /// tokens (Mistral's `[TOOL_CALLS]`): the output must be able to hold
+    /// them ([`GenerateRequest::preserved`](crate::backend::GenerateRequest)).
+    pub fn markers(self) -> &'static [&'static str] {
+        match self {
+            ToolSyntax::Hermes => &["<tool_call>", "</tool_call>"],
+            ToolSyntax::MistralNemo => &["[TOOL_CALLS]"],
+            ToolSyntax::Llama3 => &[],
+        }
+    }
+
+    /// Whether a call's id must be 9 letters or digits (Mistral's templates
+    /// refuse a conversation whose calls have other ids).
+    pub fn short_ids(self) -> bool {
+        self == ToolSyntax::MistralNemo
+    }
+
     /// Whether a call can only open the answer (no text before it).
     pub fn opens_the_answer(self) -> bool {
         self == ToolSyntax::Llama3
@@ -175,10 +192,13 @@ impl ToolSyntax {
         // More calls, when allowed, follow the first after a newline (Hermes)
         // or a comma (Mistral).
         let top = match (self, rules.parallel) {
+            // Whitespace around the JSON as llama.cpp's grammars allow it:
+            // the token that completes the marker may carry some.
             (ToolSyntax::Hermes, parallel) => format!(
                 "root ::= tool-call-block{more}\n\
-                 tool-call-block ::= \"<tool_call>\" \"\\n\"? {CALL_RULE} \"\\n\"? \"</tool_call>\"\n",
-                more = if parallel { " ( \"\\n\"? tool-call-block )*" } else { "" },
+                 tool-call-block ::= \"<tool_call>\" tool-call-space {CALL_RULE} tool-call-space \"</tool_call>\"\n\
+                 tool-call-space ::= [ \\t\\n]{{0,20}}\n",
+                more = if parallel { " ( tool-call-space tool-call-block )*" } else { "" },
             ),
             (ToolSyntax::MistralNemo, parallel) => format!(
                 "root ::= \"[TOOL_CALLS]\" \"[\" {CALL_RULE}{more} \"]\"\n",
@@ -396,9 +416,10 @@ mod tests {
             panic!("auto calls get a lazy grammar");
         };
         assert_eq!(triggers, ["<tool_call>"]);
-        assert!(
-            grammar.starts_with("root ::= tool-call-block\ntool-call-block ::= \"<tool_call>\"")
-        );
+        assert!(grammar.starts_with(
+            "root ::= tool-call-block\ntool-call-block ::= \"<tool_call>\" tool-call-space"
+        ));
+        assert!(grammar.contains("tool-call-space ::= [ \\t\\n]{0,20}\n"));
         assert!(grammar.contains("tool-call-json ::= "));
         assert!(grammar.contains("get_weather"));
         let required = CallRules {

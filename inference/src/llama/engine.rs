@@ -69,6 +69,9 @@ pub(crate) struct Job {
     pub(crate) ignore_eos: bool,
     /// Alternatives per token whose log probabilities are reported.
     pub(crate) logprobs: Option<u8>,
+    /// Control tokens written into the text as their special text
+    /// (tool-call markers, [`crate::backend::GenerateRequest::preserved`]).
+    pub(crate) preserved: Vec<LlamaToken>,
     pub(crate) events: crate::backend::GenerationSender,
     /// Held for its `Drop`: frees the place among running and waiting requests.
     pub(crate) _in_flight: InFlight,
@@ -112,7 +115,7 @@ pub(crate) fn run(start: EngineStart) {
         }
     };
     let created = create_context(&model, &path, &opts, threads);
-    let (ctx, info, memory) = match created {
+    let (ctx, mut info, memory) = match created {
         Ok(created) => created,
         Err(error) => {
             let _ = reply.send(Err(error));
@@ -127,8 +130,10 @@ pub(crate) fn run(start: EngineStart) {
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
+    let chat = ChatTemplate::for_model(&model, &name);
+    info.tool_syntax = chat.tool_syntax();
     let loaded = Loaded {
-        chat: ChatTemplate::for_model(&model, &name),
+        chat,
         info: info.clone(),
         memory,
         model: Arc::clone(&model),
@@ -286,6 +291,7 @@ fn create_context<'m>(
             .chat_template(None)
             .ok()
             .and_then(|t| t.to_string().ok()),
+        tool_syntax: None,
     };
     Ok((ctx, info, memory))
 }
@@ -601,8 +607,9 @@ impl<'m> Engine<'m> {
             }
         } else {
             self.piece.clear();
+            let special = active.job.preserved.contains(&token);
             self.vocab
-                .token_to_piece_into(token, &mut self.piece, false, None);
+                .token_to_piece_into(token, &mut self.piece, special, None);
             let pushed = active.output.push(&self.piece);
             if !pushed.emit.is_empty() {
                 active

@@ -188,6 +188,22 @@ fn tokenize(model: &LlamaModel, text: &str) -> Result<Vec<LlamaToken>, TokenizeE
     Ok(model.vocab().tokenize(text.as_bytes(), true, true))
 }
 
+/// The control tokens among `texts`: each text that tokenizes (special
+/// tokens parsed) to exactly one control token.
+fn preserved_tokens(model: &LlamaModel, texts: &[String]) -> Vec<LlamaToken> {
+    let vocab = model.vocab();
+    texts
+        .iter()
+        .filter(|text| !text.is_empty() && text.len() <= 64)
+        .filter_map(
+            |text| match vocab.tokenize(text.as_bytes(), false, true)[..] {
+                [token] if vocab.is_control(token) => Some(token),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 /// Token ids from the caller, checked against the vocabulary: an id out of
 /// range would index past llama.cpp's embedding table.
 fn checked_tokens(model: &LlamaModel, ids: &[i32]) -> Result<Vec<LlamaToken>, GenerateError> {
@@ -207,6 +223,7 @@ fn grammar_for(constraint: Option<&Constraint>) -> Result<Option<Grammar>, Gener
         text,
         triggers: Vec::new(),
         at_start: false,
+        preserved: Vec::new(),
     };
     Ok(match constraint {
         None => None,
@@ -227,6 +244,7 @@ fn grammar_for(constraint: Option<&Constraint>) -> Result<Option<Grammar>, Gener
                 text: grammar.clone(),
                 triggers: triggers.clone(),
                 at_start: *at_start,
+                preserved: Vec::new(),
             })
         }
     })
@@ -276,7 +294,11 @@ impl LoadedModel for LlamaModelHandle {
         if let Some(index) = stop.iter().position(String::is_empty) {
             return Err(GenerateError::EmptyStopString { index });
         }
-        let grammar = grammar_for(req.constraint.as_ref())?;
+        let preserved = preserved_tokens(&model, &req.preserved);
+        let grammar = grammar_for(req.constraint.as_ref())?.map(|grammar| Grammar {
+            preserved: preserved.clone(),
+            ..grammar
+        });
         let constraint = grammar.as_ref().map(|grammar| {
             let texts = self
                 .token_texts
@@ -294,6 +316,7 @@ impl LoadedModel for LlamaModelHandle {
             session: req.session,
             ignore_eos: req.ignore_eos,
             logprobs: req.logprobs,
+            preserved,
             events,
             _in_flight: in_flight,
         };

@@ -64,6 +64,7 @@ impl ScriptedModel {
             n_embd: EMBEDDING_DIM,
             n_params: 0,
             chat_template: None,
+            tool_syntax: None,
         };
         let stem = path
             .file_stem()

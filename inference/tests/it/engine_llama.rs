@@ -419,6 +419,50 @@ async fn every_tool_call_syntax_forces_calls_that_read_back() {
     }
 }
 
+/// A control token named in `preserved` (a tool-call marker such as
+/// Mistral's `[TOOL_CALLS]`) may be generated under a grammar and is
+/// written into the text; without it the grammar's guard refuses it and the
+/// marker can only be spelled out in ordinary tokens.
+#[tokio::test]
+async fn a_preserved_control_token_is_generated_and_written_as_text() {
+    let model = load(&models().tiny, opts(1024, 1)).await;
+    // Tokenizing as a prompt adds BOS first.
+    let marker = model.tokenize("<|im_start|>").unwrap();
+    let [_, marker] = marker[..] else {
+        panic!("<|im_start|> is one token: {marker:?}");
+    };
+    // A flat distribution over what the grammar allows: the marker token,
+    // when allowed, is picked for some seeds.
+    let request = |preserved: Vec<String>, seed: u32| GenerateRequest {
+        constraint: Some(Constraint::Grammar("root ::= \"<|im_start|>\"".into())),
+        preserved,
+        sampling: SamplingOptions {
+            temperature: 50.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: Some(seed),
+            ..SamplingOptions::default()
+        },
+        max_tokens: 16,
+        ..GenerateRequest::text("Open a turn:")
+    };
+    let (mut kept, mut spelled) = (0, 0);
+    for seed in 1..=12 {
+        let (_, with) = run(&*model, request(vec!["<|im_start|>".into()], seed)).await;
+        assert_eq!(with.text, "<|im_start|>", "seed {seed}: {:?}", with.tokens);
+        kept += usize::from(with.tokens.contains(&marker));
+        let (_, without) = run(&*model, request(Vec::new(), seed)).await;
+        assert_eq!(without.text, "<|im_start|>", "seed {seed}");
+        spelled += usize::from(without.tokens.contains(&marker));
+    }
+    assert!(kept > 0, "the marker token was never picked where allowed");
+    assert_eq!(
+        spelled, 0,
+        "a control token the request did not name is refused"
+    );
+}
+
 #[tokio::test]
 async fn chats_render_with_the_model_template_or_the_chatml_fallback() {
     let messages = vec![

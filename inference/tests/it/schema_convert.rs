@@ -580,3 +580,17 @@ fn validate_names_what_is_wrong_and_where() {
         Err(ValidateError::Schema(_))
     ));
 }
+
+#[test]
+fn a_schema_can_start_at_a_rule_of_another_name_but_not_a_taken_one() {
+    let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+    let gbnf = troupe_inference::schema::json_schema_to_gbnf_rule(&schema, "call-json").unwrap();
+    assert!(gbnf.starts_with("call-json ::= "), "{gbnf}");
+    assert!(!gbnf.contains("root ::="), "{gbnf}");
+    for taken in ["ws", "string", "value", "a-3"] {
+        assert!(
+            troupe_inference::schema::json_schema_to_gbnf_rule(&schema, taken).is_err(),
+            "{taken} is one of the grammar's own names"
+        );
+    }
+}

@@ -33,14 +33,18 @@ pub(super) async fn chat_completions(
     let logprobs = logprobs::chat_request(body.logprobs, body.top_logprobs)?;
     let parallel = body.parallel_tool_calls.unwrap_or(true);
     let tools = ToolMode::from_request(body.tools, body.tool_choice, parallel)?;
-    if tools.is_on() && body.response_format.is_some() {
+    if tools.is_on() && !matches!(body.response_format, None | Some(ResponseFormat::Text)) {
         return Err(ApiError::unsupported(
             "response_format",
-            "response_format together with tools",
+            "a JSON response_format together with tools",
         ));
     }
     let model = generation::model_or_the_loaded_one(&state, body.model).await?;
-    let tools = tools::for_model(&state, &model, tools).await?;
+    let history = body
+        .messages
+        .iter()
+        .any(|m| m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()) || m.tool_call_id.is_some());
+    let tools = tools::for_model(&state, &model, tools, history).await?;
     let constraint = match tools.constraint()? {
         Some(constraint) => Some(constraint),
         None => format_constraint(body.response_format),
@@ -51,6 +55,7 @@ pub(super) async fn chat_completions(
     request.stop = body.stop.map(|s| s.into_vec()).unwrap_or_default();
     request.constraint = constraint;
     request.tools = tools.definitions();
+    request.preserved = tools.preserved();
     request.ignore_eos = body.ignore_eos;
     request.logprobs = logprobs;
     let max_tokens = body.max_completion_tokens.or(body.max_tokens);
@@ -152,7 +157,7 @@ fn messages(input: Vec<ChatMessageIn>, tools: &ToolMode) -> Result<Vec<ChatMessa
             }
         };
         let calls = message.tool_calls.unwrap_or_default();
-        if tools.syntax().is_some() {
+        if tools.renders_calls() {
             let mut message_out = ChatMessage::new(role, content);
             message_out.tool_calls = calls.iter().map(tools::message_call).collect();
             message_out.tool_call_id = message.tool_call_id;

@@ -153,6 +153,7 @@ pub(super) struct ChatBody {
 /// envelope's JSON with the tool instructions in the system message.
 fn chat_messages(input: Vec<MessageIn>, tools: &ToolMode) -> Result<Vec<ChatMessage>, OllamaError> {
     let mut messages = Vec::with_capacity(input.len() + 1);
+    let mut unanswered: Vec<String> = Vec::new();
     for (i, m) in input.into_iter().enumerate() {
         if m.images.as_ref().is_some_and(|i| !i.is_empty()) {
             return Err(no_images());
@@ -174,17 +175,24 @@ fn chat_messages(input: Vec<MessageIn>, tools: &ToolMode) -> Result<Vec<ChatMess
         };
         let calls = m.tool_calls.unwrap_or_default();
         let mut content = m.content;
-        if tools.syntax().is_some() {
+        if tools.renders_calls() {
+            // Ollama's calls have no ids: each gets one (9 digits, which
+            // every template takes), and each tool answer the id of the
+            // next call not yet answered.
             let mut message = ChatMessage::new(role, content);
             message.tool_calls = calls
                 .into_iter()
                 .enumerate()
                 .map(|(n, call)| MessageToolCall {
-                    id: format!("call_{i}_{n}"),
+                    id: format!("{i:05}{n:04}"),
                     name: call.function.name,
                     arguments: call.function.arguments,
                 })
                 .collect();
+            unanswered.extend(message.tool_calls.iter().map(|c| c.id.clone()));
+            if role == Role::Tool && !unanswered.is_empty() {
+                message.tool_call_id = Some(unanswered.remove(0));
+            }
             messages.push(message);
             continue;
         }
@@ -249,12 +257,18 @@ pub(super) async fn chat(
         let load_ns = preload(&state, &model, keep_alive).await?;
         return Ok(loaded(Shape::Chat, &model, load_ns, started));
     }
-    // With tools, the model's template decides how they are shown: load it
-    // first (the load is measured here, not in the host's answer).
-    let (tools, load_ns) = if tools.is_on() {
-        let load_ns = preload(&state, &model, keep_alive).await?;
+    // With tools, or earlier calls, the model's template decides how they
+    // are shown: load it first (the load is measured here, not in the
+    // host's answer; a keep_alive of 0 applies after the answer).
+    let history = body
+        .messages
+        .iter()
+        .any(|m| m.tool_calls.as_ref().is_some_and(|c| !c.is_empty()));
+    let (tools, load_ns) = if tools.is_on() || history {
+        let keep = keep_alive.filter(|k| !k.is_zero());
+        let load_ns = preload(&state, &model, keep).await?;
         (
-            tools::for_model(&state, &model, tools).await?,
+            tools::for_model(&state, &model, tools, history).await?,
             Some(load_ns),
         )
     } else {
@@ -266,6 +280,7 @@ pub(super) async fn chat(
         request.constraint = Some(constraint);
     }
     request.tools = tools.definitions();
+    request.preserved = tools.preserved();
     let mut job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
     if let Some(load_ns) = load_ns {
         job.load_ns = load_ns;
@@ -704,8 +719,8 @@ fn native_end(shape: Shape, model: &str, tools: &ToolMode, reader: &CallReader) 
             object["message"]["tool_calls"] = ollama_calls(&calls);
             vec![object]
         }
-        None if reader.unsent().is_empty() => Vec::new(),
-        None => vec![piece(shape, model, reader.unsent())],
+        None if reader.not_content().is_empty() => Vec::new(),
+        None => vec![piece(shape, model, reader.not_content())],
     }
 }
 

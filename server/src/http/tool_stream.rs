@@ -221,6 +221,16 @@ impl CallReader {
         }
     }
 
+    /// Text generated but not sent as content (the calls included, whether
+    /// or not they went out as deltas): what a reader that sends calls
+    /// only whole at the end has left when they do not read as calls.
+    pub(super) fn not_content(&self) -> &str {
+        match self.calls_start {
+            Some(at) => &self.text[at..],
+            None => &self.text[self.sent..],
+        }
+    }
+
     /// Calls whose name was sent, and calls sent whole.
     pub(super) fn calls_sent(&self) -> (usize, usize) {
         (self.started, self.completed)
@@ -237,19 +247,26 @@ impl CallReader {
         }
         if self.calls_start.is_none() {
             if let Some(at) = self.text[self.sent..].find(opener).map(|at| at + self.sent) {
-                if at > self.sent {
-                    out.push(Delta::Content(self.text[self.sent..at].to_owned()));
+                // Space before the calls is not content (as the whole
+                // answer's reading trims it).
+                let before = self.text[self.sent..at].trim_end();
+                if !before.is_empty() {
+                    out.push(Delta::Content(before.to_owned()));
                 }
                 self.sent = self.text.len();
                 self.calls_start = Some(at);
                 self.search_from = at;
             } else {
-                // Hold back a tail that could still become the marker.
+                // Hold back a tail that could still become the marker, and
+                // the space before it, which is not content if a call follows.
                 let held = (1..opener.len())
                     .rev()
                     .find(|&n| self.text.ends_with(&opener[..n]))
                     .unwrap_or(0);
-                let upto = self.text.len() - held;
+                let upto = self.sent
+                    + self.text[self.sent..self.text.len() - held]
+                        .trim_end()
+                        .len();
                 if upto > self.sent {
                     out.push(Delta::Content(self.text[self.sent..upto].to_owned()));
                     self.sent = upto;
@@ -638,7 +655,7 @@ mod tests {
             assert_eq!(
                 join(deltas),
                 vec![
-                    Delta::Content("Let me <b>check</b>.\n".into()),
+                    Delta::Content("Let me <b>check</b>.".into()),
                     Delta::Call("get_weather".into()),
                     Delta::Arguments("{\"city\": \"<tool_call>\"}".into()),
                     Delta::Call("time".into()),
@@ -655,14 +672,14 @@ mod tests {
     #[test]
     fn text_that_only_looks_like_the_marker_is_held_then_sent() {
         let mut reader = CallReader::new(ToolSyntax::Hermes);
-        assert_eq!(reader.push("a <tool"), vec![Delta::Content("a ".into())]);
+        assert_eq!(reader.push("a <tool"), vec![Delta::Content("a".into())]);
         assert_eq!(
             reader.push("box> b"),
-            vec![Delta::Content("<toolbox> b".into())]
+            vec![Delta::Content(" <toolbox> b".into())]
         );
-        assert_eq!(reader.push(" <tool_"), vec![Delta::Content(" ".into())]);
+        assert_eq!(reader.push(" <tool_"), vec![]);
         // The answer ended there: the held tail is what is left to send.
-        assert_eq!(reader.unsent(), "<tool_");
+        assert_eq!(reader.unsent(), " <tool_");
         assert_eq!(reader.calls_sent(), (0, 0));
     }
 
@@ -687,7 +704,7 @@ mod tests {
     fn mistral_calls_wait_for_the_end() {
         let mut reader = CallReader::new(ToolSyntax::MistralNemo);
         let deltas = reader.push("Sure. [TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}}]");
-        assert_eq!(deltas, vec![Delta::Content("Sure. ".into())]);
+        assert_eq!(deltas, vec![Delta::Content("Sure.".into())]);
         assert_eq!(reader.calls_sent(), (0, 0));
         assert!(reader.unsent().starts_with("[TOOL_CALLS]"));
     }

@@ -71,7 +71,7 @@ impl ToolMode {
     };
 
     /// The mode `tools`, `tool_choice` and `parallel_tool_calls` ask for,
-    /// in the JSON envelope until [`ToolMode::for_template`] says otherwise.
+    /// in the JSON envelope until [`ToolMode::with_syntax`] says otherwise.
     ///
     /// # Errors
     /// A 400 for a tool that is not a function, a duplicate or empty name,
@@ -127,11 +127,18 @@ impl ToolMode {
         }
     }
 
-    /// This mode for a model whose chat template is `template`: its own
-    /// call syntax when the template shows tools in one troupe knows.
-    pub(super) fn for_template(mut self, template: Option<&str>) -> ToolMode {
-        self.syntax = template.and_then(ToolSyntax::detect);
+    /// This mode for a model whose template shows tools in `syntax` (its
+    /// [`ModelInfo::tool_syntax`](troupe_inference::backend::ModelInfo)).
+    pub(super) fn with_syntax(mut self, syntax: Option<ToolSyntax>) -> ToolMode {
+        self.syntax = syntax;
         self
+    }
+
+    /// Whether earlier calls and tool answers go to the template as
+    /// structured messages (the template knows a call syntax), even when
+    /// this request offers no tools.
+    pub(super) fn renders_calls(&self) -> bool {
+        self.syntax.is_some()
     }
 
     /// Whether tools are in play.
@@ -174,6 +181,34 @@ impl ToolMode {
                     format!("a function's parameters cannot be enforced: {error}"),
                 )
             })
+    }
+
+    /// The markers of the model's own syntax, which the output must be able
+    /// to hold where the vocabulary has them as control tokens.
+    pub(super) fn preserved(&self) -> Vec<String> {
+        self.syntax()
+            .map(|syntax| syntax.markers().iter().map(|m| (*m).to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A call as OpenAI writes it: a fresh id (9 letters and digits where
+    /// the model's template wants such ids back), the arguments as a JSON
+    /// string.
+    fn tool_call(&self, name: String, arguments: &Value) -> ToolCall {
+        let id = response_id("call_");
+        let id = if self.syntax().is_some_and(ToolSyntax::short_ids) {
+            id[id.len() - 9..].to_owned()
+        } else {
+            id
+        };
+        ToolCall {
+            id,
+            kind: "function".to_string(),
+            function: FunctionCall {
+                name,
+                arguments: arguments.to_string(),
+            },
+        }
     }
 
     /// The tool definitions the chat template is given (the model's own
@@ -282,7 +317,7 @@ impl ToolMode {
                         answer
                             .calls
                             .into_iter()
-                            .map(|call| tool_call(call.name, &call.arguments))
+                            .map(|call| self.tool_call(call.name, &call.arguments))
                             .collect(),
                     ),
                     finish_reason: "tool_calls",
@@ -298,7 +333,7 @@ impl ToolMode {
         {
             return Answer {
                 content: None,
-                tool_calls: Some(vec![tool_call(name, &arguments)]),
+                tool_calls: Some(vec![self.tool_call(name, &arguments)]),
                 finish_reason: "tool_calls",
             };
         }
@@ -311,6 +346,7 @@ impl ToolMode {
 
 /// `mode` for `model`: the model's own call syntax when its chat template
 /// has one (asking the host what the model is, which loads it if needed).
+/// Asked only when tools are on or `history` holds calls or tool answers.
 ///
 /// # Errors
 /// The host's refusal (unknown model, a load that failed).
@@ -318,12 +354,13 @@ pub(super) async fn for_model(
     state: &AppState,
     model: &str,
     mode: ToolMode,
+    history: bool,
 ) -> Result<ToolMode, ApiError> {
-    if !mode.is_on() {
+    if !mode.is_on() && !history {
         return Ok(mode);
     }
     let info = state.host.model_info(model).await?;
-    Ok(mode.for_template(info.chat_template.as_deref()))
+    Ok(mode.with_syntax(info.tool_syntax))
 }
 
 /// An earlier call from a request, as the chat template is shown it: the
@@ -334,18 +371,6 @@ pub(super) fn message_call(call: &ToolCall) -> MessageToolCall {
         name: call.function.name.clone(),
         arguments: serde_json::from_str(&call.function.arguments)
             .unwrap_or_else(|_| Value::String(call.function.arguments.clone())),
-    }
-}
-
-/// A call as OpenAI writes it: a fresh id, the arguments as a JSON string.
-pub(super) fn tool_call(name: String, arguments: &Value) -> ToolCall {
-    ToolCall {
-        id: response_id("call_"),
-        kind: "function".to_string(),
-        function: FunctionCall {
-            name,
-            arguments: arguments.to_string(),
-        },
     }
 }
 
@@ -369,6 +394,20 @@ fn functions(tools: Vec<ToolDefinition>) -> Result<Vec<FunctionDefinition>, ApiE
                 format!(
                     "tools[{i}] has type {:?}; only \"function\" is supported",
                     tool.kind
+                ),
+            ));
+        }
+        if let Some(kind) = tool
+            .function
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("type"))
+            .filter(|kind| kind.as_str() != Some("object"))
+        {
+            return Err(ApiError::invalid(
+                Some("tools"),
+                format!(
+                    "tools[{i}].function.parameters has type {kind}; it must be an object schema"
                 ),
             ));
         }
@@ -492,8 +531,7 @@ mod tests {
 
     #[test]
     fn a_template_with_tools_gets_its_own_syntax_and_the_definitions() {
-        let template = "{% if tools %}{{ tools | tojson }}{% endif %}<tool_call>";
-        let mode = auto(&["weather", "time"]).for_template(Some(template));
+        let mode = auto(&["weather", "time"]).with_syntax(Some(ToolSyntax::Hermes));
         assert_eq!(mode.syntax(), Some(ToolSyntax::Hermes));
         assert_eq!(mode.instructions(), None);
         assert_eq!(mode.definitions().len(), 2);
@@ -513,7 +551,7 @@ mod tests {
             r#"{"city":"Oslo"}"#
         );
         // A template without tools keeps the envelope.
-        let envelope = auto(&["weather"]).for_template(Some("{{ messages }}"));
+        let envelope = auto(&["weather"]).with_syntax(None);
         assert_eq!(envelope.syntax(), None);
         assert!(envelope.instructions().is_some());
         assert!(envelope.definitions().is_empty());
