@@ -11,6 +11,7 @@ import os
 import sys
 
 import ollama
+import openai
 from openai import OpenAI
 
 
@@ -138,6 +139,19 @@ def main():
     check(content == choice.message.content and finish == "tool_calls", f"auto stream: {content!r} {finish}")
     check([json.loads(p["arguments"]) for p in parts] == [json.loads(c.function.arguments) for c in calls],
           f"auto stream: {parts}")
+
+    # A text response_format goes with tools; parameters that are not an
+    # object schema are refused by name.
+    texted = client.chat.completions.create(messages=ask, tools=[WEATHER], tool_choice="required",
+                                            response_format={"type": "text"}, **greedy)
+    checked_calls(texted.choices[0], "response_format text", names=("get_weather",))
+    bad = function("get_weather", "x")
+    bad["function"]["parameters"] = {"type": "string"}
+    try:
+        client.chat.completions.create(messages=ask, tools=[bad], **greedy)
+        check(False, "non-object parameters were taken")
+    except openai.BadRequestError as e:
+        check("parameters" in str(e), f"the 400 names parameters: {e}")
 
     # Without a call the answer is plain text, never the marker.
     plain = client.chat.completions.create(messages=ask, tools=[WEATHER, TIME], **greedy)

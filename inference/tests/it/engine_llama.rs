@@ -419,6 +419,33 @@ async fn every_tool_call_syntax_forces_calls_that_read_back() {
     }
 }
 
+/// The tool-call syntax a loaded model reports is its template's, and only
+/// when the Jinja engine renders with it (llama.cpp's fallback matcher,
+/// used for a template it cannot compile, knows no tools).
+#[tokio::test]
+async fn a_model_reports_its_templates_tool_syntax_only_when_jinja_renders_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools.gguf");
+    troupe_testkit::models::with_chat_template(
+        &models().tiny,
+        &tools,
+        troupe_testkit::models::CHATML_TOOLS_TEMPLATE,
+    );
+    let broken = dir.path().join("broken.gguf");
+    troupe_testkit::models::with_chat_template(
+        &models().tiny,
+        &broken,
+        "{% if tools %}<tool_call>{% for %}",
+    );
+    let syntax = |model: Arc<dyn LoadedModel>| model.info().tool_syntax;
+    assert_eq!(
+        syntax(load(&tools, opts(256, 1)).await),
+        Some(ToolSyntax::Hermes)
+    );
+    assert_eq!(syntax(load(&models().tiny, opts(256, 1)).await), None);
+    assert_eq!(syntax(load(&broken, opts(256, 1)).await), None);
+}
+
 /// A control token named in `preserved` (a tool-call marker such as
 /// Mistral's `[TOOL_CALLS]`) may be generated under a grammar and is
 /// written into the text; without it the grammar's guard refuses it and the
