@@ -6,7 +6,7 @@
 //! streamed as OpenAI streams one, parallel calls, free text that opens a
 //! call half-way, and the conversation going on after the tool's answer.
 
-use crate::serve_support::{troupe, Node};
+use crate::serve_support::{python_client, troupe, Node};
 use crate::support::server::real_model;
 
 const API_KEY: &str = "native-tools-key-71c2";
@@ -38,21 +38,10 @@ async fn clients_get_calls_in_the_models_own_syntax() {
     let mut node = Node::spawn(cmd);
     let host = node.serve_url();
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/native_tools_client.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("TROUPE_HOST", &host)
-        .env("TROUPE_API_KEY", API_KEY)
-        .env("TROUPE_MODEL", MODEL)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        node.seen.join("\n")
-    );
-    eprintln!("{stdout}");
+    let env = [
+        ("TROUPE_HOST", host.as_str()),
+        ("TROUPE_API_KEY", API_KEY),
+        ("TROUPE_MODEL", MODEL),
+    ];
+    python_client("native_tools_client.py", &env, &node.seen).await;
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use troupe::models::synth::SynthQuant;
 use troupe_testkit::hub::{HubFile, HubRepo, HubServer};
 
-use crate::serve_support::{troupe, Node};
+use crate::serve_support::{python_client, troupe, Node};
 use crate::support::server::real_model;
 
 const API_KEY: &str = "ollama-key-2c91";
@@ -45,24 +45,13 @@ async fn the_ollama_python_client_works_against_troupe_serve() {
     let mut node = Node::spawn(cmd);
     let host = node.serve_url();
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ollama_client.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("TROUPE_HOST", &host)
-        .env("TROUPE_API_KEY", API_KEY)
-        .env("TROUPE_MODEL", MODEL)
-        .env("TROUPE_PULL", PULLED)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}\nserver:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        node.seen.join("\n")
-    );
-    eprintln!("{stdout}");
+    let env = [
+        ("TROUPE_HOST", host.as_str()),
+        ("TROUPE_API_KEY", API_KEY),
+        ("TROUPE_MODEL", MODEL),
+        ("TROUPE_PULL", PULLED),
+    ];
+    python_client("ollama_client.py", &env, &node.seen).await;
 }
 
 /// A tiny synthetic model as `tiny.Q8_0.gguf` and `tiny.F32.gguf`.

@@ -691,22 +691,12 @@ async fn the_openai_python_client_works_against_the_server() {
          (scripts/test.sh installs it)"
     );
     let base = format!("{}/v1", support::server().base);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("TROUPE_BASE_URL", base)
-        .env("TROUPE_API_KEY", API_KEY)
-        .env("TROUPE_MODEL", "client")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("{stdout}");
+    let env = [
+        ("TROUPE_BASE_URL", base.as_str()),
+        ("TROUPE_API_KEY", API_KEY),
+        ("TROUPE_MODEL", "client"),
+    ];
+    crate::serve_support::python_client("openai_client.py", &env, &[]).await;
 }
 
 /// Issue 15, item 7: a malformed model file dropped into a running server's

@@ -557,15 +557,7 @@ mod tests {
             deltas.extend(reader.push(&piece.iter().collect::<String>()));
         }
         assert_eq!(reader.text(), text);
-        let mut joined: Vec<Delta> = Vec::new();
-        for delta in deltas {
-            match (joined.last_mut(), delta) {
-                (Some(Delta::Content(a)), Delta::Content(b)) => a.push_str(&b),
-                (Some(Delta::Arguments(a)), Delta::Arguments(b)) => a.push_str(&b),
-                (_, delta) => joined.push(delta),
-            }
-        }
-        (joined, reader.streamed())
+        (join(deltas), reader.streamed())
     }
 
     #[test]

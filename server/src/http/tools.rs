@@ -220,10 +220,14 @@ impl ToolMode {
         self.functions
             .iter()
             .map(|f| {
-                let mut function = json!({"name": f.name, "parameters": parameters(f)});
+                // In the order OpenAI documents and clients send (the
+                // template writes the JSON as given, as llama-server does).
+                let mut function = serde_json::Map::new();
+                function.insert("name".into(), json!(f.name));
                 if let Some(description) = &f.description {
-                    function["description"] = json!(description);
+                    function.insert("description".into(), json!(description));
                 }
+                function.insert("parameters".into(), parameters(f));
                 json!({"type": "function", "function": function})
             })
             .collect()

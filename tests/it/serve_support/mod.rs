@@ -18,3 +18,26 @@ pub(crate) fn fib_script_text() -> String {
 pub(crate) fn troupe(config: &Path) -> Command {
     troupe_testkit::process::troupe(Path::new(env!("CARGO_BIN_EXE_troupe")), config)
 }
+
+/// Runs `tests/SCRIPT` (a Python client of the official packages) with
+/// `env`, and fails the test with its output, and `server`'s log lines,
+/// unless it exits 0; prints its output.
+pub(crate) async fn python_client(script: &str, env: &[(&str, &str)], server: &[String]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let output = tokio::process::Command::new("python3")
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script}\nstdout:\n{stdout}\nstderr:\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.join("\n")
+    );
+    eprintln!("{stdout}");
+}
