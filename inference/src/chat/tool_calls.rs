@@ -93,7 +93,9 @@ impl ToolSyntax {
         }
         if template.contains("<tool_call>") {
             Some(ToolSyntax::Hermes)
-        } else if template.contains("[TOOL_CALLS]") {
+        } else if template.contains("[TOOL_CALLS]") && !template.contains("[ARGS]") {
+            // Newer Mistral templates write `[TOOL_CALLS]name[ARGS]{…}`, a
+            // syntax not known here (the envelope serves them).
             Some(ToolSyntax::MistralNemo)
         } else if template.contains("<|start_header_id|>ipython<|end_header_id|>") {
             // Llama 3.1+: tool answers come back in the `ipython` role.
@@ -326,6 +328,9 @@ mod tests {
         assert_eq!(ToolSyntax::detect(hermes), Some(ToolSyntax::Hermes));
         let nemo = "{%- if tools %}[AVAILABLE_TOOLS]{{ tools|tojson }}{% endif %}[TOOL_CALLS]";
         assert_eq!(ToolSyntax::detect(nemo), Some(ToolSyntax::MistralNemo));
+        let newer =
+            "{% if tools %}[AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]{{ name }}[ARGS]{{ args }}";
+        assert_eq!(ToolSyntax::detect(newer), None);
         assert_eq!(ToolSyntax::detect(super::super::CHATML_TEMPLATE), None);
         // A marker without any use of `tools` is not a tool template.
         assert_eq!(ToolSyntax::detect("<tool_call>"), None);
