@@ -281,10 +281,16 @@ pub(super) async fn chat(
     }
     request.tools = tools.definitions();
     request.preserved = tools.preserved();
-    let mut job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
-    if let Some(load_ns) = load_ns {
-        job.load_ns = load_ns;
-    }
+    let mut job = Job::start(
+        &state,
+        model,
+        request,
+        &body.options,
+        keep_alive,
+        started,
+        load_ns,
+    )
+    .await?;
     job.tools = tools;
     Ok(job.respond(body.stream.unwrap_or(true), Shape::Chat).await)
 }
@@ -319,7 +325,16 @@ pub(super) async fn generate(
         Prompt::Chat(messages)
     };
     let request = request(prompt, &body.options, body.format)?;
-    let job = Job::start(&state, model, request, &body.options, keep_alive, started).await?;
+    let job = Job::start(
+        &state,
+        model,
+        request,
+        &body.options,
+        keep_alive,
+        started,
+        None,
+    )
+    .await?;
     Ok(job
         .respond(body.stream.unwrap_or(true), Shape::Generate)
         .await)
@@ -564,8 +579,14 @@ impl Job {
         options: &Options,
         keep_alive: Option<Duration>,
         started: Instant,
+        loaded: Option<u64>,
     ) -> Result<Job, OllamaError> {
-        let load_ns = preload(state, &model, keep_alive).await?;
+        // `loaded`: the model was loaded (and its load measured) already;
+        // the generation request sets its keep-alive.
+        let load_ns = match loaded {
+            Some(load_ns) => load_ns,
+            None => preload(state, &model, keep_alive).await?,
+        };
         // Ollama's num_predict: -1 (and absent) is "until the context is
         // full", -2 "fill the context"; both are the engine's default here.
         let max_tokens = match options.num_predict {
