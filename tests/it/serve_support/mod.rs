@@ -19,6 +19,22 @@ pub(crate) fn troupe(config: &Path) -> Command {
     troupe_testkit::process::troupe(Path::new(env!("CARGO_BIN_EXE_troupe")), config)
 }
 
+/// Held by the tests that run a real model in a `troupe serve` of their own
+/// and drive it with clients that time out (the checkers, the Ollama and
+/// native-tools clients): two such servers on two cores, each with two
+/// llama.cpp threads, slow each other far past a checker's 30 s.
+pub(crate) static REAL_MODEL_SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `troupe --config CONFIG serve` on a free port of 127.0.0.1, and the
+/// address it serves at.
+pub(crate) fn serve(config: &Path) -> (Node, String) {
+    let mut cmd = troupe(config);
+    cmd.args(["serve", "--addr", "127.0.0.1:0"]);
+    let mut node = Node::spawn(cmd);
+    let url = node.serve_url();
+    (node, url)
+}
+
 /// Runs `tests/SCRIPT` (a Python client of the official packages) with
 /// `env`, and fails the test with its output, and `server`'s log lines,
 /// unless it exits 0; prints its output.
