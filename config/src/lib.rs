@@ -55,5 +55,5 @@ pub use load::{load, ConfigError, ConfigSource, LoadOptions};
 pub use memory::MemoryConfig;
 pub use providers::{ChainEntry, ProviderConfig, ProvidersConfig, RoutingConfig};
 pub use resolved::{BackendChoice, Config, InferenceConfig, ModelsConfig};
-pub use serve::ServeConfig;
+pub use serve::{SamplingDefaults, ServeConfig};
 pub use tools::{ApprovalConfig, Policy, ToolsConfig};

@@ -9,6 +9,15 @@
 //! pin = ["small-chat"]        # loaded at start, never evicted
 //! keep_alive_s = 300          # idle seconds before a model unloads
 //! max_body = "4MiB"           # larger request bodies get 413
+//!
+//! [serve.sampling]            # what a request that sets none gets
+//! temperature = 0.8           # (llama-server's --temp, --top-k, …;
+//! top_k = 40                  #  Ollama's PARAMETER lines): unset keys
+//! top_p = 0.95                #  keep llama.cpp's defaults
+//! min_p = 0.05
+//! repeat_penalty = 1.0
+//! repeat_last_n = 64
+//! seed = 42                   # none: a random seed per request
 //! ```
 
 use crate::load::{ConfigError, ConfigSource};
@@ -43,6 +52,124 @@ pub struct RawServe {
     /// Host names (besides loopback ones) the server answers to without a
     /// key: `Host` is checked against them (DNS rebinding).
     pub allowed_hosts: Option<Vec<String>>,
+    /// Sampling of the requests that set none.
+    pub sampling: Option<RawSampling>,
+}
+
+/// `[serve.sampling]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSampling {
+    /// Softmax temperature; 0 is greedy.
+    pub temperature: Option<f32>,
+    /// Keep the `top_k` most likely tokens; 0 keeps all.
+    pub top_k: Option<i32>,
+    /// Nucleus sampling's probability mass; 1 keeps all.
+    pub top_p: Option<f32>,
+    /// Drop tokens less likely than `min_p` × the most likely; 0 keeps all.
+    pub min_p: Option<f32>,
+    /// Penalty of recently generated tokens; 1 disables.
+    pub repeat_penalty: Option<f32>,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: Option<i32>,
+    /// The seed of every request that gives none.
+    pub seed: Option<u32>,
+}
+
+/// `[serve.sampling]`, resolved: the sampling options a request gets for
+/// each field it does not set; `None` keeps llama.cpp's default.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SamplingDefaults {
+    /// Softmax temperature; 0 is greedy.
+    pub temperature: Option<f32>,
+    /// Keep the `top_k` most likely tokens; 0 keeps all.
+    pub top_k: Option<i32>,
+    /// Nucleus sampling's probability mass; 1 keeps all.
+    pub top_p: Option<f32>,
+    /// Drop tokens less likely than `min_p` × the most likely; 0 keeps all.
+    pub min_p: Option<f32>,
+    /// Penalty of recently generated tokens; 1 disables.
+    pub repeat_penalty: Option<f32>,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: Option<i32>,
+    /// The seed of every request that gives none; `None`: a random one.
+    pub seed: Option<u32>,
+}
+
+impl SamplingDefaults {
+    /// The set ones as Ollama's `parameters` lines (`temperature 0`), in
+    /// the order above.
+    pub fn parameter_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut float = |name: &str, value: Option<f32>| {
+            if let Some(v) = value {
+                lines.push(format!("{name} {v}"));
+            }
+        };
+        float("temperature", self.temperature);
+        float("top_p", self.top_p);
+        float("min_p", self.min_p);
+        float("repeat_penalty", self.repeat_penalty);
+        if let Some(v) = self.top_k {
+            lines.push(format!("top_k {v}"));
+        }
+        if let Some(v) = self.repeat_last_n {
+            lines.push(format!("repeat_last_n {v}"));
+        }
+        if let Some(v) = self.seed {
+            lines.push(format!("seed {v}"));
+        }
+        lines
+    }
+}
+
+fn resolve_sampling(
+    raw: RawSampling,
+    source: &ConfigSource,
+) -> Result<SamplingDefaults, ConfigError> {
+    let check = |key: &str, ok: bool, value: &dyn std::fmt::Display, rule: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(source.invalid(
+                &format!("serve.sampling.{key}"),
+                &format!("{value} is out of range: {rule}"),
+            ))
+        }
+    };
+    if let Some(v) = raw.temperature {
+        check("temperature", v.is_finite() && v >= 0.0, &v, "0 or more")?;
+    }
+    if let Some(v) = raw.top_k {
+        check("top_k", v >= 0, &v, "0 (off) or more")?;
+    }
+    if let Some(v) = raw.top_p {
+        check("top_p", (0.0..=1.0).contains(&v), &v, "between 0 and 1")?;
+    }
+    if let Some(v) = raw.min_p {
+        check("min_p", (0.0..=1.0).contains(&v), &v, "between 0 and 1")?;
+    }
+    if let Some(v) = raw.repeat_penalty {
+        check(
+            "repeat_penalty",
+            v.is_finite() && v > 0.0,
+            &v,
+            "more than 0 (1 disables)",
+        )?;
+    }
+    if let Some(v) = raw.repeat_last_n {
+        check("repeat_last_n", v >= 0, &v, "0 or more")?;
+    }
+    Ok(SamplingDefaults {
+        temperature: raw.temperature,
+        top_k: raw.top_k,
+        top_p: raw.top_p,
+        min_p: raw.min_p,
+        repeat_penalty: raw.repeat_penalty,
+        repeat_last_n: raw.repeat_last_n,
+        seed: raw.seed,
+    })
 }
 
 /// `[serve]`, resolved.
@@ -64,6 +191,8 @@ pub struct ServeConfig {
     /// Host names besides loopback ones that requests may name (lower case,
     /// without a port).
     pub allowed_hosts: Vec<String>,
+    /// Sampling of the requests that set none (`[serve.sampling]`).
+    pub sampling: SamplingDefaults,
 }
 
 pub(crate) fn resolve_serve(
@@ -115,8 +244,10 @@ pub(crate) fn resolve_serve(
         }
         allowed_hosts.push(h);
     }
+    let sampling = resolve_sampling(raw.sampling.unwrap_or_default(), source)?;
     Ok(ServeConfig {
         allowed_hosts,
+        sampling,
         addr,
         api_key,
         memory_budget,

@@ -177,6 +177,7 @@ impl Server {
         state.allowed_hosts = serve.allowed_hosts;
         state.max_body_bytes = max_body_bytes;
         state.store = Some(store);
+        state.sampling = serve.sampling;
         let mut slot = SentenceEmbedderSlot::from_config(&memory, &hf_cache);
         if let Some(embedder) = memory_embedder {
             slot = slot.with_loaded(embedder);

@@ -17,6 +17,16 @@
 //! without `model` is served by it, so llm-comply's error check (a request
 //! without `model` must get a 400) is met the way a user with several
 //! models meets it.
+//!
+//! Neither checker sets `temperature`, `seed` or `max_tokens`. At llama.cpp's
+//! default sampling (temperature 0.8, a random seed) SmolLM2-135M sometimes
+//! never ends its turn: on 2 cores of an AMD EPYC, 4 of 40 of compatcanary's
+//! forced tool calls ran a JSON string argument to the end of the slot's
+//! context (`BIG_SQUARE_1_BIG_SQUARE_3_…`), which made a run of the checkers
+//! fail about one time in three. What they check is the API, not the dice:
+//! the server here samples greedily by default (`[serve.sampling]
+//! temperature = 0`, as a deployer of a small model would set it), so each
+//! run sees the same answers.
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +76,7 @@ fn start_serve(dir: &Path) -> (Node, String) {
             "data_dir = {data:?}\n\n[models]\ndirs = [{models:?}]\nhf_cache = {hf:?}\nollama = {ollama:?}\n\n\
              [inference]\nthreads = 2\ncontext_length = 2048\nparallel_slots = 2\n\n\
              [serve]\nmemory_budget = \"2GiB\"\npin = [\"{MODEL}\", \"gemma\"]\n\n\
+             [serve.sampling]\ntemperature = 0.0\n\n\
              [agents]\nmodel = \"{MODEL}\"\n",
             data = dir.join("data").display().to_string(),
             models = models.display().to_string(),
@@ -120,6 +131,22 @@ async fn checkers_written_by_others_pass_against_troupe_serve() {
     let dir = tempfile::tempdir().unwrap();
     let (node, base) = start_serve(dir.path());
     let mut failed = Vec::new();
+
+    // The server's sampling default is what Ollama clients read back.
+    let show: Value = reqwest::Client::new()
+        .post(format!("{base}/api/show"))
+        .json(&serde_json::json!({ "model": MODEL }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        show["parameters"].as_str(),
+        Some("num_ctx 2048\ntemperature 0"),
+        "{show:#}"
+    );
 
     let mut llm_comply = tokio::process::Command::new("python3");
     llm_comply

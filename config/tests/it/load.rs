@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use troupe_config::{load, ConfigError};
 
 use crate::common;
-use common::{opts, write};
+use common::{invalid_key, load_text, opts, write};
 
 #[test]
 fn empty_configuration_gives_defaults() {
@@ -200,4 +200,60 @@ fn serve_section_reads_sizes_and_names_bad_values() {
             "{text}: {err}"
         );
     }
+}
+
+#[test]
+fn serve_sampling_sets_request_defaults_and_names_bad_values() {
+    let cfg = load_text(
+        "[serve.sampling]\ntemperature = 0.0\ntop_k = 20\ntop_p = 0.9\nmin_p = 0.1\n\
+         repeat_penalty = 1.1\nrepeat_last_n = 32\nseed = 42\n",
+    )
+    .unwrap();
+    let s = &cfg.serve.sampling;
+    assert_eq!(s.temperature, Some(0.0));
+    assert_eq!(s.top_k, Some(20));
+    assert_eq!(s.top_p, Some(0.9));
+    assert_eq!(s.min_p, Some(0.1));
+    assert_eq!(s.repeat_penalty, Some(1.1));
+    assert_eq!(s.repeat_last_n, Some(32));
+    assert_eq!(s.seed, Some(42));
+    assert_eq!(
+        s.parameter_lines(),
+        [
+            "temperature 0",
+            "top_p 0.9",
+            "min_p 0.1",
+            "repeat_penalty 1.1",
+            "top_k 20",
+            "repeat_last_n 32",
+            "seed 42"
+        ]
+    );
+    let unset = load_text("").unwrap();
+    assert_eq!(
+        unset.serve.sampling,
+        troupe_config::SamplingDefaults::default()
+    );
+    assert!(unset.serve.sampling.parameter_lines().is_empty());
+
+    for (text, key) in [
+        ("temperature = -0.5", "serve.sampling.temperature"),
+        ("temperature = nan", "serve.sampling.temperature"),
+        ("top_k = -1", "serve.sampling.top_k"),
+        ("top_p = 1.5", "serve.sampling.top_p"),
+        ("min_p = -0.1", "serve.sampling.min_p"),
+        ("repeat_penalty = 0.0", "serve.sampling.repeat_penalty"),
+        ("repeat_last_n = -2", "serve.sampling.repeat_last_n"),
+    ] {
+        let err = load_text(&format!("[serve.sampling]\n{text}\n")).unwrap_err();
+        let (k, reason) = invalid_key(err);
+        assert_eq!(k, key, "{text}: {reason}");
+    }
+    let err = load_text("[serve.sampling]\ntempreature = 0.1\n").unwrap_err();
+    assert!(
+        matches!(err, ConfigError::UnknownKey { ref key, .. } if key == "serve.sampling.tempreature"),
+        "{err}"
+    );
+    let err = load_text("[serve.sampling]\nseed = -1\n").unwrap_err();
+    assert!(err.to_string().contains("seed"), "{err}");
 }

@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use serde_json::Value;
+use troupe_config::SamplingDefaults;
 use troupe_host::{HostError, HostStream};
 use troupe_inference::backend::{
     FinishReason, GenerateError, GenerateRequest, GenerationEvent, GenerationResult,
@@ -218,12 +219,33 @@ pub(super) fn finish_reason(finish: FinishReason) -> &'static str {
     }
 }
 
-/// Sampling options from the request, over the engine's defaults.
+/// Sampling options from the request, over the server's defaults
+/// (`[serve.sampling]`), over the engine's.
 ///
 /// # Errors
 /// A 400 naming `seed` when it does not fit 32 bits.
-pub(super) fn sampling(fields: &SamplingFields) -> Result<SamplingOptions, ApiError> {
+pub(super) fn sampling(
+    defaults: &SamplingDefaults,
+    fields: &SamplingFields,
+) -> Result<SamplingOptions, ApiError> {
     let mut s = SamplingOptions::default();
+    let SamplingDefaults {
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repeat_penalty,
+        repeat_last_n,
+        seed,
+        ..
+    } = defaults.clone();
+    s.temperature = temperature.unwrap_or(s.temperature);
+    s.top_k = top_k.unwrap_or(s.top_k);
+    s.top_p = top_p.unwrap_or(s.top_p);
+    s.min_p = min_p.unwrap_or(s.min_p);
+    s.repeat_penalty = repeat_penalty.unwrap_or(s.repeat_penalty);
+    s.repeat_last_n = repeat_last_n.unwrap_or(s.repeat_last_n);
+    s.seed = seed.or(s.seed);
     if let Some(v) = fields.temperature {
         s.temperature = v;
     }
@@ -238,6 +260,9 @@ pub(super) fn sampling(fields: &SamplingFields) -> Result<SamplingOptions, ApiEr
     }
     if let Some(v) = fields.repeat_penalty {
         s.repeat_penalty = v;
+    }
+    if let Some(v) = fields.repeat_last_n {
+        s.repeat_last_n = v;
     }
     if let Some(v) = fields.frequency_penalty {
         s.frequency_penalty = v;
@@ -320,4 +345,45 @@ pub(super) fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_gets_the_server_defaults_for_the_fields_it_leaves_out() {
+        let engine = SamplingOptions::default();
+        let none = sampling(&SamplingDefaults::default(), &SamplingFields::default()).unwrap();
+        assert_eq!(none, engine);
+
+        let mut defaults = SamplingDefaults::default();
+        defaults.temperature = Some(0.0);
+        defaults.top_k = Some(7);
+        defaults.repeat_last_n = Some(16);
+        defaults.seed = Some(42);
+        let unset = sampling(&defaults, &SamplingFields::default()).unwrap();
+        assert_eq!(unset.temperature, 0.0);
+        assert_eq!(unset.top_k, 7);
+        assert_eq!(unset.repeat_last_n, 16);
+        assert_eq!(unset.seed, Some(42));
+        assert_eq!(
+            unset.top_p, engine.top_p,
+            "an unset default keeps llama.cpp's"
+        );
+
+        let fields = SamplingFields {
+            temperature: Some(0.7),
+            top_k: Some(3),
+            repeat_last_n: Some(8),
+            seed: Some(9),
+            ..SamplingFields::default()
+        };
+        let set = sampling(&defaults, &fields).unwrap();
+        assert_eq!(
+            (set.temperature, set.top_k, set.repeat_last_n, set.seed),
+            (0.7, 3, 8, Some(9)),
+            "the request's own fields win"
+        );
+    }
 }

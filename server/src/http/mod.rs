@@ -106,6 +106,9 @@ pub struct AppState {
     /// Where `/api/pull` and `/api/copy` put models; without one they are
     /// refused.
     pub store: Option<ModelStore>,
+    /// What a generation request gets for each sampling field it does not
+    /// set (`[serve.sampling]`; unset fields keep llama.cpp's defaults).
+    pub sampling: troupe_config::SamplingDefaults,
 }
 
 impl AppState {
@@ -123,6 +126,7 @@ impl AppState {
             bound_hosts: Vec::new(),
             sessions: Arc::new(session::Sessions::default()),
             store: None,
+            sampling: troupe_config::SamplingDefaults::default(),
         }
     }
 

@@ -103,8 +103,9 @@ pub(super) async fn show(
         "license": file.get("general.license").and_then(|v| v.as_str()).unwrap_or_default(),
         "modelfile": format!("FROM {}\n", entry.path.display()),
         // What a Modelfile's PARAMETER lines would say: the context each
-        // request gets here (clients read num_ctx from it).
-        "parameters": format!("num_ctx {}", state.host.slot_context(entry.context_length)),
+        // request gets here (clients read num_ctx from it) and the
+        // configured sampling defaults.
+        "parameters": parameters(&state, &entry),
         "template": template,
         "details": details(&entry),
         "model_info": info,
@@ -146,6 +147,17 @@ fn details(entry: &ModelEntry) -> Value {
 }
 
 /// Parameters as Ollama writes them: `8.0B`, `135.0M`, `120.3K`.
+/// `/api/show`'s `parameters`: `num_ctx`, then `[serve.sampling]`'s set
+/// fields, one per line as a Modelfile's PARAMETER lines.
+fn parameters(state: &AppState, entry: &ModelEntry) -> String {
+    let mut lines = vec![format!(
+        "num_ctx {}",
+        state.host.slot_context(entry.context_length)
+    )];
+    lines.extend(state.sampling.parameter_lines());
+    lines.join("\n")
+}
+
 fn parameter_size(parameters: u64) -> String {
     let p = parameters as f64;
     if p >= 1e9 {

@@ -89,6 +89,7 @@ pub(super) struct Options {
     seed: Option<i64>,
     stop: Option<Vec<String>>,
     repeat_penalty: Option<f32>,
+    repeat_last_n: Option<i32>,
     presence_penalty: Option<f32>,
     frequency_penalty: Option<f32>,
     /// Not Ollama's: llama-server's `ignore_eos` (generate past the end of
@@ -275,7 +276,7 @@ pub(super) async fn chat(
         (tools, None)
     };
     let messages = chat_messages(body.messages, &tools)?;
-    let mut request = request(Prompt::Chat(messages), &body.options, body.format)?;
+    let mut request = request(&state, Prompt::Chat(messages), &body.options, body.format)?;
     if let Some(constraint) = tools.constraint()? {
         request.constraint = Some(constraint);
     }
@@ -324,7 +325,7 @@ pub(super) async fn generate(
         messages.push(ChatMessage::new(Role::User, body.prompt));
         Prompt::Chat(messages)
     };
-    let request = request(prompt, &body.options, body.format)?;
+    let request = request(&state, prompt, &body.options, body.format)?;
     let job = Job::start(
         &state,
         model,
@@ -489,23 +490,29 @@ fn go_duration(text: &str) -> Option<f64> {
     Some(sign * total)
 }
 
-/// The engine's request from a prompt, `options` and `format`.
+/// The engine's request from a prompt, `options` and `format`, over the
+/// server's sampling defaults.
 fn request(
+    state: &AppState,
     prompt: Prompt,
     options: &Options,
     format: Option<Value>,
 ) -> Result<GenerateRequest, OllamaError> {
     let mut request = GenerateRequest::new(prompt);
-    request.sampling = generation::sampling(&SamplingFields {
-        temperature: options.temperature,
-        top_p: options.top_p,
-        top_k: options.top_k,
-        min_p: options.min_p,
-        repeat_penalty: options.repeat_penalty,
-        frequency_penalty: options.frequency_penalty,
-        presence_penalty: options.presence_penalty,
-        seed: options.seed,
-    })?;
+    request.sampling = generation::sampling(
+        &state.sampling,
+        &SamplingFields {
+            temperature: options.temperature,
+            top_p: options.top_p,
+            top_k: options.top_k,
+            min_p: options.min_p,
+            repeat_penalty: options.repeat_penalty,
+            repeat_last_n: options.repeat_last_n,
+            frequency_penalty: options.frequency_penalty,
+            presence_penalty: options.presence_penalty,
+            seed: options.seed,
+        },
+    )?;
     request.stop = options.stop.clone().unwrap_or_default();
     request.ignore_eos = options.ignore_eos;
     request.constraint = match format {

@@ -65,6 +65,8 @@ pub(super) struct SamplingFields {
     pub min_p: Option<f32>,
     /// Penalty for repeated tokens.
     pub repeat_penalty: Option<f32>,
+    /// How many recent tokens the penalties look at (llama-server's).
+    pub repeat_last_n: Option<i32>,
     /// OpenAI frequency penalty.
     pub frequency_penalty: Option<f32>,
     /// OpenAI presence penalty.
