@@ -146,7 +146,6 @@ fn details(entry: &ModelEntry) -> Value {
     })
 }
 
-/// Parameters as Ollama writes them: `8.0B`, `135.0M`, `120.3K`.
 /// `/api/show`'s `parameters`: `num_ctx`, then `[serve.sampling]`'s set
 /// fields, one per line as a Modelfile's PARAMETER lines.
 fn parameters(state: &AppState, entry: &ModelEntry) -> String {
@@ -158,6 +157,7 @@ fn parameters(state: &AppState, entry: &ModelEntry) -> String {
     lines.join("\n")
 }
 
+/// Parameters as Ollama writes them: `8.0B`, `135.0M`, `120.3K`.
 fn parameter_size(parameters: u64) -> String {
     let p = parameters as f64;
     if p >= 1e9 {
