@@ -24,10 +24,10 @@
 //! forced tool calls ran a JSON string argument to the end of the slot's
 //! context (`BIG_SQUARE_1_BIG_SQUARE_3_…`), which made a run of the checkers
 //! fail about one time in three (`benches/checker_requests.py` sends their
-//! requests N times and counts how each ended). What they check is the API, not the dice:
-//! the server here samples greedily by default (`[serve.sampling]
-//! temperature = 0`, as a deployer of a small model would set it), so each
-//! run sees the same answers.
+//! requests N times and counts how each ended). What they check is the API,
+//! not the dice: the server here samples greedily by default
+//! (`[serve.sampling] temperature = 0`, as a deployer of a small model would
+//! set it), so each run sees the same answers.
 
 use std::path::{Path, PathBuf};
 
