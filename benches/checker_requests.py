@@ -51,7 +51,7 @@ def main():
     model = sys.argv[5] if len(sys.argv) > 5 else "smollm2"
     ends, tokens = collections.Counter(), []
     for i in range(n):
-        body = dict(REQUESTS[which], model=model, **extra)
+        body = {**REQUESTS[which], "model": model, **extra}
         request = urllib.request.Request(
             base + "/v1/chat/completions", json.dumps(body).encode(),
             {"content-type": "application/json"})

@@ -78,7 +78,7 @@ def main():
     check(shown.modelinfo["tokenizer.ggml.tokens"] is None, "the vocabulary was not left out")
     check("<|im_start|>" in shown.template, f"template {shown.template[:80]!r}")
     check("completion" in shown.capabilities, f"capabilities {shown.capabilities}")
-    check(shown.parameters == "num_ctx 1024", f"parameters {shown.parameters!r}")
+    check(shown.parameters == "num_ctx".ljust(30) + " 1024", f"parameters {shown.parameters!r}")
     check(shown.details.format == "gguf" and shown.details.quantization_level,
           f"details {shown.details}")
     try:

@@ -16,7 +16,7 @@
 //! top_p = 0.95                #  keep llama.cpp's defaults
 //! min_p = 0.05
 //! repeat_penalty = 1.0
-//! repeat_last_n = 64
+//! repeat_last_n = 64         # -1: the whole context
 //! seed = 42                   # none: a random seed per request
 //! ```
 
@@ -70,16 +70,17 @@ pub struct RawSampling {
     pub min_p: Option<f32>,
     /// Penalty of recently generated tokens; 1 disables.
     pub repeat_penalty: Option<f32>,
-    /// How many recent tokens the penalty looks at.
+    /// How many recent tokens the penalty looks at; -1: the whole context.
     pub repeat_last_n: Option<i32>,
     /// The seed of every request that gives none.
     pub seed: Option<u32>,
 }
 
 /// `[serve.sampling]`, resolved: the sampling options a request gets for
-/// each field it does not set; `None` keeps llama.cpp's default.
+/// each field it does not set; `None` keeps llama.cpp's default. (Not
+/// `non_exhaustive`: the server takes it apart field by field, and a field
+/// added here must fail to compile there until it is used.)
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct SamplingDefaults {
     /// Softmax temperature; 0 is greedy.
     pub temperature: Option<f32>,
@@ -91,36 +92,37 @@ pub struct SamplingDefaults {
     pub min_p: Option<f32>,
     /// Penalty of recently generated tokens; 1 disables.
     pub repeat_penalty: Option<f32>,
-    /// How many recent tokens the penalty looks at.
+    /// How many recent tokens the penalty looks at; -1: the whole context.
     pub repeat_last_n: Option<i32>,
     /// The seed of every request that gives none; `None`: a random one.
     pub seed: Option<u32>,
 }
 
 impl SamplingDefaults {
-    /// The set ones as Ollama's `parameters` lines (`temperature 0`), in
-    /// the order above.
-    pub fn parameter_lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut float = |name: &str, value: Option<f32>| {
-            if let Some(v) = value {
-                lines.push(format!("{name} {v}"));
-            }
-        };
-        float("temperature", self.temperature);
-        float("top_p", self.top_p);
-        float("min_p", self.min_p);
-        float("repeat_penalty", self.repeat_penalty);
-        if let Some(v) = self.top_k {
-            lines.push(format!("top_k {v}"));
-        }
-        if let Some(v) = self.repeat_last_n {
-            lines.push(format!("repeat_last_n {v}"));
-        }
-        if let Some(v) = self.seed {
-            lines.push(format!("seed {v}"));
-        }
-        lines
+    /// The set ones as Ollama's parameters (name, value), in the order of
+    /// the fields: `("temperature", "0")`.
+    pub fn parameters(&self) -> Vec<(&'static str, String)> {
+        let Self {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            repeat_last_n,
+            seed,
+        } = self;
+        [
+            ("temperature", temperature.map(|v| v.to_string())),
+            ("top_k", top_k.map(|v| v.to_string())),
+            ("top_p", top_p.map(|v| v.to_string())),
+            ("min_p", min_p.map(|v| v.to_string())),
+            ("repeat_penalty", repeat_penalty.map(|v| v.to_string())),
+            ("repeat_last_n", repeat_last_n.map(|v| v.to_string())),
+            ("seed", seed.map(|v| v.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect()
     }
 }
 
@@ -159,7 +161,20 @@ fn resolve_sampling(
         )?;
     }
     if let Some(v) = raw.repeat_last_n {
-        check("repeat_last_n", v >= 0, &v, "0 or more")?;
+        check(
+            "repeat_last_n",
+            v >= -1,
+            &v,
+            "0 or more, or -1 (the context)",
+        )?;
+    }
+    if let Some(v) = raw.seed {
+        check(
+            "seed",
+            v != u32::MAX,
+            &v,
+            "4294967295 is llama.cpp's random seed; leave seed out for a random one",
+        )?;
     }
     Ok(SamplingDefaults {
         temperature: raw.temperature,

@@ -27,7 +27,8 @@
 //! requests N times and counts how each ended). What they check is the API,
 //! not the dice: the server here samples greedily by default
 //! (`[serve.sampling] temperature = 0`, as a deployer of a small model would
-//! set it), so each run sees the same answers.
+//! set it), so runs see the same answers nearly always (two slots batched
+//! together, or a reused prompt cache, can still tip a near tie).
 
 use std::path::{Path, PathBuf};
 
@@ -133,7 +134,8 @@ async fn checkers_written_by_others_pass_against_troupe_serve() {
     let (node, base) = start_serve(dir.path());
     let mut failed = Vec::new();
 
-    // The server's sampling default is what Ollama clients read back.
+    // The server's sampling default is what Ollama clients read back, in
+    // Ollama's layout (`%-30s %v`) and as the Modelfile's PARAMETER line.
     let show: Value = reqwest::Client::new()
         .post(format!("{base}/api/show"))
         .json(&serde_json::json!({ "model": MODEL }))
@@ -145,7 +147,13 @@ async fn checkers_written_by_others_pass_against_troupe_serve() {
         .unwrap();
     assert_eq!(
         show["parameters"].as_str(),
-        Some("num_ctx 2048\ntemperature 0"),
+        Some(format!("{:<30} 2048\n{:<30} 0", "num_ctx", "temperature").as_str()),
+        "{show:#}"
+    );
+    assert!(
+        show["modelfile"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("\nPARAMETER num_ctx 2048\nPARAMETER temperature 0\n")),
         "{show:#}"
     );
 

@@ -217,14 +217,19 @@ fn serve_sampling_sets_request_defaults_and_names_bad_values() {
     assert_eq!(s.repeat_penalty, Some(1.1));
     assert_eq!(s.repeat_last_n, Some(32));
     assert_eq!(s.seed, Some(42));
+    let parameters: Vec<String> = s
+        .parameters()
+        .into_iter()
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect();
     assert_eq!(
-        s.parameter_lines(),
+        parameters,
         [
             "temperature 0",
+            "top_k 20",
             "top_p 0.9",
             "min_p 0.1",
             "repeat_penalty 1.1",
-            "top_k 20",
             "repeat_last_n 32",
             "seed 42"
         ]
@@ -234,7 +239,13 @@ fn serve_sampling_sets_request_defaults_and_names_bad_values() {
         unset.serve.sampling,
         troupe_config::SamplingDefaults::default()
     );
-    assert!(unset.serve.sampling.parameter_lines().is_empty());
+    assert!(unset.serve.sampling.parameters().is_empty());
+    let whole = load_text("[serve.sampling]\nrepeat_last_n = -1\n").unwrap();
+    assert_eq!(
+        whole.serve.sampling.repeat_last_n,
+        Some(-1),
+        "-1: the context"
+    );
 
     for (text, key) in [
         ("temperature = -0.5", "serve.sampling.temperature"),
@@ -244,6 +255,7 @@ fn serve_sampling_sets_request_defaults_and_names_bad_values() {
         ("min_p = -0.1", "serve.sampling.min_p"),
         ("repeat_penalty = 0.0", "serve.sampling.repeat_penalty"),
         ("repeat_last_n = -2", "serve.sampling.repeat_last_n"),
+        ("seed = 4294967295", "serve.sampling.seed"),
     ] {
         let err = load_text(&format!("[serve.sampling]\n{text}\n")).unwrap_err();
         let (k, reason) = invalid_key(err);

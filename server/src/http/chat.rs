@@ -51,7 +51,11 @@ pub(super) async fn chat_completions(
     };
     let messages = messages(body.messages, &tools)?;
     let mut request = GenerateRequest::new(Prompt::Chat(messages));
-    request.sampling = generation::sampling(&state.sampling, &body.sampling)?;
+    request.sampling = generation::sampling(
+        &state.sampling,
+        &body.sampling,
+        state.host.slot_context(None),
+    )?;
     request.stop = body.stop.map(|s| s.into_vec()).unwrap_or_default();
     request.constraint = constraint;
     request.tools = tools.definitions();

@@ -34,7 +34,11 @@ pub(super) async fn completions(
         (_, false) => None,
     };
     let mut request = GenerateRequest::new(prompt);
-    request.sampling = generation::sampling(&state.sampling, &body.sampling)?;
+    request.sampling = generation::sampling(
+        &state.sampling,
+        &body.sampling,
+        state.host.slot_context(None),
+    )?;
     request.stop = body.stop.map(|s| s.into_vec()).unwrap_or_default();
     request.ignore_eos = body.ignore_eos;
     request.logprobs = logprobs;

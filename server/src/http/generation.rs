@@ -220,13 +220,16 @@ pub(super) fn finish_reason(finish: FinishReason) -> &'static str {
 }
 
 /// Sampling options from the request, over the server's defaults
-/// (`[serve.sampling]`), over the engine's.
+/// (`[serve.sampling]`), over the engine's. As in Ollama and llama-server,
+/// `repeat_last_n: -1` looks back over the whole `context` and a negative
+/// `seed` asks for a random one.
 ///
 /// # Errors
-/// A 400 naming `seed` when it does not fit 32 bits.
+/// A 400 naming `seed` when it is above 32 bits.
 pub(super) fn sampling(
     defaults: &SamplingDefaults,
     fields: &SamplingFields,
+    context: u32,
 ) -> Result<SamplingOptions, ApiError> {
     let mut s = SamplingOptions::default();
     let SamplingDefaults {
@@ -237,7 +240,6 @@ pub(super) fn sampling(
         repeat_penalty,
         repeat_last_n,
         seed,
-        ..
     } = defaults.clone();
     s.temperature = temperature.unwrap_or(s.temperature);
     s.top_k = top_k.unwrap_or(s.top_k);
@@ -271,12 +273,22 @@ pub(super) fn sampling(
         s.presence_penalty = v;
     }
     if let Some(seed) = fields.seed {
-        s.seed = Some(u32::try_from(seed).map_err(|_| {
-            ApiError::invalid(
-                Some("seed"),
-                format!("seed {seed} is outside 0..={}", u32::MAX),
-            )
-        })?);
+        s.seed = if seed < 0 {
+            None
+        } else {
+            Some(u32::try_from(seed).map_err(|_| {
+                ApiError::invalid(
+                    Some("seed"),
+                    format!(
+                        "seed {seed} is above {} (a negative one is random)",
+                        u32::MAX
+                    ),
+                )
+            })?)
+        };
+    }
+    if s.repeat_last_n == -1 {
+        s.repeat_last_n = i32::try_from(context).unwrap_or(i32::MAX);
     }
     Ok(s)
 }
@@ -354,15 +366,22 @@ mod tests {
     #[test]
     fn a_request_gets_the_server_defaults_for_the_fields_it_leaves_out() {
         let engine = SamplingOptions::default();
-        let none = sampling(&SamplingDefaults::default(), &SamplingFields::default()).unwrap();
+        let none = sampling(
+            &SamplingDefaults::default(),
+            &SamplingFields::default(),
+            512,
+        )
+        .unwrap();
         assert_eq!(none, engine);
 
-        let mut defaults = SamplingDefaults::default();
-        defaults.temperature = Some(0.0);
-        defaults.top_k = Some(7);
-        defaults.repeat_last_n = Some(16);
-        defaults.seed = Some(42);
-        let unset = sampling(&defaults, &SamplingFields::default()).unwrap();
+        let mut defaults = SamplingDefaults {
+            temperature: Some(0.0),
+            top_k: Some(7),
+            repeat_last_n: Some(16),
+            seed: Some(42),
+            ..SamplingDefaults::default()
+        };
+        let unset = sampling(&defaults, &SamplingFields::default(), 512).unwrap();
         assert_eq!(unset.temperature, 0.0);
         assert_eq!(unset.top_k, 7);
         assert_eq!(unset.repeat_last_n, 16);
@@ -379,11 +398,35 @@ mod tests {
             seed: Some(9),
             ..SamplingFields::default()
         };
-        let set = sampling(&defaults, &fields).unwrap();
+        let set = sampling(&defaults, &fields, 512).unwrap();
         assert_eq!(
             (set.temperature, set.top_k, set.repeat_last_n, set.seed),
             (0.7, 3, 8, Some(9)),
             "the request's own fields win"
         );
+
+        // Ollama's and llama-server's -1s: the whole context, a random seed.
+        let fields = SamplingFields {
+            repeat_last_n: Some(-1),
+            seed: Some(-1),
+            ..SamplingFields::default()
+        };
+        let whole = sampling(&defaults, &fields, 512).unwrap();
+        assert_eq!((whole.repeat_last_n, whole.seed), (512, None));
+        assert!(whole.validate().is_ok());
+        defaults.repeat_last_n = Some(-1);
+        let from_config = sampling(&defaults, &SamplingFields::default(), 2048).unwrap();
+        assert_eq!(from_config.repeat_last_n, 2048);
+        let fields = SamplingFields {
+            seed: Some(1 << 32),
+            ..SamplingFields::default()
+        };
+        assert!(sampling(&defaults, &fields, 512).is_err());
+        let fields = SamplingFields {
+            repeat_last_n: Some(-2),
+            ..SamplingFields::default()
+        };
+        let bad = sampling(&defaults, &fields, 512).unwrap();
+        assert!(bad.validate().is_err(), "-2 is still refused");
     }
 }

@@ -99,13 +99,14 @@ pub(super) async fn show(
     if template.contains("tools") {
         capabilities.push("tools");
     }
+    let parameters = parameters(&state, &entry);
     Ok(Json(json!({
         "license": file.get("general.license").and_then(|v| v.as_str()).unwrap_or_default(),
-        "modelfile": format!("FROM {}\n", entry.path.display()),
+        "modelfile": modelfile(&entry, &parameters),
         // What a Modelfile's PARAMETER lines would say: the context each
         // request gets here (clients read num_ctx from it) and the
         // configured sampling defaults.
-        "parameters": parameters(&state, &entry),
+        "parameters": parameters_text(&parameters),
         "template": template,
         "details": details(&entry),
         "model_info": info,
@@ -146,15 +147,31 @@ fn details(entry: &ModelEntry) -> Value {
     })
 }
 
-/// `/api/show`'s `parameters`: `num_ctx`, then `[serve.sampling]`'s set
-/// fields, one per line as a Modelfile's PARAMETER lines.
-fn parameters(state: &AppState, entry: &ModelEntry) -> String {
-    let mut lines = vec![format!(
-        "num_ctx {}",
-        state.host.slot_context(entry.context_length)
-    )];
-    lines.extend(state.sampling.parameter_lines());
-    lines.join("\n")
+/// A model's parameters: `num_ctx`, then `[serve.sampling]`'s set fields.
+fn parameters(state: &AppState, entry: &ModelEntry) -> Vec<(&'static str, String)> {
+    let context = state.host.slot_context(entry.context_length);
+    let mut all = vec![("num_ctx", context.to_string())];
+    all.extend(state.sampling.parameters());
+    all
+}
+
+/// `/api/show`'s `parameters` as Ollama writes them (`%-30s %v`, a line
+/// each).
+fn parameters_text(parameters: &[(&str, String)]) -> String {
+    parameters
+        .iter()
+        .map(|(name, value)| format!("{name:<30} {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `/api/show`'s `modelfile`: `FROM` the file, a `PARAMETER` line each.
+fn modelfile(entry: &ModelEntry, parameters: &[(&str, String)]) -> String {
+    let mut text = format!("FROM {}\n", entry.path.display());
+    for (name, value) in parameters {
+        text.push_str(&format!("PARAMETER {name} {value}\n"));
+    }
+    text
 }
 
 /// Parameters as Ollama writes them: `8.0B`, `135.0M`, `120.3K`.

@@ -512,6 +512,12 @@ fn request(
             presence_penalty: options.presence_penalty,
             seed: options.seed,
         },
+        // -1's whole context: this request's num_ctx when it asks for more.
+        options
+            .num_ctx
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+            .max(state.host.slot_context(None)),
     )?;
     request.stop = options.stop.clone().unwrap_or_default();
     request.ignore_eos = options.ignore_eos;

@@ -51,8 +51,9 @@ pub(super) struct ChatCompletionRequest {
     pub ignore_eos: bool,
 }
 
-/// Sampling fields of both completion endpoints. `top_k`, `min_p` and
-/// `repeat_penalty` are llama.cpp extensions that llama-server accepts too.
+/// Sampling fields of both completion endpoints. `top_k`, `min_p`,
+/// `repeat_penalty` and `repeat_last_n` are llama.cpp extensions that
+/// llama-server accepts too.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(super) struct SamplingFields {
     /// Softmax temperature; 0 is greedy.
@@ -65,7 +66,8 @@ pub(super) struct SamplingFields {
     pub min_p: Option<f32>,
     /// Penalty for repeated tokens.
     pub repeat_penalty: Option<f32>,
-    /// How many recent tokens the penalties look at (llama-server's).
+    /// How many recent tokens the penalties look at (llama-server's); -1:
+    /// the whole context.
     pub repeat_last_n: Option<i32>,
     /// OpenAI frequency penalty.
     pub frequency_penalty: Option<f32>,
