@@ -254,8 +254,12 @@ async fn chat_answers_and_usage_equal_llama_server() {
 }
 
 /// Largest gap, in nats, between the likeliest token and another that
-/// still counts as a tie a CPU's rounding may break either way.
-const NEAR_TIE: f32 = 0.1;
+/// still counts as a tie a CPU's rounding may break either way. Measured
+/// against the Intel Xeon (AMX) goldens: an AMD EPYC with AVX-512 (family
+/// 26) parted from them at a gap of 0.069 nats, an AMD EPYC with AVX2 only
+/// (family 25, model 1) at 0.105 (SmolLM2 Q4_1, the "capital" conversation:
+/// " Mar" -2.638 against llama-server's " Cit" -2.743).
+const NEAR_TIE: f32 = 0.25;
 
 /// The goldens were made on one CPU (see `cpu` in llama-server.json); on
 /// another, ggml's kernels round differently (AMX tiles against AVX-512
