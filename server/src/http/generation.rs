@@ -231,7 +231,9 @@ pub(super) fn sampling(
     fields: &SamplingFields,
     context: u32,
 ) -> Result<SamplingOptions, ApiError> {
-    let mut s = SamplingOptions::default();
+    let engine = SamplingOptions::default();
+    // Every field of the defaults is taken apart here (no `..`): one added
+    // to `SamplingDefaults` fails to compile until it is overlaid.
     let SamplingDefaults {
         temperature,
         top_k,
@@ -241,37 +243,26 @@ pub(super) fn sampling(
         repeat_last_n,
         seed,
     } = defaults.clone();
-    s.temperature = temperature.unwrap_or(s.temperature);
-    s.top_k = top_k.unwrap_or(s.top_k);
-    s.top_p = top_p.unwrap_or(s.top_p);
-    s.min_p = min_p.unwrap_or(s.min_p);
-    s.repeat_penalty = repeat_penalty.unwrap_or(s.repeat_penalty);
-    s.repeat_last_n = repeat_last_n.unwrap_or(s.repeat_last_n);
-    s.seed = seed.or(s.seed);
-    if let Some(v) = fields.temperature {
-        s.temperature = v;
-    }
-    if let Some(v) = fields.top_p {
-        s.top_p = v;
-    }
-    if let Some(v) = fields.top_k {
-        s.top_k = v;
-    }
-    if let Some(v) = fields.min_p {
-        s.min_p = v;
-    }
-    if let Some(v) = fields.repeat_penalty {
-        s.repeat_penalty = v;
-    }
-    if let Some(v) = fields.repeat_last_n {
-        s.repeat_last_n = v;
-    }
-    if let Some(v) = fields.frequency_penalty {
-        s.frequency_penalty = v;
-    }
-    if let Some(v) = fields.presence_penalty {
-        s.presence_penalty = v;
-    }
+    let mut s = SamplingOptions {
+        temperature: fields
+            .temperature
+            .or(temperature)
+            .unwrap_or(engine.temperature),
+        top_k: fields.top_k.or(top_k).unwrap_or(engine.top_k),
+        top_p: fields.top_p.or(top_p).unwrap_or(engine.top_p),
+        min_p: fields.min_p.or(min_p).unwrap_or(engine.min_p),
+        repeat_penalty: fields
+            .repeat_penalty
+            .or(repeat_penalty)
+            .unwrap_or(engine.repeat_penalty),
+        repeat_last_n: fields
+            .repeat_last_n
+            .or(repeat_last_n)
+            .unwrap_or(engine.repeat_last_n),
+        frequency_penalty: fields.frequency_penalty.unwrap_or(engine.frequency_penalty),
+        presence_penalty: fields.presence_penalty.unwrap_or(engine.presence_penalty),
+        seed: seed.or(engine.seed),
+    };
     if let Some(seed) = fields.seed {
         s.seed = if seed < 0 {
             None
